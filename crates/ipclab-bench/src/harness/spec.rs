@@ -1,0 +1,166 @@
+//! What one cell is asked to do, and what its processes report back.
+//!
+//! A cell is one mechanism, one pattern, one size, one placement. The
+//! orchestrating `ipclab` process hands a [`CellSpec`] to a fresh supervisor
+//! process (`ipclab __cell`) and reads a [`CellOutcome`] back, both as JSON.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::transport::ChannelConfig;
+
+/// How the two sides exchange messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pattern {
+    /// The client sends SIZE bytes, the server returns SIZE bytes.
+    Pingpong,
+    /// The client sends SIZE-byte messages as fast as it can; the server
+    /// times them.
+    Stream,
+    /// Fresh processes and a fresh channel for every single round trip.
+    Oneshot,
+}
+
+impl Pattern {
+    pub const ALL: [Pattern; 3] = [Pattern::Pingpong, Pattern::Stream, Pattern::Oneshot];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pattern::Pingpong => "pingpong",
+            Pattern::Stream => "stream",
+            Pattern::Oneshot => "oneshot",
+        }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Pattern::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown pattern '{s}' (known: pingpong, stream, oneshot)"))
+    }
+}
+
+/// Where the two processes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Pinned to two different CPUs.
+    CrossCore,
+    /// Both pinned to the same CPU: every hand-over is a context switch.
+    SameCore,
+    /// Left to the scheduler; the CPUs each side was seen on are recorded.
+    Unpinned,
+}
+
+impl Placement {
+    pub const ALL: [Placement; 3] = [
+        Placement::CrossCore,
+        Placement::SameCore,
+        Placement::Unpinned,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::CrossCore => "cross-core",
+            Placement::SameCore => "same-core",
+            Placement::Unpinned => "unpinned",
+        }
+    }
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Placement {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Placement::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown placement '{s}' (known: cross-core, same-core, unpinned)")
+            })
+    }
+}
+
+/// One cell, as the supervisor receives it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CellSpec {
+    pub mechanism: String,
+    pub pattern: Pattern,
+    pub channel: ChannelConfig,
+    pub placement: Placement,
+    /// CPU of the client and of the server; `None` when unpinned.
+    pub cpus: Option<(usize, usize)>,
+    /// Time spent before measuring.
+    pub warmup_ns: u64,
+    /// Minimum measured time (unless `iterations` is set).
+    pub duration_ns: u64,
+    /// Exact number of measured iterations, overriding `duration_ns`.
+    pub iterations: Option<u64>,
+    /// Fewest measured iterations when timing by duration.
+    pub min_iterations: u64,
+    pub verify: bool,
+    /// The supervisor kills both sides and fails the cell after this long.
+    pub timeout_ns: u64,
+}
+
+/// What one side (client or server process) reports to the supervisor.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SideReport {
+    /// `CLOCK_MONOTONIC` when the side had its endpoint.
+    pub attached_at_ns: u64,
+    /// Time spent dropping the endpoint (unmapping, closing).
+    pub teardown_ns: u64,
+    /// Messages (or round trips) in the measured window.
+    pub measured: u64,
+    /// Every message (or round trip) including warm-up.
+    pub total: u64,
+    /// Wall time of the measured window.
+    pub wall_ns: u64,
+    /// CPU time (user + system) of the measured window.
+    pub cpu_ns: u64,
+    /// Transfers needed per received message, over all received messages.
+    pub rounds: u64,
+    /// Round-trip times as (value, count) pairs of an HDR histogram.
+    pub histogram: Vec<(u64, u64)>,
+    /// The CPUs this side was seen running on.
+    pub cpus_seen: Vec<usize>,
+    pub error: Option<String>,
+}
+
+/// One fresh-process iteration of the `oneshot` pattern.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct OneshotSample {
+    /// From the start of `prepare` to the last side reaped and the channel's
+    /// objects removed.
+    pub total_ns: u64,
+    /// From the start of `prepare` to both sides attached.
+    pub setup_ns: u64,
+}
+
+/// What the supervisor reports for a whole cell.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CellOutcome {
+    pub client: SideReport,
+    pub server: SideReport,
+    pub oneshot: Vec<OneshotSample>,
+    pub setup_ns: u64,
+    pub teardown_ns: u64,
+    pub error: Option<String>,
+}

@@ -1,0 +1,389 @@
+//! The supervisor: one short-lived process per cell (`ipclab __cell`).
+//!
+//! It is single-threaded, so it may `fork`. It prepares the channel, forks
+//! the server and the client, pins each to its CPU, and waits for both with
+//! a watchdog. Each side writes its [`SideReport`] as JSON into a memfd made
+//! for it before the fork (no name, nothing to leak, no pipe to fill up).
+//! When both are reaped, or when one fails, hangs, or Ctrl-C arrives, the
+//! supervisor kills what is left and drops the channel's guard, which
+//! removes every named or System V object.
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::unistd::{ForkResult, fork};
+use rustix::event::{PollFd, PollFlags, poll};
+use rustix::fs::{MemfdFlags, memfd_create};
+use rustix::process::{Pid, Signal, WaitOptions, kill_process, pidfd_open, waitpid};
+
+use super::clock::mono_ns;
+use super::sides;
+use super::spec::{CellOutcome, CellSpec, OneshotSample, Pattern, SideReport};
+use crate::mechanisms;
+use crate::transport::{Endpoint, Pair, Transport};
+
+/// Exit status of the supervisor when a signal asked it to stop.
+pub const INTERRUPTED: i32 = 130;
+
+/// The `ipclab __cell` entry point: reads a [`CellSpec`] from standard
+/// input, writes a [`CellOutcome`] to standard output.
+pub fn cell_main() -> ! {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A failure here only costs the clean-up on Ctrl-C.
+        let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
+    }
+    // Die with the orchestrator rather than run on unseen.
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::TERM));
+
+    let mut input = String::new();
+    let outcome = match std::io::stdin().read_to_string(&mut input) {
+        Err(e) => CellOutcome {
+            error: Some(format!("reading the cell spec: {e}")),
+            ..Default::default()
+        },
+        Ok(_) => match serde_json::from_str::<CellSpec>(&input) {
+            Err(e) => CellOutcome {
+                error: Some(format!("bad cell spec: {e}")),
+                ..Default::default()
+            },
+            Ok(spec) => run(&spec, &stop).unwrap_or_else(|e| CellOutcome {
+                error: Some(format!("{e:#}")),
+                ..Default::default()
+            }),
+        },
+    };
+    let json = serde_json::to_string(&outcome).expect("a CellOutcome always serialises");
+    let _ = writeln!(std::io::stdout(), "{json}");
+    let code = if stop.load(Ordering::Relaxed) {
+        INTERRUPTED
+    } else if outcome.error.is_some() {
+        1
+    } else {
+        0
+    };
+    std::process::exit(code)
+}
+
+fn run(spec: &CellSpec, stop: &AtomicBool) -> Result<CellOutcome> {
+    let transport = mechanisms::find(&spec.mechanism)
+        .ok_or_else(|| anyhow!("unknown mechanism '{}'", spec.mechanism))?;
+    if let Err(why) = transport.available() {
+        bail!("{} is not available here: {why}", spec.mechanism);
+    }
+    match spec.pattern {
+        Pattern::Pingpong | Pattern::Stream => {
+            let start = mono_ns();
+            let run = once(spec, transport, stop)?;
+            let (client, server) = (run.client, run.server);
+            Ok(CellOutcome {
+                setup_ns: client
+                    .attached_at_ns
+                    .max(server.attached_at_ns)
+                    .saturating_sub(start),
+                teardown_ns: client.teardown_ns.max(server.teardown_ns) + run.guard_drop_ns,
+                client,
+                server,
+                ..Default::default()
+            })
+        }
+        Pattern::Oneshot => oneshot(spec, transport, stop),
+    }
+}
+
+/// `oneshot`: a new channel and new processes for every round trip, until
+/// the warm-up and then the measuring time have passed.
+fn oneshot(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result<CellOutcome> {
+    let warm_end = mono_ns() + spec.warmup_ns;
+    while mono_ns() < warm_end {
+        once(spec, transport, stop)?;
+    }
+    let begin = mono_ns();
+    let mut samples = Vec::new();
+    let mut last = None;
+    loop {
+        let n = samples.len() as u64;
+        match spec.iterations {
+            Some(want) if n >= want => break,
+            None if n >= spec.min_iterations && mono_ns() - begin >= spec.duration_ns => break,
+            _ => {}
+        }
+        let start = mono_ns();
+        let run = once(spec, transport, stop)?;
+        let end = mono_ns();
+        let attached = run.client.attached_at_ns.max(run.server.attached_at_ns);
+        samples.push(OneshotSample {
+            total_ns: end - start,
+            setup_ns: attached.saturating_sub(start),
+        });
+        last = Some(run);
+    }
+    let run = last.ok_or_else(|| anyhow!("no oneshot iteration ran"))?;
+    let mut setups: Vec<u64> = samples.iter().map(|s| s.setup_ns).collect();
+    setups.sort_unstable();
+    Ok(CellOutcome {
+        setup_ns: setups[setups.len() / 2],
+        teardown_ns: run.client.teardown_ns.max(run.server.teardown_ns) + run.guard_drop_ns,
+        client: SideReport {
+            measured: samples.len() as u64,
+            total: samples.len() as u64,
+            ..run.client
+        },
+        server: SideReport {
+            measured: samples.len() as u64,
+            total: samples.len() as u64,
+            ..run.server
+        },
+        oneshot: samples,
+        error: None,
+    })
+}
+
+struct Once {
+    client: SideReport,
+    server: SideReport,
+    guard_drop_ns: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Role {
+    Server,
+    Client,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Client => "client",
+        }
+    }
+}
+
+/// One channel, one server process and one client process, start to end.
+fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result<Once> {
+    let prepared = transport
+        .prepare(&spec.channel)
+        .with_context(|| format!("{}: preparing the channel", spec.mechanism))?;
+    let guard = prepared.guard;
+    let mut pair = Some(prepared.pair);
+    let mut children = Vec::new();
+    for role in [Role::Server, Role::Client] {
+        let report = memfd_create("ipclab-report", MemfdFlags::CLOEXEC).context("memfd_create")?;
+        // SAFETY: the supervisor is single-threaded (it is its own process,
+        // started by exec, and starts no threads), so the child may do
+        // anything the parent could.
+        match unsafe { fork() }.context("fork")? {
+            ForkResult::Child => {
+                // The guard belongs to the supervisor: the child must not
+                // remove the channel's objects when it exits.
+                std::mem::forget(guard);
+                let pair = pair.take().expect("each child takes the pair once");
+                side_main(spec, role, pair, report);
+            }
+            ForkResult::Parent { child } => {
+                let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
+                children.push(Child {
+                    role,
+                    pid,
+                    pidfd: pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok(),
+                    report,
+                    status: None,
+                });
+            }
+        }
+    }
+    // Our copy of both ends goes, so that each side sees the other's death.
+    drop(pair);
+    let waited = wait_all(spec, &mut children, stop);
+    let t = mono_ns();
+    drop(guard);
+    let guard_drop_ns = mono_ns() - t;
+    waited?;
+
+    let mut reports = children.iter_mut().map(|c| c.read_report());
+    let server = reports.next().expect("two children")?;
+    let client = reports.next().expect("two children")?;
+    // When both sides failed, both lines help: one usually names the cause
+    // (an integrity error), the other its effect (a broken pipe).
+    let errors: Vec<&str> = [&server, &client]
+        .iter()
+        .filter_map(|s| s.error.as_deref())
+        .collect();
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(Once {
+        client,
+        server,
+        guard_drop_ns,
+    })
+}
+
+struct Child {
+    role: Role,
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+    report: OwnedFd,
+    status: Option<i32>,
+}
+
+impl Child {
+    fn read_report(&mut self) -> Result<SideReport> {
+        let mut file = std::fs::File::from(self.report.try_clone()?);
+        file.rewind()?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        if text.is_empty() {
+            bail!(
+                "the {} process died without a report (status {:?})",
+                self.role.name(),
+                self.status
+            );
+        }
+        serde_json::from_str(&text).context("a side's report")
+    }
+}
+
+/// Waits for every child; on a failure, a timeout or a stop request, kills
+/// the rest (after a grace period for a failed side's peer to notice).
+fn wait_all(spec: &CellSpec, children: &mut [Child], stop: &AtomicBool) -> Result<()> {
+    let deadline = mono_ns() + spec.timeout_ns;
+    let mut failed_at: Option<u64> = None;
+    const GRACE_NS: u64 = 2_000_000_000;
+    loop {
+        reap(children);
+        if children.iter().all(|c| c.status.is_some()) {
+            break;
+        }
+        let now = mono_ns();
+        if failed_at.is_none() && children.iter().any(|c| c.status.is_some_and(|s| s != 0)) {
+            failed_at = Some(now);
+        }
+        let give_up = if stop.load(Ordering::Relaxed) {
+            Some("interrupted".to_string())
+        } else if now >= deadline {
+            Some(format!(
+                "{} {} size {}: timed out after {} s; both sides were killed",
+                spec.mechanism,
+                spec.pattern,
+                spec.channel.size,
+                spec.timeout_ns / 1_000_000_000
+            ))
+        } else if failed_at.is_some_and(|t| now - t >= GRACE_NS) {
+            Some(String::new())
+        } else {
+            None
+        };
+        if let Some(why) = give_up {
+            for c in children.iter().filter(|c| c.status.is_none()) {
+                let _ = kill_process(c.pid, Signal::KILL);
+            }
+            for c in children.iter_mut().filter(|c| c.status.is_none()) {
+                let status = waitpid(Some(c.pid), WaitOptions::empty()).ok().flatten();
+                c.status = Some(status.map_or(-1, |(_, s)| s.as_raw()));
+            }
+            if !why.is_empty() {
+                bail!(why);
+            }
+            break;
+        }
+        let limit = deadline.min(failed_at.map_or(u64::MAX, |t| t + GRACE_NS)) - now;
+        let timeout = rustix::time::Timespec {
+            tv_sec: (limit.min(100_000_000) / 1_000_000_000) as _,
+            tv_nsec: (limit.min(100_000_000) % 1_000_000_000) as _,
+        };
+        let mut fds: Vec<PollFd> = children
+            .iter()
+            .filter(|c| c.status.is_none())
+            .filter_map(|c| c.pidfd.as_ref().map(|fd| PollFd::new(fd, PollFlags::IN)))
+            .collect();
+        // EINTR (Ctrl-C) and timeouts both just go round the loop again.
+        let _ = poll(&mut fds, Some(&timeout));
+    }
+    Ok(())
+}
+
+/// Collects the exit status of every child that has exited.
+fn reap(children: &mut [Child]) {
+    for c in children.iter_mut().filter(|c| c.status.is_none()) {
+        if let Ok(Some((_, status))) = waitpid(Some(c.pid), WaitOptions::NOHANG) {
+            c.status = Some(if status.exit_status() == Some(0) {
+                0
+            } else {
+                status.as_raw().max(1)
+            });
+        }
+    }
+}
+
+/// A side's whole life after the fork; never returns.
+fn side_main(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, report: OwnedFd) -> ! {
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| side(spec, role, pair)));
+    let report_value = match result {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => SideReport {
+            error: Some(sides::describe(spec, role.name(), &e)),
+            ..Default::default()
+        },
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".into());
+            SideReport {
+                error: Some(format!(
+                    "{} {} ({}): panicked: {what}",
+                    spec.mechanism,
+                    spec.pattern,
+                    role.name()
+                )),
+                ..Default::default()
+            }
+        }
+    };
+    let failed = report_value.error.is_some();
+    let json = serde_json::to_vec(&report_value).expect("a SideReport always serialises");
+    let mut file = std::fs::File::from(report);
+    let _ = file.write_all(&json);
+    // SAFETY: `_exit` ends the process at once, without running the
+    // supervisor's exit handlers or flushing its buffers a second time.
+    unsafe { libc::_exit(if failed { 1 } else { 0 }) }
+}
+
+fn side(spec: &CellSpec, role: Role, pair: Box<dyn Pair>) -> Result<SideReport> {
+    if let Some((client_cpu, server_cpu)) = spec.cpus {
+        let cpu = match role {
+            Role::Client => client_cpu,
+            Role::Server => server_cpu,
+        };
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(cpu);
+        rustix::thread::sched_setaffinity(None, &set)
+            .with_context(|| format!("pinning to CPU {cpu}"))?;
+    }
+    let mut ep: Box<dyn Endpoint> = match role {
+        Role::Server => pair.server(),
+        Role::Client => pair.client(),
+    }
+    .with_context(|| format!("opening the {} end", role.name()))?;
+    let attached_at_ns = mono_ns();
+    let mut report = match (spec.pattern, role) {
+        (Pattern::Pingpong, Role::Client) => sides::pingpong_client(spec, &mut *ep),
+        (Pattern::Pingpong, Role::Server) => sides::server(spec, &mut *ep, true),
+        (Pattern::Stream, Role::Client) => sides::stream_client(spec, &mut *ep),
+        (Pattern::Stream, Role::Server) => sides::server(spec, &mut *ep, false),
+        (Pattern::Oneshot, Role::Client) => sides::oneshot_client(spec, &mut *ep),
+        (Pattern::Oneshot, Role::Server) => sides::oneshot_server(spec, &mut *ep),
+    }?;
+    let t = mono_ns();
+    drop(ep);
+    report.teardown_ns = mono_ns() - t;
+    report.attached_at_ns = attached_at_ns;
+    Ok(report)
+}

@@ -1,0 +1,22 @@
+//! The measuring library behind `ipclab`.
+//!
+//! - [`transport`]: the one trait every mechanism implements;
+//! - [`mechanisms`]: one module per mechanism, and the registry;
+//! - [`payload`]: the bytes every message carries and their check;
+//! - [`harness`]: processes, pinning, clocks, and the patterns;
+//! - [`suite`]: a whole run, cell by cell;
+//! - [`report`]: tables and JSON, CSV and Markdown files.
+
+#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+pub mod harness;
+pub mod list;
+pub mod machine;
+pub mod mechanisms;
+pub mod payload;
+pub mod report;
+pub mod results;
+pub mod stats;
+pub mod suite;
+pub mod transport;
+pub mod units;

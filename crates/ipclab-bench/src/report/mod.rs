@@ -1,0 +1,69 @@
+//! Everything a run writes: the terminal table and the export files.
+//!
+//! Each export is a function of the whole [`Run`] so far, and files are
+//! rewritten after every cell: an interrupted run keeps what it measured.
+
+pub mod csv;
+pub mod json;
+pub mod markdown;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::results::Run;
+
+/// The export files asked for on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Exports {
+    pub json: Option<PathBuf>,
+    pub csv: Option<PathBuf>,
+    pub markdown: Option<PathBuf>,
+}
+
+impl Exports {
+    /// Checks that every file can be written, before anything runs.
+    pub fn check_writable(&self) -> Result<()> {
+        for path in self.paths() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        [&self.json, &self.csv, &self.markdown]
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_path())
+    }
+
+    /// Writes every file from the run so far.
+    pub fn write(&self, run: &Run) -> Result<()> {
+        if let Some(p) = &self.json {
+            write_atomically(p, &json::render(run))?;
+        }
+        if let Some(p) = &self.csv {
+            write_atomically(p, &csv::render(run)?)?;
+        }
+        if let Some(p) = &self.markdown {
+            write_atomically(p, &markdown::render(run))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes through a temporary file and a rename, so that a reader (or a
+/// crash) never sees half a file.
+fn write_atomically(path: &Path, content: &str) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, content).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,231 @@
+//! The comparison tables: one per pattern and placement, fastest first
+//! within each size.
+
+use comfy_table::{CellAlignment, Table, presets};
+
+use crate::results::{Row, Run};
+use crate::units::{count_rate, duration, rate, size};
+
+/// A titled table.
+pub struct Titled {
+    pub title: String,
+    pub table: Table,
+}
+
+/// Builds every table of `run`; `markdown` picks the Markdown style.
+pub fn tables(run: &Run, markdown: bool) -> Vec<Titled> {
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for r in &run.rows {
+        if !groups.contains(&(r.placement.as_str(), r.pattern.as_str())) {
+            groups.push((&r.placement, &r.pattern));
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(placement, pattern)| {
+            let mut rows: Vec<&Row> = run
+                .rows
+                .iter()
+                .filter(|r| r.placement == placement && r.pattern == pattern)
+                .collect();
+            rows.sort_by(|a, b| {
+                a.size
+                    .cmp(&b.size)
+                    .then(main_figure(a).total_cmp(&main_figure(b)))
+            });
+            let what = match pattern {
+                "pingpong" => "round-trip time; CPU time per round trip",
+                "stream" => "throughput at the receiver; CPU time per message",
+                _ => "fresh processes and channel per round trip, fork to reap",
+            };
+            let cpus = rows.first().map(|r| placement_note(r)).unwrap_or_default();
+            let verified = if rows.iter().all(|r| r.verified) {
+                "every byte verified"
+            } else {
+                "NOT verified (--no-verify)"
+            };
+            Titled {
+                title: format!("{pattern}, {placement}{cpus}: {what}; {verified}"),
+                table: build(&rows, pattern, markdown),
+            }
+        })
+        .collect()
+}
+
+fn placement_note(r: &Row) -> String {
+    let list = |c: &[usize]| {
+        c.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        " (client on CPU {}, server on CPU {})",
+        list(&r.cpus.client),
+        list(&r.cpus.server)
+    )
+}
+
+/// Lower is better: p50, or the inverse of throughput.
+fn main_figure(r: &Row) -> f64 {
+    if let Some(s) = &r.rtt_ns {
+        s.p50 as f64
+    } else if let Some(t) = &r.throughput {
+        -t.bytes_per_s
+    } else if let Some(s) = &r.oneshot_ns {
+        s.p50 as f64
+    } else {
+        f64::MAX
+    }
+}
+
+fn build(rows: &[&Row], pattern: &str, markdown: bool) -> Table {
+    let mut t = Table::new();
+    t.load_preset(if markdown {
+        presets::ASCII_MARKDOWN
+    } else {
+        presets::UTF8_HORIZONTAL_ONLY
+    });
+    let d = |ns: u64| duration(ns as f64);
+    let cpu = |ns: f64| if ns > 0.0 { duration(ns) } else { "-".into() };
+    let (header, body): (Vec<&str>, Vec<Vec<String>>) = match pattern {
+        "pingpong" => (
+            vec![
+                "mechanism",
+                "sync",
+                "size",
+                "p50",
+                "p90",
+                "p99",
+                "p99.9",
+                "max",
+                "cpu client",
+                "cpu server",
+                "rounds",
+                "n",
+            ],
+            rows.iter()
+                .map(|r| {
+                    let s = r.rtt_ns.expect("pingpong rows have rtt_ns");
+                    vec![
+                        r.mechanism.clone(),
+                        r.sync.clone(),
+                        size(r.size),
+                        d(s.p50),
+                        d(s.p90),
+                        d(s.p99),
+                        d(s.p999),
+                        d(s.max),
+                        cpu(r.cpu_ns_per_message.client),
+                        cpu(r.cpu_ns_per_message.server),
+                        format!("{:.1}", r.rounds),
+                        r.iterations.to_string(),
+                    ]
+                })
+                .collect(),
+        ),
+        "stream" => (
+            vec![
+                "mechanism",
+                "sync",
+                "size",
+                "throughput",
+                "messages",
+                "cpu sender",
+                "cpu receiver",
+                "rounds",
+                "n",
+            ],
+            rows.iter()
+                .map(|r| {
+                    let tp = r.throughput.expect("stream rows have throughput");
+                    vec![
+                        r.mechanism.clone(),
+                        r.sync.clone(),
+                        size(r.size),
+                        rate(tp.bytes_per_s),
+                        count_rate(tp.messages_per_s),
+                        cpu(r.cpu_ns_per_message.client),
+                        cpu(r.cpu_ns_per_message.server),
+                        format!("{:.1}", r.rounds),
+                        r.iterations.to_string(),
+                    ]
+                })
+                .collect(),
+        ),
+        _ => (
+            vec![
+                "mechanism",
+                "sync",
+                "size",
+                "total p50",
+                "total p99",
+                "setup p50",
+                "teardown",
+                "n",
+            ],
+            rows.iter()
+                .map(|r| {
+                    let s = r.oneshot_ns.expect("oneshot rows have oneshot_ns");
+                    vec![
+                        r.mechanism.clone(),
+                        r.sync.clone(),
+                        size(r.size),
+                        d(s.p50),
+                        d(s.p99),
+                        d(r.setup_ns),
+                        d(r.teardown_ns),
+                        r.iterations.to_string(),
+                    ]
+                })
+                .collect(),
+        ),
+    };
+    t.set_header(header);
+    for line in body {
+        t.add_row(line);
+    }
+    for i in 2..t.column_count() {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+/// The whole terminal report: tables, then what failed or was skipped.
+pub fn render(run: &Run) -> String {
+    let mut out = String::new();
+    for Titled { title, table } in tables(run, false) {
+        out.push_str(&format!("\n{title}\n{table}\n"));
+    }
+    out.push_str(&notes(run));
+    out
+}
+
+/// Timer, failures and skipped mechanisms, as plain lines.
+pub fn notes(run: &Run) -> String {
+    let mut out = format!(
+        "\nclock: {} per read (subtracted nowhere; every round trip includes two), resolution {} ns, source {}\n",
+        duration(run.timer.overhead_ns),
+        run.timer.resolution_ns,
+        run.machine.clock_source
+    );
+    for s in &run.skipped {
+        out.push_str(&format!("skipped {}: {}\n", s.mechanism, s.reason));
+    }
+    for f in &run.failures {
+        out.push_str(&format!(
+            "FAILED {} {} {} {}: {}\n",
+            f.mechanism,
+            f.pattern,
+            size(f.size),
+            f.placement,
+            f.error
+        ));
+    }
+    if !run.complete {
+        out.push_str("the run did not finish: these are the cells measured before it stopped\n");
+    }
+    out
+}

@@ -1,0 +1,373 @@
+//! A whole run: every cell of mechanisms × patterns × sizes × placements,
+//! one supervisor process each, results gathered into a [`Run`].
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::harness::cell::{handle_interrupts, run_cell, stopped};
+use crate::harness::clock::TimerCalibration;
+use crate::harness::spec::{CellOutcome, CellSpec, Pattern, Placement};
+use crate::machine::{Machine, allowed_cpus};
+use crate::results::{
+    CpuPerMessage, Cpus, Failure, Row, Run, SCHEMA, Settings, Skipped, Throughput,
+};
+use crate::stats::{Stats, cdf, histogram};
+use crate::transport::{ChannelConfig, Transport};
+use crate::units;
+
+/// What a run measures, as the command line gave it.
+pub struct Options {
+    pub mechanisms: Vec<&'static dyn Transport>,
+    pub sizes: Vec<usize>,
+    pub patterns: Vec<Pattern>,
+    pub placements: Vec<Placement>,
+    /// Client and server CPU for pinned placements; `None` picks the first
+    /// two CPUs this process may use.
+    pub cpus: Option<(usize, usize)>,
+    pub warmup_ns: u64,
+    pub duration_ns: u64,
+    pub iterations: Option<u64>,
+    pub verify: bool,
+    pub segment_size: Option<usize>,
+    pub segments: usize,
+    /// Per-cell watchdog.
+    pub timeout_ns: u64,
+    /// Stop at the first failing cell instead of recording it and going on.
+    pub fail_fast: bool,
+}
+
+/// The fewest measured iterations of a cell timed by duration.
+const MIN_ITERATIONS: u64 = 10;
+
+impl Options {
+    /// Checks what can be checked before anything runs; the error is one line.
+    pub fn validate(&self) -> Result<(usize, usize)> {
+        let allowed = allowed_cpus();
+        let (client, server) = match self.cpus {
+            Some(pair) => pair,
+            None => {
+                let needs_two = self.placements.contains(&Placement::CrossCore);
+                match allowed.as_slice() {
+                    [a, b, ..] => (*a, *b),
+                    [a] if !needs_two => (*a, *a),
+                    _ => bail!(
+                        "cross-core placement needs two CPUs; this process may use only {allowed:?}"
+                    ),
+                }
+            }
+        };
+        for cpu in [client, server] {
+            if !allowed.contains(&cpu) {
+                bail!(
+                    "CPU {cpu} does not exist or is not allowed here (allowed: {})",
+                    cpu_list(&allowed)
+                );
+            }
+        }
+        if self.placements.contains(&Placement::CrossCore) && client == server {
+            bail!("cross-core placement needs two different CPUs, got {client} and {server}");
+        }
+        // Each side holds a few message buffers; refuse what cannot fit.
+        if let Some(&largest) = self.sizes.iter().max() {
+            let available = available_memory();
+            if largest.saturating_mul(6) > available {
+                bail!(
+                    "a size of {} needs about {} of memory, but only {} is available",
+                    units::size(largest),
+                    units::size(largest.saturating_mul(6)),
+                    units::size(available)
+                );
+            }
+        }
+        Ok((client, server))
+    }
+}
+
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+fn available_memory() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map_or(usize::MAX, |kb| kb * 1024)
+}
+
+/// Called after every cell with the run so far, so that exports are
+/// rewritten and an interrupted run keeps what it measured.
+pub type OnCell<'a> = &'a mut dyn FnMut(&Run) -> Result<()>;
+
+/// Runs every cell; `exe` is the `ipclab` binary (it re-executes itself as
+/// each cell's supervisor).
+pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
+    let (client_cpu, server_cpu) = options.validate()?;
+    handle_interrupts();
+    let mut run = Run {
+        schema: SCHEMA,
+        ipclab_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        machine: Machine::read(),
+        timer: TimerCalibration::measure(),
+        settings: Settings {
+            mechanisms: options
+                .mechanisms
+                .iter()
+                .map(|t| t.info().name.to_string())
+                .collect(),
+            sizes: options.sizes.clone(),
+            patterns: options.patterns.iter().map(|p| p.to_string()).collect(),
+            placements: options.placements.iter().map(|p| p.to_string()).collect(),
+            warmup_ns: options.warmup_ns,
+            duration_ns: options.duration_ns,
+            iterations: options.iterations,
+            verify: options.verify,
+            segment_size: options.segment_size,
+            segments: options.segments,
+        },
+        rows: Vec::new(),
+        failures: Vec::new(),
+        skipped: Vec::new(),
+        complete: false,
+    };
+    let mut mechanisms = Vec::new();
+    for &t in &options.mechanisms {
+        match t.available() {
+            Ok(()) => mechanisms.push(t),
+            Err(reason) => run.skipped.push(Skipped {
+                mechanism: t.info().name.into(),
+                reason,
+            }),
+        }
+    }
+    let mut cells = Vec::new();
+    for &placement in &options.placements {
+        for &pattern in &options.patterns {
+            for &size in &options.sizes {
+                for &t in &mechanisms {
+                    cells.push((t, pattern, size, placement));
+                }
+            }
+        }
+    }
+    let progress = Progress::new(cells.len() as u64);
+    for (t, pattern, size, placement) in cells {
+        if stopped() {
+            break;
+        }
+        let info = t.info();
+        let spec = CellSpec {
+            mechanism: info.name.to_string(),
+            pattern,
+            channel: ChannelConfig {
+                size,
+                segment_size: options.segment_size,
+                segments: options.segments,
+            },
+            placement,
+            cpus: match placement {
+                Placement::CrossCore => Some((client_cpu, server_cpu)),
+                Placement::SameCore => Some((client_cpu, client_cpu)),
+                Placement::Unpinned => None,
+            },
+            warmup_ns: options.warmup_ns,
+            duration_ns: options.duration_ns,
+            iterations: options.iterations,
+            min_iterations: MIN_ITERATIONS,
+            verify: options.verify,
+            timeout_ns: options.timeout_ns,
+        };
+        let label = format!("{} {pattern} {} {placement}", info.name, units::size(size));
+        progress.start(&label);
+        match run_cell(exe, &spec) {
+            Ok(outcome) => {
+                let row = row(t, &spec, outcome);
+                progress.done(&label, &headline(&row));
+                run.rows.push(row);
+            }
+            Err(_) if stopped() => break,
+            Err(e) => {
+                let error = format!("{e:#}");
+                progress.failed(&label, &error);
+                run.failures.push(Failure {
+                    mechanism: info.name.into(),
+                    pattern: pattern.to_string(),
+                    size,
+                    placement: placement.to_string(),
+                    error,
+                });
+                if options.fail_fast {
+                    on_cell(&run)?;
+                    break;
+                }
+            }
+        }
+        on_cell(&run)?;
+    }
+    progress.finish();
+    run.complete = !stopped() && (run.failures.is_empty() || !options.fail_fast);
+    Ok(run)
+}
+
+/// Turns what the supervisor reported into a result row.
+fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
+    let info = t.info();
+    let (client, server) = (&o.client, &o.server);
+    let per = |side: &crate::harness::spec::SideReport| {
+        if side.measured == 0 {
+            0.0
+        } else {
+            side.cpu_ns as f64 / side.measured as f64
+        }
+    };
+    // Rounds are counted where messages are received: the server for
+    // requests and streams.
+    let rounds = if server.total == 0 {
+        0.0
+    } else {
+        server.rounds as f64 / server.total as f64
+    };
+    let mut row = Row {
+        mechanism: info.name.into(),
+        family: info.family.as_str().into(),
+        sync: info.sync.into(),
+        pattern: spec.pattern.to_string(),
+        size: spec.channel.size,
+        placement: spec.placement.to_string(),
+        cpus: Cpus {
+            client: client.cpus_seen.clone(),
+            server: server.cpus_seen.clone(),
+        },
+        iterations: 0,
+        verified: spec.verify,
+        rounds,
+        setup_ns: o.setup_ns,
+        teardown_ns: o.teardown_ns,
+        rtt_ns: None,
+        rtt_cdf: Vec::new(),
+        throughput: None,
+        oneshot_ns: None,
+        cpu_ns_per_message: CpuPerMessage {
+            client: per(client),
+            server: per(server),
+        },
+    };
+    match spec.pattern {
+        Pattern::Pingpong => {
+            let h = histogram(client.histogram.iter().copied());
+            row.iterations = client.measured;
+            row.rtt_ns = Some(Stats::of(&h));
+            row.rtt_cdf = cdf(&h);
+        }
+        Pattern::Stream => {
+            row.iterations = server.measured;
+            let seconds = server.wall_ns as f64 / 1e9;
+            let messages_per_s = if seconds > 0.0 {
+                server.measured as f64 / seconds
+            } else {
+                0.0
+            };
+            row.throughput = Some(Throughput {
+                bytes_per_s: messages_per_s * spec.channel.size as f64,
+                messages_per_s,
+            });
+        }
+        Pattern::Oneshot => {
+            row.iterations = o.oneshot.len() as u64;
+            row.oneshot_ns = Some(Stats::of_samples(o.oneshot.iter().map(|s| s.total_ns)));
+            row.cpu_ns_per_message = CpuPerMessage {
+                client: 0.0,
+                server: 0.0,
+            };
+        }
+    }
+    row
+}
+
+/// The one figure that sums up a row, for progress lines.
+pub fn headline(row: &Row) -> String {
+    if let Some(r) = &row.rtt_ns {
+        format!("p50 {}", units::duration(r.p50 as f64))
+    } else if let Some(t) = &row.throughput {
+        units::rate(t.bytes_per_s)
+    } else if let Some(o) = &row.oneshot_ns {
+        format!("p50 {}", units::duration(o.p50 as f64))
+    } else {
+        String::new()
+    }
+}
+
+/// A progress bar on a terminal, a line per cell otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    done: std::cell::Cell<u64>,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
+                    .expect("the template is valid"),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            total,
+            done: std::cell::Cell::new(0),
+        }
+    }
+
+    fn start(&self, label: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(label.to_string());
+        }
+    }
+
+    fn done(&self, label: &str, figure: &str) {
+        self.step(format!("{label}: {figure}"));
+    }
+
+    fn failed(&self, label: &str, error: &str) {
+        self.step(format!("{label}: FAILED: {error}"));
+    }
+
+    fn step(&self, line: String) {
+        self.done.set(self.done.get() + 1);
+        match &self.bar {
+            Some(bar) => {
+                if line.contains("FAILED") {
+                    bar.println(line);
+                }
+                bar.inc(1);
+            }
+            None => eprintln!("[{}/{}] {line}", self.done.get(), self.total),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Where the default run keeps its files: `results/<timestamp>/`.
+pub fn default_results_dir(started_at: &str) -> PathBuf {
+    PathBuf::from("results").join(started_at.replace(':', "-"))
+}

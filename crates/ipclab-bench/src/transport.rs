@@ -1,0 +1,191 @@
+//! The one abstraction every mechanism implements.
+//!
+//! A [`Transport`] makes a channel in three steps, matched to the process
+//! model of the harness (see `harness::supervisor`):
+//!
+//! 1. [`Transport::prepare`] runs in the supervisor, before it forks. It
+//!    creates whatever the two sides need to find each other (a pipe pair, a
+//!    listening socket, a segment) and returns a [`Prepared`]: a [`Pair`] for
+//!    the two sides, and a guard that the supervisor keeps until both sides
+//!    are reaped (it removes names and System V objects, also when a side
+//!    crashed).
+//! 2. After `fork`, the server process calls [`Pair::server`] and the client
+//!    process [`Pair::client`]; each keeps its own end and drops the other's.
+//!    The supervisor drops its copy of the pair, so that a side that dies is
+//!    seen by its peer as a closed channel.
+//! 3. The two [`Endpoint`]s move messages of a size both sides know.
+//!
+//! Payloads are never built by the transport: [`Endpoint::send`] hands the
+//! caller a buffer to fill (in place, for shared memory) and
+//! [`Endpoint::recv`] hands it the bytes to check, chunk by chunk when the
+//! message travels in several rounds.
+
+use std::any::Any;
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+/// How a mechanism moves data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// The kernel copies each message: pipes, sockets, message queues.
+    MessagePassing,
+    /// Both sides map the same memory; something else says when data is ready.
+    SharedMemory,
+    /// A floor measured on this machine (issue "limits and peers").
+    Limit,
+    /// An existing library, measured for comparison.
+    Peer,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::MessagePassing => "message-passing",
+            Family::SharedMemory => "shared-memory",
+            Family::Limit => "limit",
+            Family::Peer => "peer",
+        }
+    }
+}
+
+/// What `ipclab list` and the tables say about a mechanism.
+#[derive(Clone, Debug)]
+pub struct Info {
+    /// The name on the command line, e.g. `unix-stream`.
+    pub name: &'static str,
+    pub family: Family,
+    /// How the two sides wait for each other, e.g. `kernel (blocking read)`,
+    /// `futex`, `busy-poll`.
+    pub sync: &'static str,
+    /// One line for `ipclab list`.
+    pub summary: &'static str,
+    /// Whether a waiting side burns CPU (compared with the spin limit) or
+    /// sleeps in the kernel (compared with the futex limit).
+    pub polls: bool,
+}
+
+/// A limit read from this machine, shown by `ipclab list`.
+#[derive(Clone, Debug)]
+pub struct Limit {
+    pub name: String,
+    pub value: String,
+}
+
+impl Limit {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Limit {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// What a channel is asked to carry.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChannelConfig {
+    /// Bytes in every message, both ways.
+    pub size: usize,
+    /// The size of each shared segment; `None` picks one that holds a message.
+    pub segment_size: Option<usize>,
+    /// Buffers in flight for shared-memory mechanisms that keep a pool.
+    pub segments: usize,
+}
+
+/// The result of [`Transport::prepare`].
+pub struct Prepared {
+    /// Taken by each side after the fork.
+    pub pair: Box<dyn Pair>,
+    /// Kept by the supervisor until both sides are reaped, then dropped: its
+    /// `Drop` removes names and kernel objects that outlive processes.
+    pub guard: Box<dyn Any>,
+}
+
+impl Prepared {
+    /// A channel whose objects all die with the processes (pipes, sockets).
+    pub fn new(pair: impl Pair + 'static) -> Self {
+        Prepared {
+            pair: Box::new(pair),
+            guard: Box::new(()),
+        }
+    }
+
+    /// A channel with objects the supervisor must remove.
+    pub fn with_guard(pair: impl Pair + 'static, guard: impl Any) -> Self {
+        Prepared {
+            pair: Box::new(pair),
+            guard: Box::new(guard),
+        }
+    }
+}
+
+/// One IPC mechanism. Adding a mechanism is one module that implements this
+/// and one line in `mechanisms::REGISTRY`.
+pub trait Transport: Sync {
+    fn info(&self) -> Info;
+
+    /// Limits of this machine that shape the mechanism (queue sizes, buffer
+    /// sizes), for `ipclab list`.
+    fn limits(&self) -> Vec<Limit> {
+        Vec::new()
+    }
+
+    /// `Err(reason)` when this machine refuses the mechanism (a kernel
+    /// setting, a missing feature); the run then skips it and says why.
+    fn available(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Creates the channel's kernel objects, before the fork.
+    fn prepare(&self, config: &ChannelConfig) -> io::Result<Prepared>;
+}
+
+/// The two ends of a prepared channel, before each side takes its own.
+pub trait Pair {
+    /// Runs in the server process after the fork.
+    fn server(self: Box<Self>) -> io::Result<Box<dyn Endpoint>>;
+    /// Runs in the client process after the fork.
+    fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>>;
+}
+
+/// What [`Endpoint::recv`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A whole message of the expected length arrived.
+    Message,
+    /// The peer called [`Endpoint::finish`] (or closed the channel) at a
+    /// message boundary: no more messages follow.
+    Closed,
+}
+
+/// Fills `buf` with the message bytes starting at `offset`.
+pub type Fill<'a> = &'a mut dyn FnMut(usize, &mut [u8]);
+/// Looks at the message bytes starting at `offset`.
+pub type Check<'a> = &'a mut dyn FnMut(usize, &[u8]);
+
+/// One side of a channel. Messages are `len` bytes; both sides know `len`.
+pub trait Endpoint {
+    /// Sends one message of `len` bytes. `fill` is called once per chunk
+    /// that the endpoint wants written, with the chunk's offset in the
+    /// message; together the chunks cover the message exactly once.
+    fn send(&mut self, len: usize, fill: Fill<'_>) -> io::Result<()>;
+
+    /// Receives one message of `len` bytes. `check` is called once per
+    /// received chunk, in order, covering the message exactly once. A peer
+    /// that closes mid-message is an error, not `Closed`.
+    fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received>;
+
+    /// Tells the peer that no more messages follow; its next `recv` returns
+    /// [`Received::Closed`] once it has taken every message sent before.
+    fn finish(&mut self) -> io::Result<()>;
+
+    /// How many transfers (reads, datagrams, segment hand-overs) `recv` has
+    /// needed so far, over all messages.
+    fn rounds(&self) -> u64;
+}
+
+/// An error for a peer that broke the framing of a mechanism.
+pub fn protocol_error(what: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.into())
+}

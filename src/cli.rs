@@ -1,0 +1,118 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ipclab_bench::harness::spec::{Pattern, Placement};
+use ipclab_bench::units::{parse_duration_ns, parse_size};
+
+#[derive(Parser)]
+#[command(
+    name = "ipclab",
+    version,
+    about = "Measures every Linux IPC mechanism on this machine, in real separate processes",
+    long_about = "Measures every Linux IPC mechanism on this machine, in real separate processes, \
+                  with every byte verified. With no command, runs the default quick suite."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Measure mechanisms and print the comparison tables.
+    Run(Box<RunArgs>),
+    /// List every mechanism, how it synchronises, and this machine's limits.
+    List,
+    /// Internal: supervise one cell (started by `ipclab run`).
+    #[command(name = "__cell", hide = true)]
+    Cell,
+}
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    /// Mechanisms: names, or the groups message-passing, shared-memory, all.
+    #[arg(short, long, default_value = "all", value_name = "LIST")]
+    pub mechanisms: String,
+
+    /// Message sizes, comma-separated, with binary K/M/G suffixes.
+    #[arg(short, long, value_delimiter = ',', value_parser = parse_size, default_value = "64,4K,1M")]
+    pub sizes: Vec<usize>,
+
+    /// Patterns: pingpong, stream, oneshot.
+    #[arg(
+        short,
+        long,
+        value_delimiter = ',',
+        default_value = "pingpong,stream,oneshot"
+    )]
+    pub pattern: Vec<Pattern>,
+
+    /// Exact number of measured iterations per cell (instead of --duration).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: Option<u64>,
+
+    /// Minimum measured time per cell.
+    #[arg(long, value_parser = parse_duration_ns, default_value = "300ms", value_name = "TIME")]
+    pub duration: u64,
+
+    /// Warm-up time per cell, not measured.
+    #[arg(long, value_parser = parse_duration_ns, default_value = "100ms", value_name = "TIME")]
+    pub warmup: u64,
+
+    /// Where the two processes run: cross-core, same-core, unpinned (comma-separated for several).
+    #[arg(long, value_delimiter = ',', default_value = "cross-core")]
+    pub placement: Vec<Placement>,
+
+    /// Client and server CPUs for pinned placements, e.g. 0,1.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        num_args = 1,
+        value_name = "CLIENT,SERVER"
+    )]
+    pub cpus: Option<Vec<usize>>,
+
+    /// Skip checking the payload (the output then says so).
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Size of each shared-memory segment (default: large enough for a message).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub segment_size: Option<usize>,
+
+    /// Buffers in flight for shared-memory streams.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub segments: u64,
+
+    /// Kill a cell's processes and fail it after this long.
+    #[arg(long, value_parser = parse_duration_ns, default_value = "60s", value_name = "TIME")]
+    pub timeout: u64,
+
+    /// Stop at the first failing cell.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Write the results as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// Write the results as Markdown.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        let cli = Cli::parse_from(["ipclab", "run"]);
+        match cli.command {
+            Some(Command::Run(args)) => *args,
+            _ => unreachable!("`ipclab run` parses as Run"),
+        }
+    }
+}

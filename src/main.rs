@@ -1,0 +1,115 @@
+//! `ipclab`: command-line glue over `ipclab-bench`.
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Parser;
+use ipclab_bench::harness::supervisor::cell_main;
+use ipclab_bench::report::{Exports, table};
+use ipclab_bench::suite::{self, Options};
+use ipclab_bench::{list, mechanisms};
+
+use cli::{Cli, Command, RunArgs};
+
+/// Exit status for bad input (the same as clap's).
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Cell) => cell_main(),
+        Some(Command::List) => print(&list::render()),
+        Some(Command::Run(args)) => run(*args),
+        None => run(RunArgs::default()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(e.downcast_ref::<Usage>().map_or(1, |_| USAGE))
+        }
+    }
+}
+
+/// An error in what the user asked for.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!(Usage(e.to_string()))
+}
+
+/// Prints to standard output; a closed pipe (`| head`) is a clean exit.
+fn print(text: &str) -> Result<ExitCode> {
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        other => other
+            .map(|_| ExitCode::SUCCESS)
+            .context("writing to standard output"),
+    }
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let cpus = match args.cpus.as_deref() {
+        None => None,
+        Some([client, server]) => Some((*client, *server)),
+        Some([one]) => Some((*one, *one)),
+        Some(_) => return Err(usage("--cpus takes CLIENT,SERVER (two CPU numbers)")),
+    };
+    let options = Options {
+        mechanisms: mechanisms::select(&args.mechanisms).map_err(usage)?,
+        sizes: dedup(args.sizes),
+        patterns: dedup(args.pattern),
+        placements: dedup(args.placement),
+        cpus,
+        warmup_ns: args.warmup,
+        duration_ns: args.duration,
+        iterations: args.iterations,
+        verify: !args.no_verify,
+        segment_size: args.segment_size,
+        segments: args.segments as usize,
+        timeout_ns: args.timeout,
+        fail_fast: args.fail_fast,
+    };
+    options.validate().map_err(usage)?;
+    let exports = Exports {
+        json: args.json,
+        csv: args.csv,
+        markdown: args.markdown,
+    };
+    exports.check_writable().map_err(usage)?;
+
+    let exe = std::env::current_exe().context("finding the ipclab binary")?;
+    let run = suite::run(&options, &exe, &mut |run| exports.write(run))?;
+    exports.write(&run)?;
+    print(&table::render(&run))?;
+    Ok(if !run.complete {
+        ExitCode::from(130)
+    } else if run.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Keeps the first of each value, in order.
+fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for i in items {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}

@@ -1,0 +1,119 @@
+//! The one conformance suite every mechanism in the registry must pass:
+//! every size of the suite through pingpong, stream and oneshot, in real
+//! separate processes, with the order, content and count of messages
+//! checked. Set `IPCLAB_CONFORMANCE=name,name` to run only some mechanisms.
+
+use std::path::Path;
+
+use ipclab_bench::harness::cell::run_cell;
+use ipclab_bench::harness::spec::{CellOutcome, CellSpec, Pattern, Placement};
+use ipclab_bench::mechanisms::REGISTRY;
+use ipclab_bench::transport::{ChannelConfig, Transport};
+
+const SIZES: [usize; 8] = [0, 1, 12, 4095, 4096, 4097, 65536, (4 << 20) + 1];
+
+fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ipclab"))
+}
+
+fn spec(t: &dyn Transport, pattern: Pattern, size: usize, iterations: u64) -> CellSpec {
+    CellSpec {
+        mechanism: t.info().name.to_string(),
+        pattern,
+        channel: ChannelConfig {
+            size,
+            segment_size: None,
+            segments: 1,
+        },
+        // Left to the scheduler: this checks behaviour, not speed, and must
+        // also pass on a one-CPU machine.
+        placement: Placement::Unpinned,
+        cpus: None,
+        warmup_ns: 0,
+        duration_ns: 0,
+        iterations: Some(iterations),
+        min_iterations: 1,
+        verify: true,
+        // The watchdog: a hang fails the cell instead of the whole CI run.
+        timeout_ns: 60_000_000_000,
+    }
+}
+
+fn cell(t: &dyn Transport, pattern: Pattern, size: usize, n: u64) -> Result<CellOutcome, String> {
+    let spec = spec(t, pattern, size, n);
+    run_cell(exe(), &spec).map_err(|e| format!("{} {pattern} size {size}: {e:#}", spec.mechanism))
+}
+
+fn expect(what: &str, got: u64, want: u64) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: {got}, expected {want}"))
+    }
+}
+
+/// Runs one mechanism through the whole suite.
+pub fn conforms(t: &dyn Transport) -> Result<(), String> {
+    let name = t.info().name;
+    for size in SIZES {
+        let big = size > 1 << 20;
+        let n = if big { 3 } else { 8 };
+        let o = cell(t, Pattern::Pingpong, size, n)?;
+        let at = |what: &str| format!("{name} pingpong size {size}: {what}");
+        expect(&at("round trips timed"), o.client.measured, n)?;
+        expect(&at("requests the server took"), o.server.total, n)?;
+        let samples: u64 = o.client.histogram.iter().map(|(_, c)| c).sum();
+        expect(&at("round-trip samples"), samples, n)?;
+
+        let n = if big { 4 } else { 32 };
+        let o = cell(t, Pattern::Stream, size, n)?;
+        let at = |what: &str| format!("{name} stream size {size}: {what}");
+        expect(&at("messages sent"), o.client.total, n)?;
+        expect(&at("messages received"), o.server.total, n)?;
+        if o.server.rounds < n {
+            return Err(at(&format!("{} rounds for {n} messages", o.server.rounds)));
+        }
+    }
+    for size in [12, 4097] {
+        let o = cell(t, Pattern::Oneshot, size, 2)?;
+        expect(
+            &format!("{name} oneshot size {size}: runs"),
+            o.oneshot.len() as u64,
+            2,
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn every_mechanism_conforms() {
+    let only = std::env::var("IPCLAB_CONFORMANCE").ok();
+    let chosen: Vec<&dyn Transport> = REGISTRY
+        .iter()
+        .copied()
+        .filter(|t| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|n| n == t.info().name))
+        })
+        .collect();
+    assert!(
+        !chosen.is_empty(),
+        "IPCLAB_CONFORMANCE names no known mechanism"
+    );
+    let mut failures = Vec::new();
+    for t in chosen {
+        if let Err(why) = t.available() {
+            eprintln!("skipping {}: {why}", t.info().name);
+            continue;
+        }
+        match conforms(t) {
+            Ok(()) => eprintln!("{}: conforms", t.info().name),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "mechanisms that do not conform:\n{}",
+        failures.join("\n")
+    );
+}
