@@ -3,6 +3,8 @@
 //! separate processes, with the order, content and count of messages
 //! checked. Set `IPCLAB_CONFORMANCE=name,name` to run only some mechanisms.
 
+mod common;
+
 use std::path::Path;
 
 use ipclab_bench::harness::cell::run_cell;
@@ -106,9 +108,17 @@ fn every_mechanism_conforms() {
             eprintln!("skipping {}: {why}", t.info().name);
             continue;
         }
+        let before = common::ipc_objects();
         match conforms(t) {
             Ok(()) => eprintln!("{}: conforms", t.info().name),
             Err(e) => failures.push(e),
+        }
+        let left = common::new_objects(&before);
+        if !left.is_empty() {
+            failures.push(format!(
+                "{} left IPC objects behind: {left:?}",
+                t.info().name
+            ));
         }
     }
     assert!(

@@ -63,6 +63,8 @@ pub fn run_cell(exe: &Path, spec: &CellSpec) -> Result<CellOutcome> {
     let output = output.context("waiting for the cell's supervisor")?;
     written.context("handing the cell to its supervisor")?;
     if output.status.code() == Some(INTERRUPTED) || stopped() {
+        // The supervisor may see Ctrl-C before our own handler runs.
+        STOPPED.store(true, Ordering::SeqCst);
         return Err(anyhow!("interrupted"));
     }
     let text = String::from_utf8_lossy(&output.stdout);

@@ -323,6 +323,12 @@ fn reap(children: &mut [Child]) {
 /// A side's whole life after the fork; never returns.
 fn side_main(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, report: OwnedFd) -> ! {
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    // The supervisor's Ctrl-C handler was inherited; a side just dies.
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: restoring the default disposition is always sound; no
+        // handler of ours runs in this process afterwards.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| side(spec, role, pair)));
     let report_value = match result {
         Ok(Ok(r)) => r,

@@ -1,0 +1,82 @@
+//! Ctrl-C during `ipclab run`: the processes it started stop, nothing is
+//! left behind, and what was measured so far is kept.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
+
+#[test]
+fn ctrl_c_stops_every_process_and_leaves_nothing() {
+    let before = common::ipc_objects();
+    let dir = std::env::temp_dir().join(format!("ipclab-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("run.json");
+    let mechanisms = ipclab_bench::mechanisms::REGISTRY
+        .iter()
+        .map(|t| t.info().name)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipclab"))
+        .args([
+            "run",
+            "-m",
+            &mechanisms,
+            "-s",
+            "64",
+            "-p",
+            "pingpong",
+            "--warmup",
+            "0ms",
+        ])
+        .args(["--duration", "2s", "--placement", "unpinned", "--json"])
+        .arg(&json)
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pgid = Pid::from_raw(child.id() as i32).unwrap();
+    // Wait until the first cell is done, then press Ctrl-C during the second
+    // (or the first, when there is only one): the terminal signals the whole
+    // process group.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    if mechanisms.contains(',') {
+        lines.next();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    kill_process_group(pgid, Signal::INT).unwrap();
+
+    // Watchdog: the run must end promptly, not hang.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = kill_process_group(pgid, Signal::KILL);
+            panic!("ipclab did not stop within 30 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "exit status after Ctrl-C");
+    // No process of the group (supervisor, sides) is left.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        test_kill_process_group(pgid).is_err(),
+        "processes of the run are still alive"
+    );
+    assert_eq!(
+        common::new_objects(&before),
+        Vec::<String>::new(),
+        "IPC objects left behind"
+    );
+    let text = std::fs::read_to_string(&json).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).expect("the JSON file is whole");
+    assert_eq!(v["complete"], false);
+}
