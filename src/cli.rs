@@ -25,6 +25,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// List every mechanism, how it synchronises, and this machine's limits.
     List,
+    /// Compare two result files row by row (NEW / OLD), with a verdict.
+    Compare(CompareArgs),
     /// Internal: supervise one cell (started by `ipclab run`).
     #[command(name = "__cell", hide = true)]
     Cell,
@@ -114,5 +116,28 @@ impl Default for RunArgs {
             Some(Command::Run(args)) => *args,
             _ => unreachable!("`ipclab run` parses as Run"),
         }
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct CompareArgs {
+    /// The earlier run (a JSON file written by `ipclab run --json`).
+    pub old: PathBuf,
+    /// The later run.
+    pub new: PathBuf,
+    /// Exit with status 1 when any row got slower by more than PCT percent.
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub fail_above: Option<f64>,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("'{s}' is not a percentage"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("'{s}' is not a percentage"))
     }
 }

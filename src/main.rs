@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
 use ipclab_bench::harness::supervisor::cell_main;
-use ipclab_bench::report::{Exports, table};
+use ipclab_bench::report::{Exports, compare, json, table};
 use ipclab_bench::suite::{self, Options};
 use ipclab_bench::{list, mechanisms};
 
-use cli::{Cli, Command, RunArgs};
+use cli::{Cli, Command, CompareArgs, RunArgs};
 
 /// Exit status for bad input (the same as clap's).
 const USAGE: u8 = 2;
@@ -22,8 +22,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Cell) => cell_main(),
         Some(Command::List) => print(&list::render()),
+        Some(Command::Compare(args)) => compare(args),
         Some(Command::Run(args)) => run(*args),
-        None => run(RunArgs::default()),
+        None => default_run(),
     };
     match result {
         Ok(code) => code,
@@ -58,6 +59,23 @@ fn print(text: &str) -> Result<ExitCode> {
             .map(|_| ExitCode::SUCCESS)
             .context("writing to standard output"),
     }
+}
+
+/// `ipclab` with no command: the default suite, its files kept in
+/// `results/<time>/`.
+fn default_run() -> Result<ExitCode> {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let dir = suite::default_results_dir(&stamp);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let args = RunArgs {
+        json: Some(dir.join("run.json")),
+        csv: Some(dir.join("run.csv")),
+        markdown: Some(dir.join("run.md")),
+        ..RunArgs::default()
+    };
+    let code = run(args)?;
+    eprintln!("results: {}/ (run.json, run.csv, run.md)", dir.display());
+    Ok(code)
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
@@ -112,4 +130,26 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
         }
     }
     out
+}
+
+fn compare(args: CompareArgs) -> Result<ExitCode> {
+    let read = |path: &std::path::Path| -> Result<ipclab_bench::results::Run> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+        json::parse(&text, &path.display().to_string()).map_err(|e| usage(format!("{e:#}")))
+    };
+    let (old, new) = (read(&args.old)?, read(&args.new)?);
+    let comparison = compare::compare(&old, &new);
+    print(&comparison.render())?;
+    if let Some(pct) = args.fail_above {
+        let slower = comparison.slower_than(pct);
+        if !slower.is_empty() {
+            eprintln!(
+                "error: {} row(s) got slower by more than {pct} %",
+                slower.len()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 //! Each export is a function of the whole [`Run`] so far, and files are
 //! rewritten after every cell: an interrupted run keeps what it measured.
 
+pub mod compare;
 pub mod csv;
 pub mod json;
 pub mod markdown;

@@ -1,0 +1,208 @@
+//! `ipclab compare OLD.json NEW.json`: row by row, what got faster or slower.
+//!
+//! Rows match on (mechanism, pattern, size, placement). The figure compared
+//! is the one the tables lead with: the median round trip (pingpong), the
+//! median fork-to-reap time (oneshot), throughput (stream). A change is
+//! called real only when it is larger than the spread of both runs: the
+//! distance from median to p90, relative to the median, for latencies, and
+//! a fixed 10 % for throughput (a stream cell yields one figure, no spread);
+//! never less than 5 %.
+
+use comfy_table::{CellAlignment, Table, presets};
+use serde::Serialize;
+
+use crate::results::{Row, Run};
+use crate::units::{duration, rate, size};
+
+/// The least change ever called real.
+const FLOOR: f64 = 0.05;
+/// The noise assumed for throughput, which has no spread of its own.
+const THROUGHPUT_NOISE: f64 = 0.10;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Faster,
+    Slower,
+    Same,
+}
+
+/// One matched row.
+#[derive(Clone, Debug, Serialize)]
+pub struct Change {
+    pub mechanism: String,
+    pub pattern: String,
+    pub size: usize,
+    pub placement: String,
+    pub old: f64,
+    pub new: f64,
+    /// NEW / OLD of the figure (time or throughput).
+    pub ratio: f64,
+    /// How much slower NEW is, as a fraction (negative when faster).
+    pub slowdown: f64,
+    /// The change below which the verdict is `Same`.
+    pub noise: f64,
+    pub verdict: Verdict,
+}
+
+/// The whole comparison.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Comparison {
+    pub changes: Vec<Change>,
+    /// Rows of OLD with no match in NEW, as `mechanism pattern size placement`.
+    pub only_old: Vec<String>,
+    pub only_new: Vec<String>,
+}
+
+fn key(r: &Row) -> (String, String, usize, String) {
+    (
+        r.mechanism.clone(),
+        r.pattern.clone(),
+        r.size,
+        r.placement.clone(),
+    )
+}
+
+fn label(r: &Row) -> String {
+    format!(
+        "{} {} {} {}",
+        r.mechanism,
+        r.pattern,
+        size(r.size),
+        r.placement
+    )
+}
+
+/// The figure compared, whether lower is better, and its relative spread.
+fn figure(r: &Row) -> Option<(f64, bool, f64)> {
+    let latency = |s: &crate::stats::Stats| {
+        let p50 = s.p50.max(1) as f64;
+        (p50, true, (s.p90 as f64 - p50).max(0.0) / p50)
+    };
+    if let Some(s) = &r.rtt_ns {
+        Some(latency(s))
+    } else if let Some(s) = &r.oneshot_ns {
+        Some(latency(s))
+    } else {
+        r.throughput
+            .map(|t| (t.bytes_per_s, false, THROUGHPUT_NOISE))
+    }
+}
+
+pub fn compare(old: &Run, new: &Run) -> Comparison {
+    let mut out = Comparison::default();
+    for o in &old.rows {
+        let Some(n) = new.rows.iter().find(|n| key(n) == key(o)) else {
+            out.only_old.push(label(o));
+            continue;
+        };
+        let (Some((a, lower_better, sa)), Some((b, _, sb))) = (figure(o), figure(n)) else {
+            continue;
+        };
+        let ratio = if a > 0.0 { b / a } else { f64::INFINITY };
+        // Slowdown as a fraction of the old time, whichever the figure.
+        let slowdown = if lower_better {
+            ratio - 1.0
+        } else {
+            1.0 / ratio - 1.0
+        };
+        let noise = sa.max(sb).max(FLOOR);
+        let verdict = if slowdown > noise {
+            Verdict::Slower
+        } else if slowdown < -noise / (1.0 + noise) {
+            Verdict::Faster
+        } else {
+            Verdict::Same
+        };
+        out.changes.push(Change {
+            mechanism: o.mechanism.clone(),
+            pattern: o.pattern.clone(),
+            size: o.size,
+            placement: o.placement.clone(),
+            old: a,
+            new: b,
+            ratio,
+            slowdown,
+            noise,
+            verdict,
+        });
+    }
+    for n in &new.rows {
+        if !old.rows.iter().any(|o| key(o) == key(n)) {
+            out.only_new.push(label(n));
+        }
+    }
+    out
+}
+
+impl Comparison {
+    /// Rows that got slower by more than `pct` percent (and more than the noise).
+    pub fn slower_than(&self, pct: f64) -> Vec<&Change> {
+        self.changes
+            .iter()
+            .filter(|c| c.verdict == Verdict::Slower && c.slowdown * 100.0 > pct)
+            .collect()
+    }
+
+    pub fn render(&self) -> String {
+        let mut t = Table::new();
+        t.load_preset(presets::UTF8_HORIZONTAL_ONLY);
+        t.set_header([
+            "mechanism",
+            "pattern",
+            "size",
+            "placement",
+            "old",
+            "new",
+            "new/old",
+            "noise",
+            "verdict",
+        ]);
+        for c in &self.changes {
+            let show = |v: f64| {
+                if c.pattern == "stream" {
+                    rate(v)
+                } else {
+                    duration(v)
+                }
+            };
+            t.add_row([
+                c.mechanism.clone(),
+                c.pattern.clone(),
+                size(c.size),
+                c.placement.clone(),
+                show(c.old),
+                show(c.new),
+                format!("{:.2}", c.ratio),
+                format!("±{:.0} %", c.noise * 100.0),
+                match c.verdict {
+                    Verdict::Faster => "faster".into(),
+                    Verdict::Slower => format!("SLOWER by {:.0} %", c.slowdown * 100.0),
+                    Verdict::Same => "same".into(),
+                },
+            ]);
+        }
+        for i in 2..t.column_count() {
+            if let Some(col) = t.column_mut(i) {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        let mut out = format!(
+            "Figures: median round trip (pingpong), median fork-to-reap (oneshot), throughput (stream).\n{t}\n"
+        );
+        let count = |v: Verdict| self.changes.iter().filter(|c| c.verdict == v).count();
+        out.push_str(&format!(
+            "{} faster, {} slower, {} same within noise\n",
+            count(Verdict::Faster),
+            count(Verdict::Slower),
+            count(Verdict::Same)
+        ));
+        for r in &self.only_old {
+            out.push_str(&format!("only in OLD: {r}\n"));
+        }
+        for r in &self.only_new {
+            out.push_str(&format!("only in NEW: {r}\n"));
+        }
+        out
+    }
+}
