@@ -6,13 +6,19 @@
 
 use crate::transport::{Family, Transport};
 
+mod fifo;
 pub mod framed;
 mod pipe;
+mod tcp;
+mod unix_stream;
 
 /// Every mechanism, in the order tables list them.
 pub static REGISTRY: &[&dyn Transport] = &[
     // Message passing: the kernel copies every message.
     &pipe::Pipe,
+    &fifo::Fifo,
+    &unix_stream::UnixStream,
+    &tcp::Tcp,
 ];
 
 /// The mechanism called `name`.
