@@ -8,8 +8,12 @@ use crate::transport::{Family, Transport};
 
 mod fifo;
 pub mod framed;
+mod lifeline;
 mod pipe;
+mod records;
 mod tcp;
+mod unix_dgram;
+mod unix_seqpacket;
 mod unix_stream;
 
 /// Every mechanism, in the order tables list them.
@@ -18,6 +22,8 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &pipe::Pipe,
     &fifo::Fifo,
     &unix_stream::UnixStream,
+    &unix_seqpacket::UnixSeqpacket,
+    &unix_dgram::UnixDgram,
     &tcp::Tcp,
 ];
 
