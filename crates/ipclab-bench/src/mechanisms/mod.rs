@@ -12,6 +12,8 @@ mod lifeline;
 mod pipe;
 mod records;
 mod tcp;
+mod udp;
+mod udp_flow;
 mod unix_dgram;
 mod unix_seqpacket;
 mod unix_stream;
@@ -25,6 +27,7 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &unix_seqpacket::UnixSeqpacket,
     &unix_dgram::UnixDgram,
     &tcp::Tcp,
+    &udp::Udp,
 ];
 
 /// The mechanism called `name`.
