@@ -6,13 +6,28 @@
 
 use crate::transport::{Family, Transport};
 
+mod fifo;
 pub mod framed;
+mod lifeline;
 mod pipe;
+mod records;
+mod tcp;
+mod udp;
+mod udp_flow;
+mod unix_dgram;
+mod unix_seqpacket;
+mod unix_stream;
 
 /// Every mechanism, in the order tables list them.
 pub static REGISTRY: &[&dyn Transport] = &[
     // Message passing: the kernel copies every message.
     &pipe::Pipe,
+    &fifo::Fifo,
+    &unix_stream::UnixStream,
+    &unix_seqpacket::UnixSeqpacket,
+    &unix_dgram::UnixDgram,
+    &tcp::Tcp,
+    &udp::Udp,
 ];
 
 /// The mechanism called `name`.
