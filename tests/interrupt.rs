@@ -10,12 +10,28 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
 
+/// A folder removed however the test ends.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let d = std::env::temp_dir().join(format!("ipclab-int-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn ctrl_c_stops_every_process_and_leaves_nothing() {
     let before = common::ipc_objects();
-    let dir = std::env::temp_dir().join(format!("ipclab-int-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("run.json");
+    let dir = TempDir::new();
+    let json = dir.0.join("run.json");
     let mechanisms = ipclab_bench::mechanisms::REGISTRY
         .iter()
         .map(|t| t.info().name)
@@ -76,7 +92,6 @@ fn ctrl_c_stops_every_process_and_leaves_nothing() {
         "IPC objects left behind"
     );
     let text = std::fs::read_to_string(&json).unwrap_or_default();
-    std::fs::remove_dir_all(&dir).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).expect("the JSON file is whole");
     assert_eq!(v["complete"], false);
 }

@@ -204,18 +204,24 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
     let guard_drop_ns = mono_ns() - t;
     waited?;
 
-    let mut reports = children.iter_mut().map(|c| c.read_report());
-    let server = reports.next().expect("two children")?;
-    let client = reports.next().expect("two children")?;
-    // When both sides failed, both lines help: one usually names the cause
-    // (an integrity error), the other its effect (a broken pipe).
-    let errors: Vec<&str> = [&server, &client]
-        .iter()
-        .filter_map(|s| s.error.as_deref())
+    // A side that died leaves no report; the survivor's error usually
+    // names the effect, so both lines are kept.
+    let reports: Vec<SideReport> = children
+        .iter_mut()
+        .map(|c| {
+            c.read_report().unwrap_or_else(|e| SideReport {
+                error: Some(format!("{e:#}")),
+                ..Default::default()
+            })
+        })
         .collect();
+    let errors: Vec<&str> = reports.iter().filter_map(|s| s.error.as_deref()).collect();
     if !errors.is_empty() {
         bail!("{}", errors.join("; "));
     }
+    let mut reports = reports.into_iter();
+    let server = reports.next().expect("two children");
+    let client = reports.next().expect("two children");
     Ok(Once {
         client,
         server,
