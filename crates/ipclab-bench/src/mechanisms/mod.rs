@@ -8,11 +8,13 @@ use crate::transport::{Family, Transport};
 
 pub mod framed;
 mod pipe;
+pub mod sysv_mq;
 
 /// Every mechanism, in the order tables list them.
 pub static REGISTRY: &[&dyn Transport] = &[
     // Message passing: the kernel copies every message.
     &pipe::Pipe,
+    &sysv_mq::SysvMq,
 ];
 
 /// The mechanism called `name`.
