@@ -8,6 +8,7 @@ use crate::transport::{Family, Transport};
 
 pub mod framed;
 mod pipe;
+pub mod posix_mq;
 pub mod sysv_mq;
 
 /// Every mechanism, in the order tables list them.
@@ -15,6 +16,7 @@ pub static REGISTRY: &[&dyn Transport] = &[
     // Message passing: the kernel copies every message.
     &pipe::Pipe,
     &sysv_mq::SysvMq,
+    &posix_mq::PosixMq,
 ];
 
 /// The mechanism called `name`.
