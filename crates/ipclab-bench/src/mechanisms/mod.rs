@@ -6,6 +6,7 @@
 
 use crate::transport::{Family, Transport};
 
+mod cma;
 pub mod framed;
 mod pipe;
 pub mod posix_mq;
@@ -17,6 +18,8 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &pipe::Pipe,
     &sysv_mq::SysvMq,
     &posix_mq::PosixMq,
+    // Memory-based: the reader copies straight out of the writer's memory.
+    &cma::Cma,
 ];
 
 /// The mechanism called `name`.
