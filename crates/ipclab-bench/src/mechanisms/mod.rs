@@ -6,11 +6,14 @@
 
 use crate::transport::{Family, Transport};
 
+mod cma;
 mod fifo;
 pub mod framed;
 mod lifeline;
 mod pipe;
+pub mod posix_mq;
 mod records;
+pub mod sysv_mq;
 mod tcp;
 mod udp;
 mod udp_flow;
@@ -28,6 +31,10 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &unix_dgram::UnixDgram,
     &tcp::Tcp,
     &udp::Udp,
+    &sysv_mq::SysvMq,
+    &posix_mq::PosixMq,
+    // Memory-based: the reader copies straight out of the writer's memory.
+    &cma::Cma,
 ];
 
 /// The mechanism called `name`.
