@@ -8,11 +8,23 @@ use crate::transport::{Family, Transport};
 
 pub mod framed;
 mod pipe;
+pub mod shm;
 
 /// Every mechanism, in the order tables list them.
 pub static REGISTRY: &[&dyn Transport] = &[
     // Message passing: the kernel copies every message.
     &pipe::Pipe,
+    // Shared memory: both sides map the same pages.
+    &shm::SYSV_SHM,
+    &shm::POSIX_SHM_SEM,
+    &shm::SHM_PTHREAD,
+    &shm::SHM_FUTEX,
+    &shm::SHM_SPIN,
+    &shm::SHM_MQ,
+    &shm::SHM_EVENTFD,
+    &shm::MMAP_FILE,
+    &shm::MEMFD,
+    &shm::FORK_SHARED,
 ];
 
 /// The mechanism called `name`.
