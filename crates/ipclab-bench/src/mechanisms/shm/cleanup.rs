@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use rustix::io::Errno;
 
+use super::names::{sem_path, shm_path};
 use super::{sysv_msg, sysv_sem, sysv_shm};
 
 /// One object that outlives the processes using it.
@@ -52,6 +53,27 @@ impl Object {
             Object::File(path) => gone(std::fs::remove_file(path)),
             Object::Dir(path) => gone(std::fs::remove_dir(path)),
         }
+    }
+
+    /// The object's permission bits while it exists; an error (`NotFound`,
+    /// or `EINVAL` for a System V id) once it is gone.
+    pub fn mode(&self) -> io::Result<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match self {
+            Object::PosixShm(name) => std::fs::symlink_metadata(shm_path(name))?
+                .permissions()
+                .mode(),
+            Object::PosixSem(name) => std::fs::symlink_metadata(sem_path(name))?
+                .permissions()
+                .mode(),
+            Object::SysvShm { id, .. } => sysv_shm::stat(*id)?.shm_perm.mode.into(),
+            Object::SysvSem(id) => sysv_sem::stat(*id)?.sem_perm.mode.into(),
+            Object::SysvMsg(id) => sysv_msg::stat(*id)?.msg_perm.mode.into(),
+            Object::File(path) | Object::Dir(path) => {
+                std::fs::symlink_metadata(path)?.permissions().mode()
+            }
+        };
+        Ok(mode & 0o7777)
     }
 }
 

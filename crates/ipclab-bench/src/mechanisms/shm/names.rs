@@ -26,6 +26,16 @@ pub fn random_posix_name() -> io::Result<String> {
     Ok(format!("/{}", random_name()?))
 }
 
+/// Where Linux keeps the POSIX shared memory object `name` (`/NAME`).
+pub fn shm_path(name: &str) -> String {
+    format!("/dev/shm/{}", name.trim_start_matches('/'))
+}
+
+/// Where glibc keeps the named semaphore `name` (`/NAME`).
+pub fn sem_path(name: &str) -> String {
+    format!("/dev/shm/sem.{}", name.trim_start_matches('/'))
+}
+
 /// An error unless the permission bits of `mode` are exactly `want`.
 ///
 /// Creation sets the mode with `fchmod`, so this only fails on a bug or a

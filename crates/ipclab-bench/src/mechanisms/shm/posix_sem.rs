@@ -16,14 +16,9 @@ use rustix::io::Errno;
 use rustix::time::{ClockId, clock_gettime};
 
 use super::cleanup::{Cleanup, Object, sem_unlink};
-use super::names::{OWNER_ONLY, check_mode, random_posix_name};
+use super::names::{OWNER_ONLY, check_mode, random_posix_name, sem_path};
 use super::region::Side;
 use super::semaphores::{Sem, Semaphores, SyncArea, WAIT_SLICE, Waited};
-
-/// Where glibc keeps the semaphore called `name` (`/NAME`).
-pub fn sem_path(name: &str) -> String {
-    format!("/dev/shm/sem.{}", name.trim_start_matches('/'))
-}
 
 /// An open named semaphore, closed on drop.
 struct NamedSem(NonNull<libc::sem_t>);

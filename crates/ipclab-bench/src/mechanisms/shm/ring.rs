@@ -258,3 +258,185 @@ impl<S: Semaphores> Drop for Ring<S> {
         self.sync.interrupt(Sem::free(self.side.rx_dir()));
     }
 }
+
+/// The protocol in one process: two mappings of one memfd stand for the
+/// two sides, and spin semaphores never block while a unit is there, so
+/// every step below runs to completion without a second process.
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+    use std::os::fd::OwnedFd;
+
+    use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
+
+    use super::*;
+    use crate::mechanisms::shm::cleanup::Cleanup;
+    use crate::mechanisms::shm::spin::Spin;
+    use crate::payload::{Payload, Verifier};
+    use crate::transport::ChannelConfig;
+
+    struct Rig {
+        client: Ring<Spin>,
+        server: Ring<Spin>,
+        _fd: OwnedFd,
+    }
+
+    fn rig(segment_size: usize, segments: usize) -> Rig {
+        let layout = Layout::new(&ChannelConfig {
+            size: 0,
+            segment_size: Some(segment_size),
+            segments,
+        })
+        .unwrap();
+        let fd = memfd_create("ipclab-test", MemfdFlags::CLOEXEC).unwrap();
+        ftruncate(&fd, layout.len as u64).unwrap();
+        let init = Mapping::shared_fd(&fd, layout.len).unwrap();
+        layout.init(&init);
+        let initial = layout.initial_counts();
+        Spin::create(initial, layout.sync_area(&init), &mut Cleanup::default()).unwrap();
+        let side = |side| {
+            let map = Mapping::shared_fd(&fd, layout.len).unwrap();
+            layout.check(&map).unwrap();
+            // SAFETY: the ring keeps the mapping as long as the semaphores.
+            let sync =
+                unsafe { Spin::open(&mut (), layout.sync_area(&map), side, initial) }.unwrap();
+            Ring::new(sync, map, layout, side)
+        };
+        Rig {
+            client: side(Side::Client),
+            server: side(Side::Server),
+            _fd: fd,
+        }
+    }
+
+    fn send(ring: &mut Ring<Spin>, payload: Payload) -> io::Result<()> {
+        ring.send(payload.len(), &mut |offset, buf| payload.fill(offset, buf))
+    }
+
+    fn recv(ring: &mut Ring<Spin>, payload: Payload) -> io::Result<Received> {
+        let mut v = Verifier::new(payload);
+        let got = ring.recv(payload.len(), &mut |offset, chunk| v.check(offset, chunk))?;
+        if got == Received::Message {
+            v.finish().map_err(|m| protocol_error(m.to_string()))?;
+        }
+        Ok(got)
+    }
+
+    #[test]
+    fn a_message_larger_than_a_buffer_goes_in_rounds() {
+        let mut r = rig(64, 16);
+        send(&mut r.client, Payload::request(0, 1000)).unwrap();
+        assert_eq!(
+            recv(&mut r.server, Payload::request(0, 1000)).unwrap(),
+            Received::Message
+        );
+        assert_eq!(r.server.rounds(), 16);
+        send(&mut r.server, Payload::reply(0, 1000)).unwrap();
+        assert_eq!(
+            recv(&mut r.client, Payload::reply(0, 1000)).unwrap(),
+            Received::Message
+        );
+        // A 0-byte message is still one hand-over.
+        send(&mut r.client, Payload::request(1, 0)).unwrap();
+        assert_eq!(
+            recv(&mut r.server, Payload::request(1, 0)).unwrap(),
+            Received::Message
+        );
+        assert_eq!(r.server.rounds(), 17);
+        r.client.finish().unwrap();
+        assert_eq!(
+            recv(&mut r.server, Payload::request(2, 12)).unwrap(),
+            Received::Closed
+        );
+        assert_eq!(
+            recv(&mut r.server, Payload::request(2, 12)).unwrap(),
+            Received::Closed
+        );
+        assert!(send(&mut r.client, Payload::request(2, 12)).is_err());
+    }
+
+    #[test]
+    fn buffers_are_reused_in_ring_order() {
+        let mut r = rig(8, 3);
+        for seq in 0..20 {
+            send(&mut r.client, Payload::request(seq, 20)).unwrap();
+            assert_eq!(
+                recv(&mut r.server, Payload::request(seq, 20)).unwrap(),
+                Received::Message
+            );
+        }
+        assert_eq!(r.server.rounds(), 60);
+    }
+
+    /// Corrupts the header of direction 0's buffer `slot` after the client
+    /// sent, then expects the server's receive to fail without reading
+    /// past the buffer.
+    fn corrupted(
+        slot: usize,
+        len: usize,
+        corrupt: impl FnOnce(&super::super::layout::SlotHeader),
+    ) -> io::Error {
+        let mut r = rig(64, 2);
+        send(&mut r.client, Payload::request(0, len)).unwrap();
+        corrupt(r.client.layout.slot_header(&r.client.map, 0, slot));
+        let mut seen = 0;
+        let e = r
+            .server
+            .recv(len, &mut |_, chunk| seen += chunk.len())
+            .unwrap_err();
+        assert!(seen <= len, "{seen} bytes checked");
+        e
+    }
+
+    #[test]
+    fn a_chunk_longer_than_the_buffer_is_a_protocol_error() {
+        let e = corrupted(0, 64, |h| h.chunk_len.store(u64::MAX, Ordering::Relaxed));
+        assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("expected 64"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_sequence_number_is_a_protocol_error() {
+        let e = corrupted(0, 12, |h| h.seq.store(7, Ordering::Relaxed));
+        assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+    }
+
+    #[test]
+    fn a_wrong_message_length_is_a_protocol_error() {
+        let e = corrupted(0, 12, |h| h.message_len.store(13, Ordering::Relaxed));
+        assert!(e.to_string().contains("13 bytes, expected 12"), "{e}");
+    }
+
+    #[test]
+    fn an_end_in_the_middle_of_a_message_is_an_error() {
+        let e = corrupted(1, 100, |h| h.kind.store(CHUNK_END, Ordering::Relaxed));
+        assert!(e.to_string().contains("middle"), "{e}");
+        let e = corrupted(0, 12, |h| h.kind.store(99, Ordering::Relaxed));
+        assert!(e.to_string().contains("kind 99"), "{e}");
+    }
+
+    #[test]
+    fn a_peer_gone_at_a_boundary_is_closed_and_mid_message_an_error() {
+        let mut r = rig(64, 2);
+        drop(r.client);
+        assert_eq!(
+            recv(&mut r.server, Payload::request(0, 12)).unwrap(),
+            Received::Closed
+        );
+
+        let mut r = rig(64, 2);
+        // Only the first of two chunks, then the client goes.
+        let slot = r.client.claim().unwrap();
+        r.client.publish(slot, 100, 64, CHUNK_DATA).unwrap();
+        drop(r.client);
+        let e = r.server.recv(100, &mut |_, _| {}).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnexpectedEof, "{e}");
+        // Sending to a closed peer is a broken pipe.
+        assert_eq!(
+            send(&mut r.server, Payload::reply(0, 12))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::BrokenPipe
+        );
+    }
+}
