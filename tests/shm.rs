@@ -175,8 +175,8 @@ fn ipc_snapshot() -> BTreeSet<String> {
     seen
 }
 
-/// Runs every shared-memory mechanism through a good and a corrupted
-/// cell, then waits until every object that appeared meanwhile is gone.
+/// Runs every shared-memory mechanism through a good cell, a corrupted one
+/// and one whose sides the watchdog kills (`kill -9`) mid-run, then waits until every object that appeared meanwhile is gone.
 /// Other programs may make such objects at the same time, so what is new
 /// only counts as a leak if it stays (30 s of patience: a watchdog, not a
 /// speed bound).
@@ -228,6 +228,21 @@ fn nothing_is_left_behind_even_after_a_failure() {
     for name in shared_memory() {
         assert!(
             text.contains(&format!("integrity error: {name} size 4096 sequence 3")),
+            "{name}: {text}"
+        );
+    }
+    let killed = Command::new(exe())
+        .args(["run", "-m", &names, "-s", "12", "-p", "pingpong"])
+        .args(["--iterations", "1000000000", "--timeout", "500ms"])
+        .args(["--warmup", "0ms", "--placement", "unpinned"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&killed.stdout).to_string()
+        + &String::from_utf8_lossy(&killed.stderr);
+    assert_eq!(killed.status.code(), Some(1), "{text}");
+    for name in shared_memory() {
+        assert!(
+            text.contains(&format!("{name} pingpong size 12: timed out")),
             "{name}: {text}"
         );
     }

@@ -200,3 +200,45 @@ impl Semaphores for PthreadCond {
         unsafe { libc::pthread_cond_broadcast(self.sem(sem).cond.get()) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mechanisms::shm::region::Mapping;
+
+    /// A process that dies holding a semaphore's mutex does not block the
+    /// other side: its next lock gets EOWNERDEAD, makes the mutex
+    /// consistent and goes on.
+    #[test]
+    fn a_peer_dying_with_the_mutex_held_does_not_block() {
+        let map = Mapping::shared_anonymous(Sem::COUNT * BLOCK).unwrap();
+        // SAFETY: the mapping is `Sem::COUNT * BLOCK` bytes, page-aligned,
+        // and outlives every use below.
+        let area = unsafe { SyncArea::new(map.as_ptr()) };
+        PthreadCond::create([0; Sem::COUNT], area, &mut Cleanup::default()).unwrap();
+        let sem = Sem::filled(0);
+        // SAFETY: the child only locks the mutex and exits, both calls a
+        // forked child of a multi-threaded process may make (no allocation,
+        // no lock another thread could hold).
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: an initialised process-shared mutex; `_exit`
+                // leaves it locked on purpose.
+                unsafe {
+                    let r = libc::pthread_mutex_lock(cond_sem(area, sem).mutex.get());
+                    libc::_exit(r)
+                }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        // SAFETY: `map` lives until the end of the test.
+        let mut sync =
+            unsafe { PthreadCond::open(&mut (), area, Side::Client, [0; Sem::COUNT]) }.unwrap();
+        sync.post(sem, 0).unwrap();
+        assert_eq!(sync.wait(sem).unwrap(), Waited::Unit);
+        assert_eq!(sync.wait(sem).unwrap(), Waited::Nothing);
+    }
+}
