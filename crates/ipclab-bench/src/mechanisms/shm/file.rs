@@ -14,8 +14,7 @@ use rustix::fs::{Mode, OFlags, fchmod, mkdir, open};
 
 use super::cleanup::{Cleanup, Object};
 use super::names::{OWNER_ONLY, check_mode, random_name};
-use super::posix_shm::{check_file, size_and_allocate};
-use super::region::{Init, Mapping, Region, Side};
+use super::region::{Init, Mapping, Region, Side, check_file, size_and_allocate};
 use crate::transport::Limit;
 
 const PRIVATE_DIR: u32 = 0o700;

@@ -24,8 +24,7 @@ use rustix::net::{
 
 use super::cleanup::Cleanup;
 use super::names::OWNER_ONLY;
-use super::posix_shm::{check_file, size_and_allocate};
-use super::region::{Init, Mapping, Region, Side};
+use super::region::{Init, Mapping, Region, Side, check_file, size_and_allocate};
 use crate::transport::protocol_error;
 
 const SEALS: SealFlags = SealFlags::SHRINK

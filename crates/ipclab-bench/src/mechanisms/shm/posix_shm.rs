@@ -8,50 +8,20 @@
 //! is unlinked.
 
 use std::io;
-use std::os::fd::OwnedFd;
 
-use rustix::fs::{FallocateFlags, Mode, fallocate, fchmod, fstat, ftruncate};
+use rustix::fs::{Mode, fchmod};
 use rustix::shm;
 
 use super::cleanup::{Cleanup, Object};
-use super::names::{OWNER_ONLY, check_mode, random_posix_name};
-use super::region::{Init, Mapping, Region, Side};
-use crate::transport::{Limit, protocol_error};
+use super::names::{OWNER_ONLY, random_posix_name};
+use super::region::{Init, Mapping, Region, Side, check_file, size_and_allocate};
+use crate::transport::Limit;
 
 /// A POSIX shared memory object, opened by name.
 pub struct PosixShm;
 
 pub struct PosixShmHandle {
     name: String,
-}
-
-/// Sizes `fd` to `len` bytes, allocated now.
-pub fn size_and_allocate(fd: &OwnedFd, len: usize) -> io::Result<()> {
-    ftruncate(fd, len as u64)?;
-    fallocate(fd, FallocateFlags::empty(), 0, len as u64).map_err(|e| {
-        io::Error::new(
-            io::Error::from(e).kind(),
-            format!("allocating {len} bytes of shared memory: {e}"),
-        )
-    })
-}
-
-/// Checks that an opened object is a regular file of ours, `len` bytes long.
-pub fn check_file(what: &str, fd: &OwnedFd, len: usize) -> io::Result<()> {
-    let st = fstat(fd)?;
-    if st.st_uid != rustix::process::geteuid().as_raw() {
-        return Err(protocol_error(format!(
-            "{what} belongs to uid {}",
-            st.st_uid
-        )));
-    }
-    if st.st_size != len as i64 {
-        return Err(protocol_error(format!(
-            "{what} has {} bytes, expected {len}",
-            st.st_size
-        )));
-    }
-    check_mode(what, st.st_mode, OWNER_ONLY)
 }
 
 /// glibc's `shm_open` adds `O_NOFOLLOW` (a planted symlink fails with

@@ -3,13 +3,15 @@
 //! anonymous mapping), and the [`Mapping`] that unmaps it.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 
+use rustix::fs::{FallocateFlags, fallocate, fstat, ftruncate};
 use rustix::mm::{MapFlags, ProtFlags, mmap, mmap_anonymous, munmap};
 
 use super::cleanup::Cleanup;
-use crate::transport::Limit;
+use super::names::{OWNER_ONLY, check_mode};
+use crate::transport::{Limit, protocol_error};
 
 /// Which process a side runs in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +77,35 @@ pub trait Region: 'static {
     fn limits() -> Vec<Limit> {
         Vec::new()
     }
+}
+
+/// Sizes `fd` to `len` bytes, allocated now.
+pub fn size_and_allocate(fd: &OwnedFd, len: usize) -> io::Result<()> {
+    ftruncate(fd, len as u64)?;
+    fallocate(fd, FallocateFlags::empty(), 0, len as u64).map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("allocating {len} bytes of shared memory: {e}"),
+        )
+    })
+}
+
+/// Checks that an opened object is a regular file of ours, `len` bytes long.
+pub fn check_file(what: &str, fd: &OwnedFd, len: usize) -> io::Result<()> {
+    let st = fstat(fd)?;
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(protocol_error(format!(
+            "{what} belongs to uid {}",
+            st.st_uid
+        )));
+    }
+    if st.st_size != len as i64 {
+        return Err(protocol_error(format!(
+            "{what} has {} bytes, expected {len}",
+            st.st_size
+        )));
+    }
+    check_mode(what, st.st_mode, OWNER_ONLY)
 }
 
 #[derive(Debug)]
