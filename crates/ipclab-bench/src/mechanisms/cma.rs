@@ -18,9 +18,10 @@
 //! - `END`: no more messages, sent by `finish` once every buffer of ours is
 //!   acknowledged (the reader must copy before we may exit).
 //!
-//! The writer keeps `segments` buffers in flight (`--segments`, 1 by
-//! default, and no more than [`MAX_IN_FLIGHT_BYTES`] of them); they free in
-//! order, since records arrive in order.
+//! The writer keeps `segments` buffers in flight (`--segments`; by default
+//! [`ChannelConfig::segments_for`], and no more than
+//! [`MAX_IN_FLIGHT_BYTES`] of them); they free in order, since records
+//! arrive in order.
 //!
 //! Permission: `process_vm_readv` needs ptrace access to the peer
 //! (`PTRACE_MODE_ATTACH_REALCREDS`): the same uid does, unless Yama says
@@ -226,7 +227,7 @@ impl Transport for Cma {
             None,
         )?;
         let slots = config
-            .segments
+            .segments_for(config.size)
             .min(MAX_IN_FLIGHT_BYTES / config.size.max(1))
             .max(1);
         Ok(Prepared::new(Sockets {

@@ -13,6 +13,7 @@ mod lifeline;
 mod pipe;
 pub mod posix_mq;
 mod records;
+pub mod shm;
 pub mod sysv_mq;
 mod tcp;
 mod udp;
@@ -33,6 +34,17 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &udp::Udp,
     &sysv_mq::SysvMq,
     &posix_mq::PosixMq,
+    // Shared memory: both sides map the same pages.
+    &shm::SYSV_SHM,
+    &shm::POSIX_SHM_SEM,
+    &shm::SHM_PTHREAD,
+    &shm::SHM_FUTEX,
+    &shm::SHM_SPIN,
+    &shm::SHM_MQ,
+    &shm::SHM_EVENTFD,
+    &shm::MMAP_FILE,
+    &shm::MEMFD,
+    &shm::FORK_SHARED,
     // Memory-based: the reader copies straight out of the writer's memory.
     &cma::Cma,
 ];
