@@ -230,8 +230,11 @@ impl Producer {
         Ok(self.tail + RECORD_HEADER)
     }
 
-    /// The bytes of a loan made by [`loan`](Self::loan).
-    pub(crate) fn loaned(&mut self, len: u64) -> &mut [u8] {
+    /// The bytes of a loan made by [`loan`](Self::loan). The caller (the
+    /// `Loan` guard, which borrows the producer mutably) keeps at most one
+    /// of these alive.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn loaned(&self, len: u64) -> &mut [u8] {
         self.ring.contiguous_mut(self.tail + RECORD_HEADER, len)
     }
 

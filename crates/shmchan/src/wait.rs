@@ -68,11 +68,11 @@ pub(crate) trait Watch {
     fn slice(&self) -> Option<Duration>;
 }
 
-/// A wait that only the condition ends (unit and loom tests).
-#[cfg(any(test, loom))]
+/// A wait that only the condition ends (loom tests).
+#[cfg(loom)]
 pub(crate) struct Forever;
 
-#[cfg(any(test, loom))]
+#[cfg(loom)]
 impl Watch for Forever {
     fn expired(&self) -> bool {
         false
