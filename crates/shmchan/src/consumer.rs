@@ -268,6 +268,9 @@ impl Consumer {
                     if rec.chunk > rec.total {
                         return Err(self.corrupt("a chunk is longer than its message"));
                     }
+                    if rec.total > isize::MAX as u64 {
+                        return Err(self.corrupt("a message longer than any buffer"));
+                    }
                     // `TooLarge` leaves the record where it is.
                     sink.begin(rec.total)?;
                     sink.put(&self.ring, rec.pos + RECORD_HEADER, 0, rec.chunk);

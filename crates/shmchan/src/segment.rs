@@ -168,14 +168,14 @@ impl Segment {
             Err(e) => return Err(e.into()),
         };
         let mut seg = Self::attach(fd, role)?;
-        // Unlinked before we say we are attached: if we die in between,
-        // the creator finds no flag and unlinks (ENOENT), nothing leaks.
+        // Attached first, so that the creator can tell our death from our
+        // absence; if we die before the unlink, the creator's drop unlinks.
+        seg.mark_attached();
         match rustix::shm::unlink(name) {
             Ok(()) | Err(Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
         seg.name = Some(name.to_owned());
-        seg.mark_attached();
         Ok(seg)
     }
 
@@ -267,8 +267,15 @@ impl Segment {
     }
 
     /// Whether the peer attached and has died since: its lock is gone.
+    /// That it attached we know from its flag, or from having seen its lock
+    /// held: a peer that clears its flag cannot hide its death from a side
+    /// that waited while it lived.
     pub(crate) fn peer_gone(&self) -> Result<bool, Error> {
-        Ok(self.peer_attached() && !liveness::role_held(self.fd.as_fd(), self.role.peer())?)
+        if liveness::role_held(self.fd.as_fd(), self.role.peer())? {
+            self.peer_seen.set(true);
+            return Ok(false);
+        }
+        Ok(self.peer_attached())
     }
 
     /// The ring in this mapping. The segment must outlive it.
@@ -299,13 +306,24 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        // The opener removes the name when it attaches; if none came, the
-        // creator does, so that nothing is left in /dev/shm.
+        // The opener removes the name when it attaches; if none came, or it
+        // died before it could, the creator does, so that nothing is left
+        // in /dev/shm. Only if the name still means our object: after the
+        // opener's unlink, someone may have made a new one under it.
         if let (true, Some(name)) = (self.owns_name, &self.name) {
-            if !self.peer_attached() {
+            if names_us(name, self.fd.as_fd()) {
                 let _ = rustix::shm::unlink(name.as_str());
             }
         }
+    }
+}
+
+/// Whether `/dev/shm/NAME` is the object open as `fd`.
+fn names_us(name: &str, fd: BorrowedFd<'_>) -> bool {
+    let path = format!("/dev/shm{name}");
+    match (rustix::fs::lstat(path.as_str()), rustix::fs::fstat(fd)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
     }
 }
 

@@ -37,9 +37,15 @@ pub fn child_env(name: &str) -> String {
 /// `env`, and `stdin` (a socket, say) as its standard input.
 pub fn spawn(test: &str, role: &str, env: &[(&str, &str)], stdin: Option<OwnedFd>) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, role)
-        .stdout(Stdio::null());
+    cmd.args([
+        test,
+        "--exact",
+        "--nocapture",
+        "--include-ignored",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, role)
+    .stdout(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
