@@ -1,17 +1,4 @@
 //! The receiving end of a channel.
-//!
-//! # Why there is no view into shared memory
-//!
-//! Every receive copies the message out of the ring, once, into memory the
-//! caller owns ([`Receiver::recv_into`] copies into the caller's buffer
-//! and allocates nothing). A receive that handed out `&[u8]` into the ring
-//! would let the sender change the bytes after the caller checked them and
-//! before it used them (a double fetch, the bug class of Xen XSA-155): a
-//! hostile peer could turn a validated length or command into another. Nor
-//! could Rust promise anything about a `&[u8]` whose bytes change under
-//! it. Copying once is the price of a receiver that trusts nothing in
-//! shared memory; for large messages it is a single `memcpy` per byte,
-//! which the ring's chunks overlap with the sender's writes.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
@@ -30,6 +17,19 @@ use crate::wait::Wait;
 /// [`Error::Closed`]. If the sender process dies, every message it had
 /// fully sent is still received, then [`Error::PeerGone`]; a message it was
 /// writing when it died is never delivered.
+///
+/// # Why there is no view into shared memory
+///
+/// Every receive copies the message out of the ring, once, into memory the
+/// caller owns ([`Receiver::recv_into`] copies into the caller's buffer
+/// and allocates nothing). A receive that handed out `&[u8]` into the ring
+/// would let the sender change the bytes after the caller checked them and
+/// before it used them (a double fetch, the bug class of Xen XSA-155): a
+/// hostile peer could turn a validated length or command into another. Nor
+/// could Rust promise anything about a `&[u8]` whose bytes change under
+/// it. Copying once is the price of a receiver that trusts nothing in
+/// shared memory; for large messages it is a single `memcpy` per byte,
+/// which the ring's chunks overlap with the sender's writes.
 pub struct Receiver {
     core: Consumer,
     wait: Wait,
