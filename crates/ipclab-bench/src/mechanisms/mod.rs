@@ -8,11 +8,16 @@ use crate::transport::{Family, Transport};
 
 pub mod framed;
 mod pipe;
+mod shmchan;
 
 /// Every mechanism, in the order tables list them.
 pub static REGISTRY: &[&dyn Transport] = &[
     // Message passing: the kernel copies every message.
     &pipe::Pipe,
+    // Shared memory: the shmchan library with each of its wait policies.
+    &self::shmchan::SPIN,
+    &self::shmchan::BLOCK,
+    &self::shmchan::ADAPTIVE,
 ];
 
 /// The mechanism called `name`.
