@@ -81,15 +81,26 @@ impl Sink<'_> {
     }
 
     /// Puts back what [`suspend`](Self::suspend) kept.
-    fn resume(&mut self, total: u64, stash: Vec<u8>) -> Result<(), (Error, Vec<u8>)> {
-        if let Sink::Slice(_) = self {
-            if let Err(e) = self.begin(total) {
-                return Err((e, stash));
-            }
-        }
+    /// `total` passed `begin` once already, so it fits in a `usize`.
+    fn resume(&mut self, total: u64, mut stash: Vec<u8>) -> Result<(), (Error, Vec<u8>)> {
         match self {
-            Sink::Vec(v) => **v = stash,
-            Sink::Slice(s) => s[..stash.len()].copy_from_slice(&stash),
+            Sink::Vec(v) => {
+                // A stash kept from a slice holds only what had arrived.
+                let more = total as usize - stash.len();
+                if stash.try_reserve_exact(more).is_err() {
+                    let limit = isize::MAX as u64;
+                    return Err((Error::TooLarge { len: total, limit }, stash));
+                }
+                **v = stash;
+            }
+            Sink::Slice(_) => {
+                if let Err(e) = self.begin(total) {
+                    return Err((e, stash));
+                }
+                if let Sink::Slice(s) = self {
+                    s[..stash.len()].copy_from_slice(&stash);
+                }
+            }
         }
         Ok(())
     }

@@ -244,6 +244,16 @@ impl Producer {
         self.publish();
     }
 
+    /// Writes and publishes one chunk of a message by hand (tests that
+    /// play both sides in one thread).
+    #[cfg(test)]
+    pub(crate) fn test_chunk(&mut self, piece: &[u8], first: bool, total: u64) {
+        let kind = if first { Kind::Msg } else { Kind::Cont };
+        let fill = &mut |o: usize, p: &mut [u8]| p.copy_from_slice(&piece[o..o + p.len()]);
+        self.put(kind, piece.len() as u64, total, Some(fill));
+        self.publish();
+    }
+
     /// Tells the consumer that no more messages follow.
     pub(crate) fn close(&mut self) {
         self.publish();

@@ -270,3 +270,43 @@ fn a_scribbling_peer_gets_errors_never_a_panic() {
         }
     }
 }
+
+#[test]
+fn a_message_interrupted_in_a_buffer_resumes_in_a_vec_and_back() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    let msg = message(3, 600);
+    let mut sent = 0;
+    // One thread plays both sides: the producer writes 64-byte chunks by
+    // hand, never more than the ring holds, and never waits.
+    let mut push = |p: &mut Producer, records: usize| {
+        for _ in 0..records {
+            let n = (msg.len() - sent).min(64);
+            if n > 0 {
+                p.test_chunk(&msg[sent..sent + n], sent == 0, msg.len() as u64);
+                sent += n;
+            }
+        }
+    };
+    let mut buf = [0u8; 1000];
+    push(&mut p, 1);
+    let got = c.recv(&mut Sink::Slice(&mut buf), How::Try, &mut w);
+    assert!(matches!(got, Err(Error::Empty)));
+    // Resumed into a Vec, which must grow to the whole message.
+    push(&mut p, 1);
+    assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
+    push(&mut p, 1);
+    let mut small = [0u8; 100];
+    let err = c.recv(&mut Sink::Slice(&mut small), How::Try, &mut w);
+    assert!(matches!(err, Err(Error::TooLarge { len: 600, .. })));
+    loop {
+        push(&mut p, 2);
+        match c.recv(&mut Sink::Slice(&mut buf), How::Try, &mut w) {
+            Ok(n) => break assert_eq!(n, 600),
+            Err(Error::Empty) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(&buf[..600], &msg[..]);
+}
