@@ -170,3 +170,49 @@ fn recv_into_too_small_keeps_the_message() {
         Err(Error::Closed)
     ));
 }
+
+/// Prints the CPU an idle receiver uses while a live sender says nothing
+/// for a second, for each policy (a figure for the notes, not an
+/// assertion): `cargo test -p shmchan --release --test two_process idle --
+/// --ignored --nocapture`.
+#[test]
+#[ignore = "prints a measurement"]
+fn idle_receiver_cpu() {
+    if child_role().is_some() {
+        let _tx = Options::new()
+            .open_sender(&child_env("SHMCHAN_NAME"))
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+        return;
+    }
+    use rustix::time::{ClockId, clock_gettime};
+    let cpu = || {
+        let t = clock_gettime(ClockId::ThreadCPUTime);
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    };
+    for wait in [Wait::Spin, Wait::Block, Wait::default()] {
+        let mut rx = Options::new().wait(wait).create_receiver().unwrap();
+        let name = rx.name().unwrap().to_owned();
+        let mut child = spawn(
+            "idle_receiver_cpu",
+            "sender",
+            &[("SHMCHAN_NAME", &name)],
+            None,
+        );
+        while in_dev_shm(&name) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (c0, t0) = (cpu(), std::time::Instant::now());
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(1)),
+            Err(Error::Timeout)
+        ));
+        let (c, t) = (cpu() - c0, t0.elapsed().as_secs_f64());
+        eprintln!(
+            "{wait:?}: idle receiver used {:.3} % of a CPU",
+            100.0 * c / t
+        );
+        let _ = child.kill();
+        reap(&mut child);
+    }
+}
