@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::layout::{Kind, RECORD_HEADER, RecordHeader, Role, record_size};
 use crate::producer::How;
 use crate::ring::Ring;
-use crate::sync::Ordering::{Acquire, Release};
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::wait::{Watch, notify, wait_until};
 
 /// Records between two looks at the deadline while records keep coming.
@@ -353,9 +353,9 @@ impl Consumer {
     pub(crate) fn close(&mut self) {
         self.release();
         let hdr = self.ring.header();
-        // Release: pairs with nothing that reads data: the producer only
-        // stops on the flag (a Relaxed load in `Producer::check`).
-        hdr.closed[Role::Receiver.index()].store(1, Release);
+        // Relaxed: no data travels with the flag; the producer only stops
+        // on it (the Relaxed load in `Producer::check`).
+        hdr.closed[Role::Receiver.index()].store(1, Relaxed);
         notify(&hdr.waiting[Role::Sender.index()].0, &mut self.woken);
     }
 }

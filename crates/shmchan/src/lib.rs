@@ -99,6 +99,10 @@
 //!   only a creator killed before any peer attached leaves its name.
 //! - A peer that dies before it attached is not noticed: blocked calls wait
 //!   until their timeout.
+//! - The lock lives on the end's own open file description, which `exec`
+//!   does not pass on (`O_CLOEXEC`), but `fork` does: a process that forks
+//!   while it holds an end keeps it "alive" in the child until the child
+//!   exits too.
 //!
 //! When the peer is hostile (writes anything anywhere in the segment, at
 //! any time):
