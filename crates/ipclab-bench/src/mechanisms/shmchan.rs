@@ -19,6 +19,16 @@ use crate::transport::{
     protocol_error,
 };
 
+/// The default ring for messages of `size` bytes: room for four of them
+/// (a record is at most a quarter of the ring, so a message goes in one
+/// round), at least shmchan's default and at most 16 MiB. The ring engine's
+/// mechanisms get segments sized to the message in the same way; a fixed
+/// 256 KiB ring would carry a 4 MiB message in 64 rounds and measure the
+/// ring size rather than the library.
+fn ring_for(size: usize) -> usize {
+    size.saturating_mul(4).clamp(DEFAULT_CAPACITY, 16 << 20)
+}
+
 pub struct ShmChan {
     name: &'static str,
     wait: Wait,
@@ -64,13 +74,17 @@ impl Transport for ShmChan {
 
     fn limits(&self) -> Vec<Limit> {
         vec![Limit::new(
-            "ring (default; --segment-size sets it)",
-            format!("{} KiB each way", DEFAULT_CAPACITY >> 10),
+            "ring each way (--segment-size sets it)",
+            format!(
+                "4 messages' worth, {} KiB to 16 MiB",
+                DEFAULT_CAPACITY >> 10
+            ),
         )]
     }
 
     fn prepare(&self, config: &ChannelConfig) -> io::Result<Prepared> {
-        let opts = Options::new().capacity(config.segment_size.unwrap_or(DEFAULT_CAPACITY));
+        let opts =
+            Options::new().capacity(config.segment_size.unwrap_or_else(|| ring_for(config.size)));
         // Memfds: they die with the last process that holds them.
         Ok(Prepared::new(Segments {
             to_server: opts.create_anonymous()?,
