@@ -70,6 +70,33 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Typed messages (feature `typed`)
+//!
+//! With the cargo feature `typed` (off by default: without it the crate
+//! does not depend on serde), [`typed::Sender<T>`](typed::Sender) and
+//! [`typed::Receiver<T>`](typed::Receiver) wrap the byte ends and send
+//! serde values, one message each, in postcard's compact binary format.
+//! A message that does not decode as `T` (a hostile or mismatched peer) is
+//! [`typed::Error::Decode`], never a panic, and the next message is
+//! received as usual.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Cargo.toml: shmchan = { version = "0.1", features = ["typed"] }
+//! use shmchan::{Options, typed};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct Job { id: u64, path: String }
+//!
+//! let mut tx = typed::Sender::<Job>::new(Options::new().create_sender()?);
+//! tx.send(&Job { id: 1, path: "/tmp/a".into() })?;
+//! # let name = tx.get_ref().name().unwrap().to_owned();
+//! // In the peer process, given the name:
+//! let mut rx = typed::Receiver::<Job>::new(Options::new().open_receiver(&name)?);
+//! let job: Job = rx.recv()?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Guarantees
 //!
 //! While both processes follow the protocol:
@@ -131,6 +158,8 @@
 //! versions: `cargo test -p shmchan --release -- --ignored`. The loom
 //! models of the ring indices and of the wait/wake protocol:
 //! `RUSTFLAGS="--cfg loom" cargo test -p shmchan --release --lib loom`.
+//! The crate's tests turn the feature `typed` on (a dev-dependency on
+//! itself), so the typed two-process tests run with the others.
 
 #![warn(unsafe_op_in_unsafe_fn)]
 
@@ -154,6 +183,8 @@ mod receiver;
 mod segment;
 #[cfg(not(loom))]
 mod sender;
+#[cfg(all(feature = "typed", not(loom)))]
+pub mod typed;
 
 pub use error::{Error, SendTimeoutError, TrySendError};
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
