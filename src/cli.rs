@@ -107,6 +107,14 @@ pub struct RunArgs {
     /// Write the results as Markdown.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+
+    /// Write plots (SVG and PNG) and a self-contained index.html into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+
+    /// Message size of the report's latency-distribution plot (default: the median size).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub cdf_size: Option<usize>,
 }
 
 impl Default for RunArgs {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
 use ipclab_bench::harness::supervisor::cell_main;
-use ipclab_bench::report::{Exports, compare, json, table};
+use ipclab_bench::report::{self, Exports, compare, json, table};
 use ipclab_bench::suite::{self, Options};
 use ipclab_bench::{list, mechanisms};
 
@@ -71,10 +71,14 @@ fn default_run() -> Result<ExitCode> {
         json: Some(dir.join("run.json")),
         csv: Some(dir.join("run.csv")),
         markdown: Some(dir.join("run.md")),
+        report: Some(dir.clone()),
         ..RunArgs::default()
     };
     let code = run(args)?;
-    eprintln!("results: {}/ (run.json, run.csv, run.md)", dir.display());
+    eprintln!(
+        "results: {}/ (run.json, run.csv, run.md; plots and index.html)",
+        dir.display()
+    );
     Ok(code)
 }
 
@@ -107,11 +111,26 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         markdown: args.markdown,
     };
     exports.check_writable().map_err(usage)?;
+    if let Some(size) = args.cdf_size
+        && !options.sizes.contains(&size)
+    {
+        return Err(usage(format!(
+            "--cdf-size {size} is not one of the sizes measured (-s)"
+        )));
+    }
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    }
 
     let exe = std::env::current_exe().context("finding the ipclab binary")?;
     let run = suite::run(&options, &exe, &mut |run| exports.write(run))?;
     exports.write(&run)?;
     print(&table::render(&run))?;
+    if let Some(dir) = &args.report {
+        let index = report::write_report(dir, &run, args.cdf_size)?;
+        eprintln!("report: {}", index.display());
+    }
     Ok(if !run.complete {
         ExitCode::from(130)
     } else if run.failures.is_empty() {
