@@ -12,6 +12,7 @@ pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod plot;
+pub mod seed;
 pub mod table;
 
 use std::path::{Path, PathBuf};

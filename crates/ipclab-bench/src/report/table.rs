@@ -25,7 +25,7 @@ pub fn tables(run: &Run, markdown: bool) -> Vec<Titled> {
     grids(run)
         .into_iter()
         .map(|g| Titled {
-            table: build(&g, markdown),
+            table: styled(&g, markdown),
             title: g.title,
         })
         .collect()
@@ -101,7 +101,8 @@ fn main_figure(r: &Row) -> f64 {
     }
 }
 
-fn build(grid: &Grid, markdown: bool) -> Table {
+/// A grid as a terminal (or Markdown) table, figures right-aligned.
+pub fn styled(grid: &Grid, markdown: bool) -> Table {
     let mut t = Table::new();
     t.load_preset(if markdown {
         presets::ASCII_MARKDOWN
