@@ -34,7 +34,7 @@ th,td{padding:.25em .7em;border-bottom:1px solid #e2e2e2;text-align:right;white-
 th{background:#f3f3f3}td:first-child,th:first-child,td.l,th.l{text-align:left}\
 tr:nth-child(even) td{background:#fafafa}\
 figure{margin:1.5em 0 2.5em}figure svg{width:100%;height:auto;border:1px solid #eee}\
-figcaption{color:#444;max-width:60em}.note{color:#555}.warn{color:#a00;font-weight:bold}\
+td.wrap{white-space:normal}figcaption{color:#444;max-width:60em}.note{color:#555}.warn{color:#a00;font-weight:bold}\
 nav a{margin-right:1em}.scroll{overflow-x:auto}";
 
 /// The whole page; `svgs[i]` is the SVG of `charts[i]`.
@@ -173,7 +173,7 @@ fn machine_and_settings(page: &mut String, run: &Run) {
     for (k, v) in pairs {
         let _ = writeln!(
             page,
-            "<tr><th class=\"l\">{}</th><td class=\"l\">{}</td></tr>",
+            "<tr><th class=\"l\">{}</th><td class=\"l wrap\">{}</td></tr>",
             escape(k),
             escape(&v)
         );
@@ -187,7 +187,7 @@ fn summary(page: &mut String, run: &Run) {
     page.push_str(
         "<h2 id=\"summary\">Summary</h2>\n<p>The best mechanism of each family at each size \
          (lowest p50 round trip, highest throughput, lowest fork-to-reap p50), and how many \
-         times slower than the best of all it is.</p>\n",
+         times slower than the best of all it is (less throughput, for streams).</p>\n",
     );
     let mut groups: Vec<(&str, &str)> = Vec::new();
     for r in &run.rows {
@@ -237,7 +237,7 @@ fn summary(page: &mut String, run: &Run) {
                         let times = if behind <= 1.0005 {
                             " (best)".to_string()
                         } else {
-                            format!(" ({behind:.1}×)")
+                            format!(" ({behind:.1}× slower)")
                         };
                         format!("{} {}{times}", r.mechanism, figure(r))
                     }
