@@ -47,23 +47,24 @@ fn seed_prints_both_tables_and_writes_its_page() {
 
     // Each chosen mechanism: measured at both sizes, or said to be missing.
     let seed: serde_json::Value = serde_json::from_str(&seed_json.unwrap()).unwrap();
-    let rows = seed["rows"].as_array().unwrap();
+    let (fresh, warm) = (
+        seed["fresh"].as_array().unwrap(),
+        seed["warm"].as_array().unwrap(),
+    );
     for (name, _, _) in CHOSEN {
         if ipclab_bench::mechanisms::find(name).is_some() {
             for size in SIZES {
-                let row = rows
+                let f = fresh
                     .iter()
-                    .find(|r| {
-                        r["mechanism"] == name && r["pattern"] == "oneshot" && r["size"] == size
-                    })
-                    .unwrap_or_else(|| panic!("no oneshot row for {name} at {size}"));
-                assert_eq!(row["iterations"], 2, "{row}");
-                assert_eq!(row["verified"], true, "{row}");
-                assert!(row["oneshot_ns"]["mean"].as_f64().unwrap() > 0.0);
+                    .find(|r| r["mechanism"] == name && r["size"] == size)
+                    .unwrap_or_else(|| panic!("no fresh-process figure for {name} at {size}"));
+                assert_eq!(f["runs"], 2, "{f}");
+                assert!(f["total_ns"]["mean"].as_f64().unwrap() > 0.0);
                 assert!(
-                    rows.iter().any(|r| r["mechanism"] == name
+                    warm.iter().any(|r| r["mechanism"] == name
                         && r["pattern"] == "pingpong"
-                        && r["size"] == size),
+                        && r["size"] == size
+                        && r["verified"] == true),
                     "no pingpong row for {name} at {size}"
                 );
             }
