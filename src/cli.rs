@@ -87,9 +87,10 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub segment_size: Option<usize>,
 
-    /// Buffers in flight for shared-memory streams.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    pub segments: u64,
+    /// Buffers in flight for shared-memory channels [default: about 4 MiB
+    /// per direction, 2 to 64 buffers].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub segments: Option<u64>,
 
     /// Kill a cell's processes and fail it after this long.
     #[arg(long, value_parser = parse_duration_ns, default_value = "60s", value_name = "TIME")]

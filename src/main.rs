@@ -101,7 +101,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         iterations: args.iterations,
         verify: !args.no_verify,
         segment_size: args.segment_size,
-        segments: args.segments as usize,
+        // 0: each channel picks its own (ChannelConfig::segments_for).
+        segments: args.segments.unwrap_or(0) as usize,
         timeout_ns: args.timeout,
         fail_fast: args.fail_fast,
     };

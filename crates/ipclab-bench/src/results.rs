@@ -41,6 +41,7 @@ pub struct Settings {
     pub iterations: Option<u64>,
     pub verify: bool,
     pub segment_size: Option<usize>,
+    /// Buffers in flight; 0 when each channel chose (see the README).
     pub segments: usize,
 }
 

@@ -51,7 +51,8 @@ pub const CHOSEN: [(&str, &str, &str); 3] = [
     (
         "sysv-shm",
         "shared memory",
-        "a System V segment (shmget, shmat) with a System V semaphore (semop), as in the post",
+        "a System V segment (shmget, shmat) with a System V semaphore (semop), one segment each \
+         way handed back and forth (--segments 1), as in the post",
     ),
 ];
 

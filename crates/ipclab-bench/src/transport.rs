@@ -89,8 +89,27 @@ pub struct ChannelConfig {
     pub size: usize,
     /// The size of each shared segment; `None` picks one that holds a message.
     pub segment_size: Option<usize>,
-    /// Buffers in flight for shared-memory mechanisms that keep a pool.
+    /// Buffers in flight for shared-memory mechanisms that keep a pool;
+    /// 0 picks [`ChannelConfig::segments_for`].
     pub segments: usize,
+}
+
+impl ChannelConfig {
+    /// Bytes in flight per direction when `segments` is left automatic.
+    pub const AUTO_IN_FLIGHT: usize = 4 << 20;
+
+    /// The buffers in flight for segments of `segment_size` bytes: as given,
+    /// or when automatic about [`Self::AUTO_IN_FLIGHT`] bytes' worth, at
+    /// least 2 (so the writer can fill one while the reader checks the
+    /// other) and at most 64. A pipe or socket buffers that much and more
+    /// in the kernel; one segment would make every streamed message wait
+    /// for the reader.
+    pub fn segments_for(&self, segment_size: usize) -> usize {
+        match self.segments {
+            0 => (Self::AUTO_IN_FLIGHT / segment_size.max(1)).clamp(2, 64),
+            n => n,
+        }
+    }
 }
 
 /// The result of [`Transport::prepare`].

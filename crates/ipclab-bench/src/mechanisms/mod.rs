@@ -6,11 +6,16 @@
 
 use crate::transport::{Family, Transport};
 
+mod cma;
 mod fifo;
 pub mod framed;
 mod lifeline;
 mod pipe;
+pub mod posix_mq;
 mod records;
+pub mod shm;
+mod shmchan;
+pub mod sysv_mq;
 mod tcp;
 mod udp;
 mod udp_flow;
@@ -28,6 +33,25 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &unix_dgram::UnixDgram,
     &tcp::Tcp,
     &udp::Udp,
+    &sysv_mq::SysvMq,
+    &posix_mq::PosixMq,
+    // Shared memory: both sides map the same pages.
+    &shm::SYSV_SHM,
+    &shm::POSIX_SHM_SEM,
+    &shm::SHM_PTHREAD,
+    &shm::SHM_FUTEX,
+    &shm::SHM_SPIN,
+    &shm::SHM_MQ,
+    &shm::SHM_EVENTFD,
+    &shm::MMAP_FILE,
+    &shm::MEMFD,
+    &shm::FORK_SHARED,
+    // Memory-based: the reader copies straight out of the writer's memory.
+    &cma::Cma,
+    // Shared memory: the shmchan library with each of its wait policies.
+    &self::shmchan::SPIN,
+    &self::shmchan::BLOCK,
+    &self::shmchan::ADAPTIVE,
 ];
 
 /// The mechanism called `name`.

@@ -162,8 +162,11 @@ fn machine_and_settings(page: &mut String, run: &Run) {
         (
             "shared-memory segments",
             format!(
-                "{} in flight, {}",
-                s.segments,
+                "{}, {}",
+                match s.segments {
+                    0 => "buffers in flight chosen per channel (about 4 MiB worth, 2 to 64)".into(),
+                    n => format!("{n} in flight per direction"),
+                },
                 s.segment_size
                     .map_or("each large enough for a message".into(), size)
             ),

@@ -6,6 +6,10 @@ use comfy_table::{CellAlignment, Table, presets};
 use crate::results::{Row, Run};
 use crate::units::{count_rate, duration, rate, size};
 
+/// Columns separated by spaces, one line under the header and nothing
+/// between rows, so a table of thirty mechanisms stays thirty lines.
+pub const PLAIN: &str = "     ─             ";
+
 /// A titled table.
 pub struct Titled {
     pub title: String,
@@ -107,7 +111,7 @@ pub fn styled(grid: &Grid, markdown: bool) -> Table {
     t.load_preset(if markdown {
         presets::ASCII_MARKDOWN
     } else {
-        presets::UTF8_HORIZONTAL_ONLY
+        PLAIN
     });
     t.set_header(grid.header.clone());
     for line in &grid.body {

@@ -1,0 +1,84 @@
+//! A regular file mapped `MAP_SHARED` by both sides.
+//!
+//! `prepare` makes a private directory `ipclab-<32 hex>` (mode 0700) in
+//! the temporary directory (`$TMPDIR` or `/tmp`), and in it the file
+//! `ring` with `O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600 set with `fchmod`,
+//! sized and allocated. Each side opens the path and maps it; once both
+//! have, the file and the directory are removed (the pages live on in the
+//! mappings).
+
+use std::io;
+use std::path::PathBuf;
+
+use rustix::fs::{Mode, OFlags, fchmod, mkdir, open};
+
+use super::cleanup::{Cleanup, Object};
+use super::names::{OWNER_ONLY, check_mode, random_name};
+use super::region::{Init, Mapping, Region, Side, check_file, size_and_allocate};
+use crate::transport::Limit;
+
+const PRIVATE_DIR: u32 = 0o700;
+
+/// A file in a private directory, opened by path.
+pub struct MmapFile;
+
+pub struct MmapFileHandle {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl Region for MmapFile {
+    type Handle = MmapFileHandle;
+
+    fn create(len: usize, cleanup: &mut Cleanup, init: Init<'_>) -> io::Result<MmapFileHandle> {
+        let dir = std::env::temp_dir().join(random_name()?);
+        // Fails if the name exists (even as a symlink): like O_EXCL.
+        mkdir(&dir, Mode::from_raw_mode(PRIVATE_DIR))?;
+        cleanup.push(Object::Dir(dir.clone()));
+        let dir_fd = open(
+            &dir,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        fchmod(&dir_fd, Mode::from_raw_mode(PRIVATE_DIR))?;
+        check_mode(
+            "the private directory",
+            rustix::fs::fstat(&dir_fd)?.st_mode,
+            PRIVATE_DIR,
+        )?;
+        let file = dir.join("ring");
+        let fd = rustix::fs::openat(
+            &dir_fd,
+            "ring",
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(OWNER_ONLY),
+        )?;
+        cleanup.push(Object::File(file.clone()));
+        fchmod(&fd, Mode::from_raw_mode(OWNER_ONLY))?;
+        size_and_allocate(&fd, len)?;
+        init(&Mapping::shared_fd(&fd, len)?, cleanup)?;
+        Ok(MmapFileHandle { dir, file })
+    }
+
+    fn attach(handle: &mut MmapFileHandle, _: Side, len: usize) -> io::Result<Mapping> {
+        let fd = open(
+            &handle.file,
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        check_file("the mapped file", &fd, len)?;
+        Mapping::shared_fd(&fd, len)
+    }
+
+    fn unlink(handle: &MmapFileHandle) -> io::Result<()> {
+        std::fs::remove_file(&handle.file)?;
+        std::fs::remove_dir(&handle.dir)
+    }
+
+    fn limits() -> Vec<Limit> {
+        vec![Limit::new(
+            "file directory",
+            std::env::temp_dir().display().to_string(),
+        )]
+    }
+}

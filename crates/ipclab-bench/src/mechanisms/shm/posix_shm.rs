@@ -1,0 +1,70 @@
+//! POSIX shared memory: `shm_open`, `ftruncate`, `mmap`, `shm_unlink`.
+//!
+//! `prepare` creates `/dev/shm/ipclab-<32 hex>` with `O_CREAT|O_EXCL`
+//! (never adopting a planted object), sets 0600 with `fchmod` (the mode
+//! given to `shm_open` is reduced by the umask) and allocates the pages with
+//! `fallocate` (so a full `/dev/shm` is an error here, not a `SIGBUS` in a
+//! side). Each side opens the name and maps it; once both have, the name
+//! is unlinked.
+
+use std::io;
+
+use rustix::fs::{Mode, fchmod};
+use rustix::shm;
+
+use super::cleanup::{Cleanup, Object};
+use super::names::{OWNER_ONLY, random_posix_name};
+use super::region::{Init, Mapping, Region, Side, check_file, size_and_allocate};
+use crate::transport::Limit;
+
+/// A POSIX shared memory object, opened by name.
+pub struct PosixShm;
+
+pub struct PosixShmHandle {
+    name: String,
+}
+
+/// glibc's `shm_open` adds `O_NOFOLLOW` (a planted symlink fails with
+/// `ELOOP`); rustix's does not, so we ask for it.
+fn nofollow() -> shm::OFlags {
+    shm::OFlags::from_bits_retain(rustix::fs::OFlags::NOFOLLOW.bits())
+}
+
+impl Region for PosixShm {
+    type Handle = PosixShmHandle;
+
+    fn create(len: usize, cleanup: &mut Cleanup, init: Init<'_>) -> io::Result<PosixShmHandle> {
+        let name = random_posix_name()?;
+        let fd = shm::open(
+            name.as_str(),
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR | nofollow(),
+            Mode::from_raw_mode(OWNER_ONLY),
+        )?;
+        cleanup.push(Object::PosixShm(name.clone()));
+        fchmod(&fd, Mode::from_raw_mode(OWNER_ONLY))?;
+        size_and_allocate(&fd, len)?;
+        init(&Mapping::shared_fd(&fd, len)?, cleanup)?;
+        Ok(PosixShmHandle { name })
+    }
+
+    fn attach(handle: &mut PosixShmHandle, _: Side, len: usize) -> io::Result<Mapping> {
+        let fd = shm::open(
+            handle.name.as_str(),
+            shm::OFlags::RDWR | nofollow(),
+            Mode::empty(),
+        )?;
+        check_file("the shared memory object", &fd, len)?;
+        Mapping::shared_fd(&fd, len)
+    }
+
+    fn unlink(handle: &PosixShmHandle) -> io::Result<()> {
+        Ok(shm::unlink(handle.name.as_str())?)
+    }
+
+    fn limits() -> Vec<Limit> {
+        let free = rustix::fs::statvfs("/dev/shm")
+            .map(|s| format!("{} MiB", s.f_bavail * s.f_frsize / (1 << 20)))
+            .unwrap_or_else(|e| format!("unknown ({e})"));
+        vec![Limit::new("/dev/shm free", free)]
+    }
+}

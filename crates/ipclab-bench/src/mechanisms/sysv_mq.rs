@@ -1,0 +1,388 @@
+//! `sysv-mq`: two System V message queues, one each way.
+//!
+//! Why two queues rather than one with `mtype` naming the direction: each
+//! direction then has its own `kernel.msgmnb` bytes of room, so a side's
+//! own unread messages can never take the space its peer needs to answer,
+//! and `msgrcv` takes the oldest message (`msgtyp` 0, plain FIFO), which
+//! leaves `mtype` free to tell data from the end marker.
+//!
+//! A message of `len` bytes goes as `ceil(len / chunk)` queue messages of
+//! type [`DATA`] (one empty one for `len` 0), where `chunk` is the largest
+//! message the kernel takes (`kernel.msgmax`, at most the queue's
+//! `msg_qbytes`). Both sides get `chunk` from the supervisor, so the
+//! receiver knows the size of every piece and rejects any other. The end of
+//! the stream is an empty message of type [`END`]: a data message can
+//! never be taken for it, and FIFO order puts it after every message sent
+//! before it.
+//!
+//! The queues are made with `IPC_PRIVATE` (no key, nobody can look them up)
+//! and mode 0600 (System V modes ignore the umask). Removing one
+//! (`IPC_RMID`) destroys it at once, even in use, so the supervisor's guard
+//! removes them, after both sides are reaped.
+//!
+//! A queue does not notice that the process at its other end died, and
+//! `msgrcv` has no timeout. That very removal is the way out: a side that
+//! gives up (an error or a panic drops its endpoint before the stream
+//! ended) removes both queues, and its peer's `msgsnd`/`msgrcv` fails at
+//! once with `EIDRM`. A peer killed outright is the supervisor's watchdog's
+//! to catch.
+
+use std::io;
+
+use crate::machine::read_proc;
+use crate::transport::{
+    ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
+    protocol_error,
+};
+
+/// `mtype` of a piece of a message.
+const DATA: libc::c_long = 1;
+/// `mtype` of the end-of-stream marker (an empty message).
+const END: libc::c_long = 2;
+/// `kernel.msgmax` when `/proc` does not say (the kernel's default).
+const DEFAULT_MSGMAX: usize = 8192;
+
+/// A System V message queue that this process created; dropping it removes
+/// the queue (`IPC_RMID`).
+#[derive(Debug)]
+pub struct SysvQueue {
+    id: QueueId,
+}
+
+/// The id of a System V message queue, as the sides use it (they never
+/// remove the queue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueId(libc::c_int);
+
+impl SysvQueue {
+    /// A new private queue with mode 0600.
+    pub fn create() -> io::Result<Self> {
+        // SAFETY: msgget takes no pointers; IPC_PRIVATE always makes a new
+        // queue (IPC_EXCL only says so again).
+        let id =
+            unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+        if id < 0 {
+            let e = io::Error::last_os_error();
+            let hint = match e.raw_os_error() {
+                Some(libc::ENOSPC) => " (kernel.msgmni queues exist already)",
+                _ => "",
+            };
+            return Err(io::Error::new(e.kind(), format!("msgget: {e}{hint}")));
+        }
+        Ok(SysvQueue { id: QueueId(id) })
+    }
+
+    pub fn id(&self) -> QueueId {
+        self.id
+    }
+
+    /// The queue's `msgctl(IPC_STAT)` record.
+    pub fn stat(&self) -> io::Result<libc::msqid_ds> {
+        let mut ds = std::mem::MaybeUninit::<libc::msqid_ds>::uninit();
+        // SAFETY: `ds` is valid for writes of one msqid_ds, which IPC_STAT
+        // fills completely on success.
+        let r = unsafe { libc::msgctl(self.id.0, libc::IPC_STAT, ds.as_mut_ptr()) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: msgctl succeeded, so the kernel wrote the whole record.
+        Ok(unsafe { ds.assume_init() })
+    }
+
+    /// The permission bits of the queue (0600 when made here).
+    pub fn mode(&self) -> io::Result<u32> {
+        Ok(u32::from(self.stat()?.msg_perm.mode) & 0o777)
+    }
+}
+
+impl Drop for SysvQueue {
+    fn drop(&mut self) {
+        self.id.remove();
+    }
+}
+
+impl QueueId {
+    /// `IPC_RMID`: destroys the queue at once; whoever waits on it gets
+    /// `EIDRM`. A queue already gone is fine.
+    fn remove(self) {
+        // SAFETY: IPC_RMID takes no buffer (a null pointer is allowed).
+        unsafe { libc::msgctl(self.0, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+}
+
+/// A buffer laid out as `struct msgbuf { long mtype; char mtext[]; }`.
+///
+/// The bytes live in a `Vec<u8>` a little longer than needed, and the
+/// record starts at the first address aligned for a `long`, so no cast of
+/// the buffer is ever needed.
+struct MsgBuf {
+    bytes: Vec<u8>,
+    /// The most `mtext` bytes this buffer holds.
+    cap: usize,
+}
+
+const MTYPE: usize = std::mem::size_of::<libc::c_long>();
+
+impl MsgBuf {
+    fn new(cap: usize) -> Self {
+        MsgBuf {
+            bytes: vec![0; MTYPE + cap + std::mem::align_of::<libc::c_long>()],
+            cap,
+        }
+    }
+
+    /// Where the record starts: `long`-aligned.
+    fn start(&self) -> usize {
+        self.bytes
+            .as_ptr()
+            .align_offset(std::mem::align_of::<libc::c_long>())
+    }
+
+    fn set_mtype(&mut self, mtype: libc::c_long) {
+        let s = self.start();
+        self.bytes[s..s + MTYPE].copy_from_slice(&mtype.to_ne_bytes());
+    }
+
+    fn mtype(&self) -> libc::c_long {
+        let s = self.start();
+        libc::c_long::from_ne_bytes(self.bytes[s..s + MTYPE].try_into().expect("MTYPE bytes"))
+    }
+
+    fn text(&self, len: usize) -> &[u8] {
+        let s = self.start() + MTYPE;
+        &self.bytes[s..s + len]
+    }
+
+    fn text_mut(&mut self, len: usize) -> &mut [u8] {
+        let s = self.start() + MTYPE;
+        &mut self.bytes[s..s + len]
+    }
+
+    /// Sends `mtype` with the first `len` text bytes; retries on EINTR.
+    fn send(&mut self, q: QueueId, mtype: libc::c_long, len: usize) -> io::Result<()> {
+        assert!(len <= self.cap, "a piece never exceeds the buffer");
+        self.set_mtype(mtype);
+        let record = &self.bytes[self.start()..];
+        loop {
+            // SAFETY: `record` is a long-aligned `long` followed by at least
+            // `len` bytes (`len <= cap`), all initialised and borrowed for
+            // the call; msgsnd only reads them.
+            let r = unsafe { libc::msgsnd(q.0, record.as_ptr().cast(), len, 0) };
+            if r == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(queue_error("msgsnd", e));
+            }
+        }
+    }
+
+    /// Takes the oldest message (at most `cap` text bytes); returns its
+    /// `mtype` and length. Retries on EINTR.
+    fn recv(&mut self, q: QueueId) -> io::Result<(libc::c_long, usize)> {
+        let start = self.start();
+        let cap = self.cap;
+        let record = &mut self.bytes[start..];
+        loop {
+            // SAFETY: `record` is long-aligned and holds a `long` plus `cap`
+            // bytes, borrowed mutably for the call; msgrcv writes at most
+            // that much (a longer message fails with E2BIG, no MSG_NOERROR).
+            let r = unsafe { libc::msgrcv(q.0, record.as_mut_ptr().cast(), cap, 0, 0) };
+            if r >= 0 {
+                return Ok((self.mtype(), r as usize));
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(queue_error("msgrcv", e));
+            }
+        }
+    }
+}
+
+/// Names the call, and says what a removed queue means.
+fn queue_error(call: &str, e: io::Error) -> io::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::EIDRM) | Some(libc::EINVAL) => {
+            " (the queue was removed: the peer gave up, or the supervisor ended the cell)"
+        }
+        Some(libc::E2BIG) => " (the peer sent a piece larger than agreed)",
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("{call}: {e}{hint}"))
+}
+
+pub struct SysvMq;
+
+/// The ids both sides need; the queues themselves stay with the guard.
+struct Queues {
+    to_server: QueueId,
+    to_client: QueueId,
+    chunk: usize,
+}
+
+impl Transport for SysvMq {
+    fn info(&self) -> Info {
+        Info {
+            name: "sysv-mq",
+            family: Family::MessagePassing,
+            sync: "kernel (blocking msgsnd/msgrcv)",
+            summary: "two System V message queues (IPC_PRIVATE, 0600), one each way; pieces of kernel.msgmax bytes",
+            polls: false,
+        }
+    }
+
+    fn limits(&self) -> Vec<Limit> {
+        vec![
+            Limit::new(
+                "kernel.msgmax (bytes per message)",
+                read_proc("/proc/sys/kernel/msgmax"),
+            ),
+            Limit::new(
+                "kernel.msgmnb (bytes per queue)",
+                read_proc("/proc/sys/kernel/msgmnb"),
+            ),
+            Limit::new(
+                "kernel.msgmni (queues)",
+                read_proc("/proc/sys/kernel/msgmni"),
+            ),
+        ]
+    }
+
+    fn prepare(&self, _: &ChannelConfig) -> io::Result<Prepared> {
+        let to_server = SysvQueue::create()?;
+        let to_client = SysvQueue::create()?;
+        let msgmax = read_proc("/proc/sys/kernel/msgmax")
+            .parse()
+            .unwrap_or(DEFAULT_MSGMAX);
+        // A message larger than the queue's room could never be sent.
+        let qbytes = to_server.stat()?.msg_qbytes as usize;
+        let chunk = msgmax.min(qbytes).max(1);
+        let pair = Queues {
+            to_server: to_server.id(),
+            to_client: to_client.id(),
+            chunk,
+        };
+        Ok(Prepared::with_guard(pair, (to_server, to_client)))
+    }
+}
+
+impl Pair for Queues {
+    fn server(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
+        Ok(Box::new(QueueEnd::new(
+            self.to_server,
+            self.to_client,
+            self.chunk,
+        )))
+    }
+
+    fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
+        Ok(Box::new(QueueEnd::new(
+            self.to_client,
+            self.to_server,
+            self.chunk,
+        )))
+    }
+}
+
+/// One side: takes from `rx`, puts into `tx`.
+struct QueueEnd {
+    rx: QueueId,
+    tx: QueueId,
+    chunk: usize,
+    buf: MsgBuf,
+    rounds: u64,
+    finished: bool,
+    peer_finished: bool,
+}
+
+impl QueueEnd {
+    fn new(rx: QueueId, tx: QueueId, chunk: usize) -> Self {
+        QueueEnd {
+            rx,
+            tx,
+            chunk,
+            buf: MsgBuf::new(chunk),
+            rounds: 0,
+            finished: false,
+            peer_finished: false,
+        }
+    }
+}
+
+impl Endpoint for QueueEnd {
+    fn send(&mut self, len: usize, fill: Fill<'_>) -> io::Result<()> {
+        if self.finished {
+            return Err(protocol_error("send after finish"));
+        }
+        let mut offset = 0;
+        loop {
+            let n = (len - offset).min(self.chunk);
+            fill(offset, self.buf.text_mut(n));
+            self.buf.send(self.tx, DATA, n)?;
+            offset += n;
+            if offset >= len {
+                return Ok(());
+            }
+        }
+    }
+
+    fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {
+        if self.peer_finished {
+            return Ok(Received::Closed);
+        }
+        let mut offset = 0;
+        loop {
+            let (mtype, n) = self.buf.recv(self.rx)?;
+            match mtype {
+                END if offset == 0 && n == 0 => {
+                    self.peer_finished = true;
+                    return Ok(Received::Closed);
+                }
+                END => {
+                    return Err(protocol_error(format!(
+                        "end marker after {offset} of {len} bytes"
+                    )));
+                }
+                DATA => {
+                    self.rounds += 1;
+                    let want = (len - offset).min(self.chunk);
+                    if n != want {
+                        return Err(protocol_error(format!(
+                            "a piece of {n} bytes at offset {offset} of {len}, expected {want}"
+                        )));
+                    }
+                    check(offset, self.buf.text(n));
+                    offset += n;
+                    if offset >= len {
+                        return Ok(Received::Message);
+                    }
+                }
+                other => return Err(protocol_error(format!("unknown mtype {other}"))),
+            }
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if !self.finished {
+            self.finished = true;
+            self.buf.send(self.tx, END, 0)?;
+        }
+        Ok(())
+    }
+
+    fn rounds(&self) -> u64 {
+        self.rounds
+    }
+}
+
+impl Drop for QueueEnd {
+    fn drop(&mut self) {
+        // Dropped before the stream ended: this side gave up. Wake the peer
+        // (EIDRM) rather than leave it blocked until the watchdog.
+        if !self.finished && !self.peer_finished {
+            self.rx.remove();
+            self.tx.remove();
+        }
+    }
+}
