@@ -221,15 +221,15 @@ fn ticks(axis: &Axis, lo: f64, hi: f64) -> Vec<f64> {
         Ticks::Decimal => [&[1.0, 2.0, 5.0][..], &[1.0, 3.0], &[1.0]]
             .into_iter()
             .map(decimal)
-            .find(|c| c.len() <= 9)
+            .find(|c| c.len() <= 11)
             .unwrap_or_else(|| decimal(&[1.0])),
         Ticks::Binary => (0..64)
             .map(|e| 2f64.powi(e))
             .filter(|&v| inside(v))
             .collect(),
     };
-    // Keep every k-th so that at most about eight are labelled.
-    let step = candidates.len().div_ceil(9).max(1);
+    // Keep every k-th so that at most eleven are labelled.
+    let step = candidates.len().div_ceil(11).max(1);
     candidates.into_iter().step_by(step).collect()
 }
 
@@ -490,7 +490,7 @@ mod tests {
             format: |v| v.to_string(),
         };
         let t = ticks(&axis, 2.0, 9.5);
-        assert!(t.len() <= 8 && !t.is_empty(), "{t:?}");
+        assert!(t.len() <= 11 && !t.is_empty(), "{t:?}");
         assert!(t.iter().all(|&v| (2.0..=9.5).contains(&v.log10())));
     }
 }
