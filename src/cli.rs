@@ -27,6 +27,9 @@ pub enum Command {
     List,
     /// Compare two result files row by row (NEW / OLD), with a verdict.
     Compare(CompareArgs),
+    /// The blog post that started ipclab, reproduced: message passing against
+    /// shared memory, fresh processes each time.
+    Seed(SeedArgs),
     /// Internal: supervise one cell (started by `ipclab run`).
     #[command(name = "__cell", hide = true)]
     Cell,
@@ -108,6 +111,14 @@ pub struct RunArgs {
     /// Write the results as Markdown.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+
+    /// Write plots (SVG and PNG) and a self-contained index.html into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+
+    /// Message size of the report's latency-distribution plot (default: the median size).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub cdf_size: Option<usize>,
 }
 
 impl Default for RunArgs {
@@ -141,4 +152,23 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("'{s}' is not a percentage"))
     }
+}
+
+#[derive(Args, Clone)]
+pub struct SeedArgs {
+    /// Fresh-process runs per mechanism and size (the mean and median are shown).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub runs: u64,
+
+    /// Write seed.json and a page (index.html) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+
+    /// Warm-up per cell (for quick tests).
+    #[arg(long, hide = true, value_parser = parse_duration_ns, default_value = "100ms")]
+    pub warmup: u64,
+
+    /// Measured time of each warm round-trip cell (for quick tests).
+    #[arg(long, hide = true, value_parser = parse_duration_ns, default_value = "300ms")]
+    pub duration: u64,
 }

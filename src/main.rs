@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
 use ipclab_bench::harness::supervisor::cell_main;
-use ipclab_bench::report::{Exports, compare, json, table};
+use ipclab_bench::report::{self, Exports, compare, json, table};
 use ipclab_bench::suite::{self, Options};
 use ipclab_bench::{list, mechanisms};
 
-use cli::{Cli, Command, CompareArgs, RunArgs};
+use cli::{Cli, Command, CompareArgs, RunArgs, SeedArgs};
 
 /// Exit status for bad input (the same as clap's).
 const USAGE: u8 = 2;
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Some(Command::Cell) => cell_main(),
         Some(Command::List) => print(&list::render()),
         Some(Command::Compare(args)) => compare(args),
+        Some(Command::Seed(args)) => seed(args),
         Some(Command::Run(args)) => run(*args),
         None => default_run(),
     };
@@ -71,10 +72,14 @@ fn default_run() -> Result<ExitCode> {
         json: Some(dir.join("run.json")),
         csv: Some(dir.join("run.csv")),
         markdown: Some(dir.join("run.md")),
+        report: Some(dir.clone()),
         ..RunArgs::default()
     };
     let code = run(args)?;
-    eprintln!("results: {}/ (run.json, run.csv, run.md)", dir.display());
+    eprintln!(
+        "results: {}/ (run.json, run.csv, run.md; plots and index.html)",
+        dir.display()
+    );
     Ok(code)
 }
 
@@ -108,11 +113,26 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         markdown: args.markdown,
     };
     exports.check_writable().map_err(usage)?;
+    if let Some(size) = args.cdf_size
+        && !options.sizes.contains(&size)
+    {
+        return Err(usage(format!(
+            "--cdf-size {size} is not one of the sizes measured (-s)"
+        )));
+    }
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    }
 
     let exe = std::env::current_exe().context("finding the ipclab binary")?;
     let run = suite::run(&options, &exe, &mut |run| exports.write(run))?;
     exports.write(&run)?;
     print(&table::render(&run))?;
+    if let Some(dir) = &args.report {
+        let index = report::write_report(dir, &run, args.cdf_size)?;
+        eprintln!("report: {}", index.display());
+    }
     Ok(if !run.complete {
         ExitCode::from(130)
     } else if run.failures.is_empty() {
@@ -153,4 +173,32 @@ fn compare(args: CompareArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ipclab seed`: the blog post's experiment, printed beside its figures.
+fn seed(args: SeedArgs) -> Result<ExitCode> {
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let options = ipclab_bench::seed::SeedOptions {
+        runs: args.runs,
+        warmup_ns: args.warmup,
+        duration_ns: args.duration,
+        timeout_ns: 60_000_000_000,
+    };
+    let exe = std::env::current_exe().context("finding the ipclab binary")?;
+    let seed = ipclab_bench::seed::run(&options, &exe)?;
+    print(&report::seed::render(&seed))?;
+    if let Some(dir) = &args.report {
+        let index = report::seed::write(dir, &seed)?;
+        eprintln!("report: {}", index.display());
+    }
+    Ok(if !seed.complete {
+        ExitCode::from(130)
+    } else if seed.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -5,7 +5,8 @@
 //! - [`payload`]: the bytes every message carries and their check;
 //! - [`harness`]: processes, pinning, clocks, and the patterns;
 //! - [`suite`]: a whole run, cell by cell;
-//! - [`report`]: tables and JSON, CSV and Markdown files.
+//! - [`seed`]: the blog post's experiment (`ipclab seed`);
+//! - [`report`]: tables, JSON, CSV and Markdown files, plots and pages.
 
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
@@ -16,6 +17,7 @@ pub mod mechanisms;
 pub mod payload;
 pub mod report;
 pub mod results;
+pub mod seed;
 pub mod stats;
 pub mod suite;
 pub mod transport;

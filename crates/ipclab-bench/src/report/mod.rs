@@ -1,12 +1,18 @@
-//! Everything a run writes: the terminal table and the export files.
+//! Everything a run writes: the terminal table, the export files, and the
+//! report folder (plots and `index.html`).
 //!
 //! Each export is a function of the whole [`Run`] so far, and files are
 //! rewritten after every cell: an interrupted run keeps what it measured.
+//! The report is drawn once, at the end of the run (also after Ctrl-C).
 
+pub mod chart;
 pub mod compare;
 pub mod csv;
+pub mod html;
 pub mod json;
 pub mod markdown;
+pub mod plot;
+pub mod seed;
 pub mod table;
 
 use std::path::{Path, PathBuf};
@@ -59,9 +65,22 @@ impl Exports {
     }
 }
 
+/// Writes the report folder: `<plot>.svg` and `<plot>.png` for every plot,
+/// and `index.html`, a self-contained page; returns the page's path.
+/// `cdf_size` picks the size of the distribution plot (default: the median
+/// size measured).
+pub fn write_report(dir: &Path, run: &Run, cdf_size: Option<usize>) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let charts = plot::charts(run, cdf_size);
+    let svgs = plot::write(dir, &charts)?;
+    let index = dir.join("index.html");
+    write_atomically(&index, &html::render(run, &charts, &svgs))?;
+    Ok(index)
+}
+
 /// Writes through a temporary file and a rename, so that a reader (or a
 /// crash) never sees half a file.
-fn write_atomically(path: &Path, content: &str) -> Result<()> {
+pub fn write_atomically(path: &Path, content: &str) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

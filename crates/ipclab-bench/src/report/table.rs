@@ -16,8 +16,28 @@ pub struct Titled {
     pub table: Table,
 }
 
+/// A table's title and cells, before any styling (the HTML report draws
+/// the same cells).
+pub struct Grid {
+    pub title: String,
+    pub header: Vec<&'static str>,
+    pub body: Vec<Vec<String>>,
+}
+
 /// Builds every table of `run`; `markdown` picks the Markdown style.
 pub fn tables(run: &Run, markdown: bool) -> Vec<Titled> {
+    grids(run)
+        .into_iter()
+        .map(|g| Titled {
+            table: styled(&g, markdown),
+            title: g.title,
+        })
+        .collect()
+}
+
+/// The cells of every table of `run`: one per pattern and placement,
+/// fastest first within each size.
+pub fn grids(run: &Run) -> Vec<Grid> {
     let mut groups: Vec<(&str, &str)> = Vec::new();
     for r in &run.rows {
         if !groups.contains(&(r.placement.as_str(), r.pattern.as_str())) {
@@ -48,9 +68,11 @@ pub fn tables(run: &Run, markdown: bool) -> Vec<Titled> {
             } else {
                 "NOT verified (--no-verify)"
             };
-            Titled {
+            let (header, body) = cells(&rows, pattern);
+            Grid {
                 title: format!("{pattern}, {placement}{cpus}: {what}; {verified}"),
-                table: build(&rows, pattern, markdown),
+                header,
+                body,
             }
         })
         .collect()
@@ -83,16 +105,31 @@ fn main_figure(r: &Row) -> f64 {
     }
 }
 
-fn build(rows: &[&Row], pattern: &str, markdown: bool) -> Table {
+/// A grid as a terminal (or Markdown) table, figures right-aligned.
+pub fn styled(grid: &Grid, markdown: bool) -> Table {
     let mut t = Table::new();
     t.load_preset(if markdown {
         presets::ASCII_MARKDOWN
     } else {
         PLAIN
     });
+    t.set_header(grid.header.clone());
+    for line in &grid.body {
+        t.add_row(line.clone());
+    }
+    for i in 2..t.column_count() {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+/// The header and rows of one table.
+fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let d = |ns: u64| duration(ns as f64);
     let cpu = |ns: f64| if ns > 0.0 { duration(ns) } else { "-".into() };
-    let (header, body): (Vec<&str>, Vec<Vec<String>>) = match pattern {
+    match pattern {
         "pingpong" => (
             vec![
                 "mechanism",
@@ -184,17 +221,7 @@ fn build(rows: &[&Row], pattern: &str, markdown: bool) -> Table {
                 })
                 .collect(),
         ),
-    };
-    t.set_header(header);
-    for line in body {
-        t.add_row(line);
     }
-    for i in 2..t.column_count() {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    t
 }
 
 /// The whole terminal report: tables, then what failed or was skipped.

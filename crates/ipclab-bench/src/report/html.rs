@@ -1,0 +1,326 @@
+//! `index.html`: one self-contained page (no scripts, nothing fetched) with
+//! the machine, the settings, a summary, the plots (inline SVG) and the
+//! same tables as the terminal.
+
+use std::fmt::Write;
+
+use super::chart::{Chart, FAMILIES};
+use super::table::{Grid, grids, notes};
+use crate::results::{Row, Run};
+use crate::units::{duration, rate, size};
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page's style: readable tables and plots that fit the window.
+pub const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;\
+margin:2em auto;max-width:1250px;padding:0 1em;color:#1a1a1a;line-height:1.45}\
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}\
+table{border-collapse:collapse;margin:.6em 0 1.4em;font-size:.92em}\
+th,td{padding:.25em .7em;border-bottom:1px solid #e2e2e2;text-align:right;white-space:nowrap}\
+th{background:#f3f3f3}td:first-child,th:first-child,td.l,th.l{text-align:left}\
+tr:nth-child(even) td{background:#fafafa}\
+figure{margin:1.5em 0 2.5em}figure svg{width:100%;height:auto;border:1px solid #eee}\
+td.wrap{white-space:normal}figcaption{color:#444;max-width:60em}.note{color:#555}.warn{color:#a00;font-weight:bold}\
+nav a{margin-right:1em}.scroll{overflow-x:auto}";
+
+/// The whole page; `svgs[i]` is the SVG of `charts[i]`.
+pub fn render(run: &Run, charts: &[Chart], svgs: &[String]) -> String {
+    let mut page = String::new();
+    let title = format!("ipclab {} — {}", run.ipclab_version, run.started_at);
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+        escape(&title),
+        escape(&title)
+    );
+    if !run.complete {
+        page.push_str(
+            "<p class=\"warn\">This run did not finish: these are the cells measured before \
+             it stopped.</p>\n",
+        );
+    }
+    page.push_str(
+        "<nav><a href=\"#machine\">Machine</a><a href=\"#summary\">Summary</a>\
+         <a href=\"#plots\">Plots</a><a href=\"#tables\">Tables</a><a href=\"#notes\">Notes</a></nav>\n",
+    );
+    machine_and_settings(&mut page, run);
+    summary(&mut page, run);
+    page.push_str("<h2 id=\"plots\">Plots</h2>\n");
+    if charts.is_empty() {
+        page.push_str("<p>No measured row to plot.</p>\n");
+    }
+    for (chart, svg) in charts.iter().zip(svgs) {
+        let _ = write!(
+            page,
+            "<figure id=\"{stem}\">\n{}\n<figcaption>{} Files: <a href=\"{stem}.svg\">SVG</a>, \
+             <a href=\"{stem}.png\">PNG</a>.</figcaption>\n</figure>\n",
+            inline_svg(svg),
+            escape(&chart.caption),
+            stem = escape(&chart.stem),
+        );
+    }
+    page.push_str("<h2 id=\"tables\">Tables</h2>\n");
+    for g in grids(run) {
+        grid(&mut page, &g);
+    }
+    page.push_str("<h2 id=\"notes\">Notes</h2>\n");
+    for line in notes(run).lines().filter(|l| !l.trim().is_empty()) {
+        let _ = writeln!(page, "<p class=\"note\">{}</p>", escape(line));
+    }
+    page.push_str("</body>\n</html>\n");
+    page
+}
+
+/// An SVG document as an element of the page: without its XML prolog.
+fn inline_svg(svg: &str) -> &str {
+    svg.find("<svg").map_or(svg, |i| &svg[i..])
+}
+
+fn machine_and_settings(page: &mut String, run: &Run) {
+    let m = &run.machine;
+    let s = &run.settings;
+    let cpus = |c: &[usize]| {
+        c.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let measured = match s.iterations {
+        Some(n) => format!("exactly {n} iterations per cell"),
+        None => format!("at least {} per cell", duration(s.duration_ns as f64)),
+    };
+    let pairs: Vec<(&str, String)> = vec![
+        ("CPU", m.cpu_model.clone()),
+        (
+            "CPUs",
+            format!(
+                "{} (this run may use {})",
+                m.cpu_count,
+                cpus(&m.cpus_allowed)
+            ),
+        ),
+        (
+            "machine",
+            if m.virtualised {
+                "virtual machine".into()
+            } else {
+                "bare metal".into()
+            },
+        ),
+        ("kernel", m.kernel.clone()),
+        (
+            "clock",
+            format!(
+                "{}, {} per read, resolution {} ns",
+                m.clock_source,
+                duration(run.timer.overhead_ns),
+                run.timer.resolution_ns
+            ),
+        ),
+        ("mechanisms", s.mechanisms.join(", ")),
+        (
+            "sizes",
+            s.sizes
+                .iter()
+                .map(|&b| size(b))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("patterns", s.patterns.join(", ")),
+        ("placements", s.placements.join(", ")),
+        (
+            "measuring",
+            format!(
+                "{measured}, after {} of warm-up",
+                duration(s.warmup_ns as f64)
+            ),
+        ),
+        (
+            "payload",
+            if s.verify {
+                "every byte of every message verified".into()
+            } else {
+                "NOT verified (--no-verify)".into()
+            },
+        ),
+        (
+            "shared-memory segments",
+            format!(
+                "{}, {}",
+                match s.segments {
+                    0 => "buffers in flight chosen per channel (about 4 MiB worth, 2 to 64)".into(),
+                    n => format!("{n} in flight per direction"),
+                },
+                s.segment_size
+                    .map_or("each large enough for a message".into(), size)
+            ),
+        ),
+    ];
+    page.push_str("<h2 id=\"machine\">Machine and settings</h2>\n<table>\n");
+    for (k, v) in pairs {
+        let _ = writeln!(
+            page,
+            "<tr><th class=\"l\">{}</th><td class=\"l wrap\">{}</td></tr>",
+            escape(k),
+            escape(&v)
+        );
+    }
+    page.push_str("</table>\n");
+}
+
+/// Per pattern and placement: the best mechanism of each family at each
+/// size, and how far behind the best of all it is.
+fn summary(page: &mut String, run: &Run) {
+    page.push_str(
+        "<h2 id=\"summary\">Summary</h2>\n<p>The best mechanism of each family at each size \
+         (lowest p50 round trip, highest throughput, lowest fork-to-reap p50), and how many \
+         times slower than the best of all it is (less throughput, for streams).</p>\n",
+    );
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for r in &run.rows {
+        if !groups.contains(&(r.pattern.as_str(), r.placement.as_str())) {
+            groups.push((&r.pattern, &r.placement));
+        }
+    }
+    for (pattern, placement) in groups {
+        let rows: Vec<&Row> = run
+            .rows
+            .iter()
+            .filter(|r| r.pattern == pattern && r.placement == placement)
+            .collect();
+        let families: Vec<&str> = FAMILIES
+            .iter()
+            .map(|f| f.0)
+            .filter(|f| rows.iter().any(|r| r.family == *f))
+            .collect();
+        let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let _ = write!(
+            page,
+            "<h3>{}, {}</h3>\n<div class=\"scroll\"><table>\n<tr><th>size</th>",
+            escape(pattern),
+            escape(placement)
+        );
+        for f in &families {
+            let _ = write!(page, "<th class=\"l\">{}</th>", escape(f));
+        }
+        page.push_str("</tr>\n");
+        for sz in sizes {
+            let at: Vec<&Row> = rows.iter().copied().filter(|r| r.size == sz).collect();
+            let Some(best) = at.iter().map(|r| cost(r)).min_by(f64::total_cmp) else {
+                continue;
+            };
+            let _ = write!(page, "<tr><td>{}</td>", escape(&size(sz)));
+            for f in &families {
+                let top = at
+                    .iter()
+                    .filter(|r| r.family == *f)
+                    .min_by(|a, b| cost(a).total_cmp(&cost(b)));
+                let cell = match top {
+                    None => "–".to_string(),
+                    Some(r) => {
+                        let behind = cost(r) / best;
+                        let times = if behind <= 1.0005 {
+                            " (best)".to_string()
+                        } else {
+                            format!(" ({behind:.1}× slower)")
+                        };
+                        format!("{} {}{times}", r.mechanism, figure(r))
+                    }
+                };
+                let _ = write!(page, "<td class=\"l\">{}</td>", escape(&cell));
+            }
+            page.push_str("</tr>\n");
+        }
+        page.push_str("</table></div>\n");
+    }
+}
+
+/// Lower is better: p50 time, or seconds per byte.
+fn cost(r: &Row) -> f64 {
+    if let Some(s) = r.rtt_ns {
+        s.p50 as f64
+    } else if let Some(t) = r.throughput {
+        if t.bytes_per_s > 0.0 {
+            1.0 / t.bytes_per_s
+        } else if t.messages_per_s > 0.0 {
+            1.0 / t.messages_per_s
+        } else {
+            f64::MAX
+        }
+    } else if let Some(s) = r.oneshot_ns {
+        s.p50 as f64
+    } else {
+        f64::MAX
+    }
+}
+
+fn figure(r: &Row) -> String {
+    if let Some(s) = r.rtt_ns {
+        duration(s.p50 as f64)
+    } else if let Some(t) = r.throughput {
+        rate(t.bytes_per_s)
+    } else if let Some(s) = r.oneshot_ns {
+        duration(s.p50 as f64)
+    } else {
+        String::new()
+    }
+}
+
+/// A table of the terminal's as HTML.
+pub fn grid(page: &mut String, g: &Grid) {
+    let _ = write!(
+        page,
+        "<h3>{}</h3>\n<div class=\"scroll\"><table>\n<tr>",
+        escape(&g.title)
+    );
+    for (i, h) in g.header.iter().enumerate() {
+        let class = if i < 2 { " class=\"l\"" } else { "" };
+        let _ = write!(page, "<th{class}>{}</th>", escape(h));
+    }
+    page.push_str("</tr>\n");
+    for row in &g.body {
+        page.push_str("<tr>");
+        for (i, cell) in row.iter().enumerate() {
+            let class = if i < 2 { " class=\"l\"" } else { "" };
+            let _ = write!(page, "<td{class}>{}</td>", escape(cell));
+        }
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</table></div>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn an_svg_loses_its_prolog() {
+        assert_eq!(inline_svg("<?xml version=\"1.0\"?>\n<svg/>"), "<svg/>");
+    }
+}

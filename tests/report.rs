@@ -1,0 +1,334 @@
+//! The report folder: plots as SVG and PNG, and a self-contained
+//! `index.html`, from a hand-made run of thirty mechanisms and from a tiny
+//! real one.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use ipclab_bench::harness::clock::TimerCalibration;
+use ipclab_bench::machine::Machine;
+use ipclab_bench::report::write_report;
+use ipclab_bench::results::{
+    CpuPerMessage, Cpus, Failure, Row, Run, SCHEMA, Settings, Skipped, Throughput,
+};
+use ipclab_bench::stats::Stats;
+
+/// A folder removed however the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("ipclab-report-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const FAMILIES: [(&str, usize); 4] = [
+    ("message-passing", 12),
+    ("shared-memory", 12),
+    ("limit", 3),
+    ("peer", 3),
+];
+
+fn stats(p50: u64) -> Stats {
+    Stats {
+        min: p50 / 2,
+        p50,
+        p90: p50 * 2,
+        p99: p50 * 4,
+        p999: p50 * 8,
+        max: p50 * 20,
+        mean: p50 as f64 * 1.2,
+        stddev: p50 as f64 * 0.3,
+    }
+}
+
+/// Thirty mechanisms of four families, three patterns, three sizes; one
+/// mechanism's name needs escaping.
+fn hand_made_run() -> Run {
+    let mut rows = Vec::new();
+    let mut k = 0u64;
+    for (family, n) in FAMILIES {
+        for i in 0..n {
+            k += 1;
+            let name = if k == 5 {
+                "odd<&>name".to_string()
+            } else {
+                format!("{family}-{i}")
+            };
+            for pattern in ["pingpong", "stream", "oneshot"] {
+                for size in [0usize, 12, 4096, 4 << 20] {
+                    let p50 = 1_000 * k + size as u64 / 100;
+                    let mut row = Row {
+                        mechanism: name.clone(),
+                        family: family.into(),
+                        sync: "test".into(),
+                        pattern: pattern.into(),
+                        size,
+                        placement: "cross-core".into(),
+                        cpus: Cpus {
+                            client: vec![0],
+                            server: vec![1],
+                        },
+                        iterations: 1000,
+                        verified: true,
+                        rounds: 1.0,
+                        setup_ns: 10_000,
+                        teardown_ns: 5_000,
+                        rtt_ns: None,
+                        rtt_cdf: Vec::new(),
+                        throughput: None,
+                        oneshot_ns: None,
+                        cpu_ns_per_message: CpuPerMessage {
+                            client: p50 as f64 / 2.0,
+                            server: p50 as f64 / 3.0,
+                        },
+                    };
+                    match pattern {
+                        "pingpong" => {
+                            row.rtt_ns = Some(stats(p50));
+                            row.rtt_cdf = [0.0, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0]
+                                .iter()
+                                .zip([1, 2, 4, 8, 16, 32, 64])
+                                .map(|(&q, m)| (q, p50 * m / 2))
+                                .collect();
+                        }
+                        "stream" => {
+                            let messages_per_s = 1e9 / p50 as f64;
+                            row.throughput = Some(Throughput {
+                                bytes_per_s: messages_per_s * size as f64,
+                                messages_per_s,
+                            });
+                        }
+                        _ => row.oneshot_ns = Some(stats(p50 * 100)),
+                    }
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    Run {
+        schema: SCHEMA,
+        ipclab_version: "0.0.0-test".into(),
+        started_at: "2026-01-01T00:00:00Z".into(),
+        machine: Machine::read(),
+        timer: TimerCalibration {
+            overhead_ns: 20.0,
+            resolution_ns: 1,
+        },
+        settings: Settings {
+            mechanisms: rows.iter().map(|r| r.mechanism.clone()).collect(),
+            sizes: vec![0, 12, 4096, 4 << 20],
+            patterns: vec!["pingpong".into(), "stream".into(), "oneshot".into()],
+            placements: vec!["cross-core".into()],
+            warmup_ns: 0,
+            duration_ns: 1,
+            iterations: None,
+            verify: true,
+            segment_size: None,
+            segments: 1,
+        },
+        rows,
+        failures: vec![Failure {
+            mechanism: "broken".into(),
+            pattern: "pingpong".into(),
+            size: 12,
+            placement: "cross-core".into(),
+            error: "a <test> failure".into(),
+        }],
+        skipped: vec![Skipped {
+            mechanism: "absent".into(),
+            reason: "not here".into(),
+        }],
+        complete: true,
+    }
+}
+
+/// Every `http://` or `https://` in `text`, except the SVG namespace.
+fn web_references(text: &str) -> Vec<String> {
+    const SVG_NS: &str = "http://www.w3.org/2000/svg";
+    let mut found = Vec::new();
+    for scheme in ["http://", "https://"] {
+        for (i, _) in text.match_indices(scheme) {
+            if !text[i..].starts_with(SVG_NS) {
+                found.push(text[i..].chars().take(60).collect());
+            }
+        }
+    }
+    found
+}
+
+fn assert_png(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        path.display()
+    );
+    // A blank 1200x680 image compresses to a few kB; text and lines do not.
+    assert!(bytes.len() > 20_000, "{} is nearly empty", path.display());
+}
+
+fn assert_svg(path: &Path, names: &[&str]) -> String {
+    let svg = std::fs::read_to_string(path).unwrap();
+    assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        svg.matches("<text").count(),
+        svg.matches("</text>").count(),
+        "unbalanced text elements in {}",
+        path.display()
+    );
+    for name in names {
+        assert!(svg.contains(name), "{} lacks {name}", path.display());
+    }
+    svg
+}
+
+#[test]
+fn thirty_mechanisms_give_every_plot_and_a_self_contained_page() {
+    let dir = TempDir::new("hand");
+    let run = hand_made_run();
+    let index = write_report(&dir.0, &run, None).unwrap();
+    assert_eq!(index, dir.0.join("index.html"));
+
+    // Legend entries: every mechanism, escaped where needed.
+    let names: Vec<String> = run
+        .rows
+        .iter()
+        .map(|r| {
+            r.mechanism
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        })
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let stems = [
+        "latency-cross-core",
+        "throughput-cross-core",
+        // The median of 12 B, 4 KiB, 4 MiB (size 0 is left out).
+        "distribution-4KiB-cross-core",
+        "cpu-pingpong-cross-core",
+        "cpu-stream-cross-core",
+        "oneshot-cross-core",
+    ];
+    for stem in stems {
+        let svg = assert_svg(&dir.0.join(format!("{stem}.svg")), &names);
+        for heading in ["message passing", "shared memory", "limits", "peers"] {
+            assert!(svg.contains(heading), "{stem} legend lacks {heading}");
+        }
+        assert_png(&dir.0.join(format!("{stem}.png")));
+    }
+    let latency = std::fs::read_to_string(dir.0.join("latency-cross-core.svg")).unwrap();
+    for label in ["message size", "round-trip time", "4 MiB", "12 B", "p99"] {
+        assert!(latency.contains(label), "latency plot lacks {label}");
+    }
+
+    let page = std::fs::read_to_string(&index).unwrap();
+    assert_eq!(web_references(&page), Vec::<String>::new());
+    for forbidden in ["<script", "<link", "<img", "<iframe", "@import", "url("] {
+        assert!(!page.contains(forbidden), "the page has {forbidden}");
+    }
+    assert_eq!(page.matches("<svg").count(), stems.len());
+    assert_eq!(page.matches("</svg>").count(), stems.len());
+    for text in [
+        "Machine and settings",
+        "Summary",
+        "odd&lt;&amp;&gt;name",
+        "a &lt;test&gt; failure",
+        "skipped absent: not here",
+        // The tables of the terminal.
+        "pingpong, cross-core (client on CPU 0, server on CPU 1)",
+        "cpu client",
+        "throughput",
+        "total p50",
+    ] {
+        assert!(page.contains(text), "the page lacks {text}");
+    }
+    assert!(!page.contains("odd<&>name"), "unescaped name in the page");
+}
+
+#[test]
+fn a_chosen_size_moves_the_distribution_plot() {
+    let dir = TempDir::new("cdf");
+    write_report(&dir.0, &hand_made_run(), Some(12)).unwrap();
+    assert!(dir.0.join("distribution-12B-cross-core.svg").exists());
+    assert!(!dir.0.join("distribution-4KiB-cross-core.svg").exists());
+}
+
+#[test]
+fn a_tiny_real_run_writes_the_report() {
+    let dir = TempDir::new("real");
+    let report = dir.0.join("report");
+    let out = Command::cargo_bin("ipclab")
+        .unwrap()
+        .args([
+            "run",
+            "-m",
+            "pipe",
+            "-s",
+            "0,64,4K",
+            "-p",
+            "pingpong,stream",
+        ])
+        .args([
+            "--warmup",
+            "0ms",
+            "--duration",
+            "20ms",
+            "--placement",
+            "unpinned",
+        ])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for stem in [
+        "latency-unpinned",
+        "throughput-unpinned",
+        "distribution-64B-unpinned",
+        "cpu-pingpong-unpinned",
+        "cpu-stream-unpinned",
+    ] {
+        assert_svg(&report.join(format!("{stem}.svg")), &["pipe"]);
+        assert_png(&report.join(format!("{stem}.png")));
+    }
+    let page = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert_eq!(web_references(&page), Vec::<String>::new());
+    assert!(page.contains("pipe") && page.contains("every byte of every message verified"));
+}
+
+#[test]
+fn a_cdf_size_that_was_not_measured_is_refused() {
+    let dir = TempDir::new("bad");
+    let out = Command::cargo_bin("ipclab")
+        .unwrap()
+        .args([
+            "run",
+            "-m",
+            "pipe",
+            "-s",
+            "64",
+            "--cdf-size",
+            "4K",
+            "--report",
+        ])
+        .arg(dir.0.join("r"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cdf-size"));
+}
