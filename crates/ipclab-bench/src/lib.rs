@@ -5,7 +5,8 @@
 //! - [`payload`]: the bytes every message carries and their check;
 //! - [`harness`]: processes, pinning, clocks, and the patterns;
 //! - [`suite`]: a whole run, cell by cell;
-//! - [`report`]: tables and JSON, CSV and Markdown files.
+//! - [`report`]: tables and JSON, CSV and Markdown files;
+//! - [`vs_limit`]: each row against the floor measured in the same run.
 
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
@@ -20,3 +21,4 @@ pub mod stats;
 pub mod suite;
 pub mod transport;
 pub mod units;
+pub mod vs_limit;

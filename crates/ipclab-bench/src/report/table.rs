@@ -103,6 +103,7 @@ fn build(rows: &[&Row], pattern: &str, markdown: bool) -> Table {
                 "cpu server",
                 "rounds",
                 "n",
+                "× limit",
             ],
             rows.iter()
                 .map(|r| {
@@ -120,6 +121,7 @@ fn build(rows: &[&Row], pattern: &str, markdown: bool) -> Table {
                         cpu(r.cpu_ns_per_message.server),
                         format!("{:.1}", r.rounds),
                         r.iterations.to_string(),
+                        times_limit(r),
                     ]
                 })
                 .collect(),
@@ -135,6 +137,7 @@ fn build(rows: &[&Row], pattern: &str, markdown: bool) -> Table {
                 "cpu receiver",
                 "rounds",
                 "n",
+                "× limit",
             ],
             rows.iter()
                 .map(|r| {
@@ -149,6 +152,7 @@ fn build(rows: &[&Row], pattern: &str, markdown: bool) -> Table {
                         cpu(r.cpu_ns_per_message.server),
                         format!("{:.1}", r.rounds),
                         r.iterations.to_string(),
+                        times_limit(r),
                     ]
                 })
                 .collect(),
@@ -191,6 +195,11 @@ fn build(rows: &[&Row], pattern: &str, markdown: bool) -> Table {
         }
     }
     t
+}
+
+/// The `× limit` cell: `vs_limit` (see `crate::vs_limit`), `-` without one.
+fn times_limit(r: &Row) -> String {
+    r.vs_limit.map_or("-".into(), |v| format!("{v:.1}"))
 }
 
 /// The whole terminal report: tables, then what failed or was skipped.
