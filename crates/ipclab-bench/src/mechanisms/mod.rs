@@ -11,6 +11,8 @@ mod fifo;
 pub mod framed;
 mod lifeline;
 pub mod limits;
+#[cfg(feature = "peers")]
+mod peers;
 mod pipe;
 pub mod posix_mq;
 mod records;
@@ -48,6 +50,15 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &shm::FORK_SHARED,
     // Memory-based: the reader copies straight out of the writer's memory.
     &cma::Cma,
+    // Peers: libraries a user would otherwise pick (feature `peers`).
+    #[cfg(feature = "peers")]
+    &peers::ICEORYX2,
+    #[cfg(feature = "peers")]
+    &peers::ICEORYX2_EVENT,
+    #[cfg(feature = "peers")]
+    &peers::IPC_CHANNEL,
+    #[cfg(feature = "peers")]
+    &peers::IPC_CHANNEL_SHM,
 ];
 
 /// The mechanism (or limit, see [`limits`]) called `name`.
