@@ -7,6 +7,7 @@ pub mod compare;
 pub mod csv;
 pub mod json;
 pub mod markdown;
+pub mod summary;
 pub mod table;
 
 use std::path::{Path, PathBuf};

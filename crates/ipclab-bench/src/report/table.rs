@@ -208,6 +208,7 @@ pub fn render(run: &Run) -> String {
     for Titled { title, table } in tables(run, false) {
         out.push_str(&format!("\n{title}\n{table}\n"));
     }
+    out.push_str(&super::summary::render(run));
     out.push_str(&notes(run));
     out
 }
