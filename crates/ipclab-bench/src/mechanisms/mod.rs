@@ -17,6 +17,7 @@ mod pipe;
 pub mod posix_mq;
 mod records;
 pub mod shm;
+mod shmchan;
 pub mod sysv_mq;
 mod tcp;
 mod udp;
@@ -50,6 +51,10 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &shm::FORK_SHARED,
     // Memory-based: the reader copies straight out of the writer's memory.
     &cma::Cma,
+    // Shared memory: the shmchan library with each of its wait policies.
+    &self::shmchan::SPIN,
+    &self::shmchan::BLOCK,
+    &self::shmchan::ADAPTIVE,
     // Peers: libraries a user would otherwise pick (feature `peers`).
     #[cfg(feature = "peers")]
     &peers::ICEORYX2,

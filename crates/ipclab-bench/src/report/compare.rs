@@ -8,7 +8,7 @@
 //! a fixed 10 % for throughput (a stream cell yields one figure, no spread);
 //! never less than 5 %.
 
-use comfy_table::{CellAlignment, Table, presets};
+use comfy_table::{CellAlignment, Table};
 use serde::Serialize;
 
 use crate::results::{Row, Run};
@@ -146,7 +146,7 @@ impl Comparison {
 
     pub fn render(&self) -> String {
         let mut t = Table::new();
-        t.load_preset(presets::UTF8_HORIZONTAL_ONLY);
+        t.load_preset(super::table::PLAIN);
         t.set_header([
             "mechanism",
             "pattern",

@@ -6,6 +6,10 @@ use comfy_table::{CellAlignment, Table, presets};
 use crate::results::{Row, Run};
 use crate::units::{count_rate, duration, rate, size};
 
+/// Columns separated by spaces, one line under the header and nothing
+/// between rows, so a table of thirty mechanisms stays thirty lines.
+pub const PLAIN: &str = "     ─             ";
+
 /// A titled table.
 pub struct Titled {
     pub title: String,
@@ -84,7 +88,7 @@ fn build(rows: &[&Row], pattern: &str, markdown: bool) -> Table {
     t.load_preset(if markdown {
         presets::ASCII_MARKDOWN
     } else {
-        presets::UTF8_HORIZONTAL_ONLY
+        PLAIN
     });
     let d = |ns: u64| duration(ns as f64);
     let cpu = |ns: f64| if ns > 0.0 { duration(ns) } else { "-".into() };

@@ -295,9 +295,17 @@ mod tests {
     }
 
     #[test]
+    fn automatic_segments_keep_about_4_mib_in_flight() {
+        // 0 asks for the automatic count: 2 to 64 buffers.
+        assert_eq!(Layout::new(&config(12, None, 0)).unwrap().segments, 64);
+        assert_eq!(Layout::new(&config(1 << 20, None, 0)).unwrap().segments, 4);
+        assert_eq!(Layout::new(&config(4 << 20, None, 0)).unwrap().segments, 2);
+    }
+
+    #[test]
     fn impossible_layouts_are_errors() {
         assert!(Layout::new(&config(1, Some(0), 1)).is_err());
-        assert!(Layout::new(&config(1, None, 0)).is_err());
+        assert!(Layout::new(&config(1, None, MAX_SEGMENTS + 1)).is_err());
         assert!(Layout::new(&config(1, Some(usize::MAX), 1)).is_err());
         assert!(Layout::new(&config(1, Some(1 << 30), 1024)).is_err());
     }

@@ -1,0 +1,179 @@
+//! `shmchan-spin`, `shmchan-block`, `shmchan-adaptive`: the shmchan
+//! library, one channel each way, with each of its wait policies.
+//!
+//! The supervisor makes two anonymous segments (sealed memfds, no names:
+//! nothing to clean up) before the fork; each side joins them with its
+//! own open file description, so that each holds its own lock and sees the
+//! other's death. Sending uses a loan (the payload is written in place in
+//! the ring) or, for messages longer than a loan can be, `send_with`
+//! (written in place in rounds); receiving copies each message out once,
+//! into a local buffer, and checks it there.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use ::shmchan::{DEFAULT_CAPACITY, Error, Options, Receiver, Sender, Wait};
+
+use crate::transport::{
+    ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
+    protocol_error,
+};
+
+/// The default ring for messages of `size` bytes: room for four of them
+/// (a record is at most a quarter of the ring, so a message goes in one
+/// round), at least shmchan's default and at most 16 MiB. The ring engine's
+/// mechanisms get segments sized to the message in the same way; a fixed
+/// 256 KiB ring would carry a 4 MiB message in 64 rounds and measure the
+/// ring size rather than the library.
+fn ring_for(size: usize) -> usize {
+    size.saturating_mul(4).clamp(DEFAULT_CAPACITY, 16 << 20)
+}
+
+pub struct ShmChan {
+    name: &'static str,
+    wait: Wait,
+    sync: &'static str,
+    summary: &'static str,
+    polls: bool,
+}
+
+pub static SPIN: ShmChan = ShmChan {
+    name: "shmchan-spin",
+    wait: Wait::Spin,
+    sync: "busy-poll",
+    summary: "the shmchan library, spinning: ring of records in a sealed memfd, one each way",
+    polls: true,
+};
+
+pub static BLOCK: ShmChan = ShmChan {
+    name: "shmchan-block",
+    wait: Wait::Block,
+    sync: "futex (woken only when asleep)",
+    summary: "the shmchan library, sleeping on a futex at once",
+    polls: false,
+};
+
+pub static ADAPTIVE: ShmChan = ShmChan {
+    name: "shmchan-adaptive",
+    wait: Wait::Adaptive { spin: 2_000 },
+    sync: "spin, yield, then futex",
+    summary: "the shmchan library, spinning 2000 times, yielding, then sleeping on a futex",
+    polls: true,
+};
+
+impl Transport for ShmChan {
+    fn info(&self) -> Info {
+        Info {
+            name: self.name,
+            family: Family::SharedMemory,
+            sync: self.sync,
+            summary: self.summary,
+            polls: self.polls,
+        }
+    }
+
+    fn limits(&self) -> Vec<Limit> {
+        vec![Limit::new(
+            "ring each way (--segment-size sets it)",
+            format!(
+                "4 messages' worth, {} KiB to 16 MiB",
+                DEFAULT_CAPACITY >> 10
+            ),
+        )]
+    }
+
+    fn prepare(&self, config: &ChannelConfig) -> io::Result<Prepared> {
+        let opts =
+            Options::new().capacity(config.segment_size.unwrap_or_else(|| ring_for(config.size)));
+        // Memfds: they die with the last process that holds them.
+        Ok(Prepared::new(Segments {
+            to_server: opts.create_anonymous()?,
+            to_client: opts.create_anonymous()?,
+            wait: self.wait,
+        }))
+    }
+}
+
+struct Segments {
+    to_server: OwnedFd,
+    to_client: OwnedFd,
+    wait: Wait,
+}
+
+impl Pair for Segments {
+    fn server(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
+        let opts = Options::new().wait(self.wait);
+        let rx = opts.receiver_from_fd(self.to_server)?;
+        let tx = opts.sender_from_fd(self.to_client)?;
+        Ok(Box::new(Side::new(tx, rx)))
+    }
+
+    fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
+        let opts = Options::new().wait(self.wait);
+        let tx = opts.sender_from_fd(self.to_server)?;
+        let rx = opts.receiver_from_fd(self.to_client)?;
+        Ok(Box::new(Side::new(tx, rx)))
+    }
+}
+
+/// One side: its sending end (gone after `finish`) and receiving end.
+struct Side {
+    tx: Option<Sender>,
+    rx: Receiver,
+    buf: Vec<u8>,
+}
+
+impl Side {
+    fn new(tx: Sender, rx: Receiver) -> Side {
+        Side {
+            tx: Some(tx),
+            rx,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Endpoint for Side {
+    fn send(&mut self, len: usize, fill: Fill<'_>) -> io::Result<()> {
+        let tx = self
+            .tx
+            .as_mut()
+            .ok_or_else(|| protocol_error("send after finish"))?;
+        if len <= tx.max_loan() {
+            let mut loan = tx.loan(len)?;
+            fill(0, &mut loan);
+            loan.commit();
+        } else {
+            tx.send_with(len, |offset, piece| fill(offset, piece))?;
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        match self.rx.recv_into(&mut self.buf[..len]) {
+            Ok(n) if n == len => {
+                check(0, &self.buf[..len]);
+                Ok(Received::Message)
+            }
+            Ok(n) => Err(protocol_error(format!(
+                "a message of {n} bytes, expected {len}"
+            ))),
+            Err(Error::Closed) => Ok(Received::Closed),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        // Dropping the sender closes the channel: the peer's receiver gets
+        // every message sent before, then `Closed`.
+        self.tx = None;
+        Ok(())
+    }
+
+    fn rounds(&self) -> u64 {
+        self.rx.chunks()
+    }
+}

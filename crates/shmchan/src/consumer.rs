@@ -1,0 +1,361 @@
+//! The receiving half of the protocol: reads records after `head` up to the
+//! producer's `tail`, copies their payload out, and gives the space back.
+//!
+//! The peer may be hostile. Every value read from shared memory is read
+//! once into a local, checked with checked arithmetic, and never read
+//! again: `tail` on each refresh, a record header once per record. Our own
+//! `head` lives in a local; the shared copy is only for the producer. The
+//! payload is copied out before anything looks at it. A value that breaks
+//! the protocol makes the call return [`Error::Corrupt`], and the channel
+//! stays broken; nothing can make it read outside the data area or panic.
+
+use crate::error::Error;
+use crate::layout::{Kind, RECORD_HEADER, RecordHeader, Role, record_size};
+use crate::producer::How;
+use crate::ring::Ring;
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::wait::{Watch, notify, wait_until};
+
+/// Records between two looks at the deadline while records keep coming.
+const DEADLINE_EVERY: u32 = 64;
+
+/// Where a received message goes.
+pub(crate) enum Sink<'a> {
+    /// Grown to the message (its allocation is reused).
+    Vec(&'a mut Vec<u8>),
+    /// The caller's buffer; a longer message is `TooLarge` and stays queued.
+    Slice(&'a mut [u8]),
+}
+
+impl Sink<'_> {
+    /// A message of `total` bytes begins.
+    fn begin(&mut self, total: u64) -> Result<(), Error> {
+        match self {
+            Sink::Vec(v) => {
+                v.clear();
+                usize::try_from(total)
+                    .ok()
+                    .and_then(|n| v.try_reserve_exact(n).ok())
+                    .ok_or(Error::TooLarge {
+                        len: total,
+                        limit: isize::MAX as u64,
+                    })
+            }
+            Sink::Slice(s) if total > s.len() as u64 => Err(Error::TooLarge {
+                len: total,
+                limit: s.len() as u64,
+            }),
+            Sink::Slice(_) => Ok(()),
+        }
+    }
+
+    /// Copies `len` bytes of a chunk at ring position `pos` to offset `at`
+    /// of the message; `at + len` is within the `total` given to `begin`.
+    fn put(&mut self, ring: &Ring, pos: u64, at: u64, len: u64) {
+        match self {
+            Sink::Vec(v) => {
+                debug_assert_eq!(v.len() as u64, at);
+                let spare = v.spare_capacity_mut();
+                assert!(spare.len() as u64 >= len, "begin reserved the message");
+                // SAFETY: `spare` has room for `len` bytes and is private
+                // memory; `set_len` covers exactly the bytes just written.
+                unsafe {
+                    ring.read(pos, spare.as_mut_ptr().cast(), len);
+                    v.set_len(v.len() + len as usize);
+                }
+            }
+            Sink::Slice(s) => {
+                let dst = &mut s[at as usize..(at + len) as usize];
+                // SAFETY: `dst` has `len` bytes and is the caller's memory.
+                unsafe { ring.read(pos, dst.as_mut_ptr(), len) }
+            }
+        }
+    }
+
+    /// The first `got` bytes of an interrupted message, kept for later.
+    fn suspend(&mut self, got: u64) -> Vec<u8> {
+        match self {
+            Sink::Vec(v) => std::mem::take(*v),
+            Sink::Slice(s) => s[..got as usize].to_vec(),
+        }
+    }
+
+    /// Puts back what [`suspend`](Self::suspend) kept.
+    /// `total` passed `begin` once already, so it fits in a `usize`.
+    fn resume(&mut self, total: u64, mut stash: Vec<u8>) -> Result<(), (Error, Vec<u8>)> {
+        match self {
+            Sink::Vec(v) => {
+                // A stash kept from a slice holds only what had arrived.
+                let more = total as usize - stash.len();
+                if stash.try_reserve_exact(more).is_err() {
+                    let limit = isize::MAX as u64;
+                    return Err((Error::TooLarge { len: total, limit }, stash));
+                }
+                **v = stash;
+            }
+            Sink::Slice(_) => {
+                if let Err(e) = self.begin(total) {
+                    return Err((e, stash));
+                }
+                if let Sink::Slice(s) = self {
+                    s[..stash.len()].copy_from_slice(&stash);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A message that a timeout or a `try_recv` interrupted.
+struct Partial {
+    total: u64,
+    got: u64,
+    stash: Vec<u8>,
+}
+
+/// A record as read from shared memory and checked.
+struct Record {
+    kind: Kind,
+    chunk: u64,
+    total: u64,
+    pos: u64,
+    size: u64,
+}
+
+pub(crate) struct Consumer {
+    ring: Ring,
+    /// Where the next record starts.
+    head: u64,
+    /// The last `head` stored in shared memory.
+    released: u64,
+    /// The producer's `tail` as last loaded and checked.
+    tail: u64,
+    partial: Option<Partial>,
+    /// The peer died; what it published can still be read.
+    peer_gone: bool,
+    broken: Option<&'static str>,
+    /// The last sleep of the peer that this side woke (see `notify`).
+    woken: u32,
+    /// Data records consumed, over all messages.
+    records: u64,
+}
+
+impl Consumer {
+    pub(crate) fn new(ring: Ring) -> Consumer {
+        Consumer {
+            ring,
+            head: 0,
+            released: 0,
+            tail: 0,
+            partial: None,
+            peer_gone: false,
+            broken: None,
+            woken: 0,
+            records: 0,
+        }
+    }
+
+    /// Data records consumed so far (one per message, more for long ones).
+    pub(crate) fn records(&self) -> u64 {
+        self.records
+    }
+
+    fn corrupt(&mut self, what: &'static str) -> Error {
+        self.broken = Some(what);
+        Error::Corrupt(what)
+    }
+
+    /// Loads and checks the producer's `tail`; returns the bytes available.
+    fn refresh(&mut self) -> Result<u64, Error> {
+        // Acquire: pairs with the Release store of `tail` in
+        // `Producer::publish`: the records before `tail` are complete.
+        let tail = self.ring.header().tail.0.load(Acquire);
+        match tail.checked_sub(self.head) {
+            Some(avail) if avail <= self.ring.capacity() && tail % RECORD_HEADER == 0 => {
+                self.tail = tail;
+                Ok(avail)
+            }
+            _ => Err(self.corrupt("the sender's position is outside the ring")),
+        }
+    }
+
+    /// The record at `head`, if one has been published.
+    fn peek(&mut self) -> Result<Option<Record>, Error> {
+        let mut avail = self.tail - self.head;
+        if avail < RECORD_HEADER {
+            avail = self.refresh()?;
+            if avail < RECORD_HEADER {
+                return Ok(None);
+            }
+        }
+        let Ok(h) = RecordHeader::decode(self.ring.read_header(self.head)) else {
+            return Err(self.corrupt("unknown record kind"));
+        };
+        let chunk = u64::from(h.chunk);
+        let size = record_size(chunk);
+        if size > avail {
+            return Err(self.corrupt("a record runs past the sender's position"));
+        }
+        Ok(Some(Record {
+            kind: h.kind,
+            chunk,
+            total: h.total,
+            pos: self.head,
+            size,
+        }))
+    }
+
+    /// Gives the consumed space back to the producer, and wakes it if it
+    /// sleeps.
+    fn release(&mut self) {
+        if self.released == self.head {
+            return;
+        }
+        let hdr = self.ring.header();
+        // Release: pairs with the Acquire load of `head` in
+        // `Producer::has_room`: our copies out of the records before `head`
+        // are done before the producer may overwrite them.
+        hdr.head.0.store(self.head, Release);
+        self.released = self.head;
+        notify(&hdr.waiting[Role::Sender.index()].0, &mut self.woken);
+    }
+
+    /// Receives one message into `sink`; returns its length.
+    pub(crate) fn recv(
+        &mut self,
+        sink: &mut Sink<'_>,
+        how: How,
+        watch: &mut dyn Watch,
+    ) -> Result<u64, Error> {
+        if let Some(what) = self.broken {
+            return Err(Error::Corrupt(what));
+        }
+        let mut msg = None;
+        if let Some(p) = self.partial.take() {
+            if let Err((e, stash)) = sink.resume(p.total, p.stash) {
+                self.partial = Some(Partial { stash, ..p });
+                return Err(e);
+            }
+            msg = Some((p.total, p.got));
+        }
+        let result = self.take_message(sink, &mut msg, how, watch);
+        if let (Err(Error::Empty | Error::Timeout), Some((total, got))) = (&result, msg) {
+            self.partial = Some(Partial {
+                total,
+                got,
+                stash: sink.suspend(got),
+            });
+        }
+        result
+    }
+
+    /// `msg` is `(total, got)` of the message under way.
+    fn take_message(
+        &mut self,
+        sink: &mut Sink<'_>,
+        msg: &mut Option<(u64, u64)>,
+        how: How,
+        watch: &mut dyn Watch,
+    ) -> Result<u64, Error> {
+        let mut n = 0u32;
+        loop {
+            n = n.wrapping_add(1);
+            // A peer that keeps publishing must not hold a timed call past
+            // its deadline.
+            if n % DEADLINE_EVERY == 0 && watch.expired() {
+                return Err(Error::Timeout);
+            }
+            let Some(rec) = self.peek()? else {
+                self.idle(how, watch)?;
+                continue;
+            };
+            match rec.kind {
+                Kind::Pad => {}
+                Kind::Abort => *msg = None,
+                Kind::Msg => {
+                    if msg.is_some() {
+                        return Err(self.corrupt("a message began inside another"));
+                    }
+                    if rec.chunk > rec.total {
+                        return Err(self.corrupt("a chunk is longer than its message"));
+                    }
+                    if rec.total > isize::MAX as u64 {
+                        return Err(self.corrupt("a message longer than any buffer"));
+                    }
+                    // `TooLarge` leaves the record where it is.
+                    sink.begin(rec.total)?;
+                    sink.put(&self.ring, rec.pos + RECORD_HEADER, 0, rec.chunk);
+                    *msg = Some((rec.total, rec.chunk));
+                    self.records += 1;
+                }
+                Kind::Cont => {
+                    let Some((total, got)) = *msg else {
+                        return Err(self.corrupt("a continuation outside a message"));
+                    };
+                    if rec.chunk > total - got {
+                        return Err(self.corrupt("a message is longer than announced"));
+                    }
+                    sink.put(&self.ring, rec.pos + RECORD_HEADER, got, rec.chunk);
+                    *msg = Some((total, got + rec.chunk));
+                    self.records += 1;
+                }
+            }
+            self.head += rec.size;
+            // Space goes back after every chunk: a producer waiting for room
+            // must never depend on our next call.
+            if matches!(rec.kind, Kind::Msg | Kind::Cont) {
+                self.release();
+            }
+            if let Some((total, got)) = *msg {
+                if got == total {
+                    *msg = None;
+                    return Ok(total);
+                }
+            }
+        }
+    }
+
+    /// Nothing to read: returns when there may be, or why there will not.
+    fn idle(&mut self, how: How, watch: &mut dyn Watch) -> Result<(), Error> {
+        self.release();
+        let ring = self.ring;
+        let hdr = ring.header();
+        // Acquire: pairs with the Release store in `Producer::close`: every
+        // record published before the flag is visible to the next refresh.
+        let closed = || hdr.closed[Role::Sender.index()].load(Acquire) != 0;
+        if closed() {
+            return match self.refresh()? {
+                RECORD_HEADER.. => Ok(()),
+                _ => Err(Error::Closed),
+            };
+        }
+        if self.peer_gone {
+            return Err(Error::PeerGone);
+        }
+        let policy = match how {
+            How::Try => return Err(Error::Empty),
+            How::Wait(policy) => policy,
+        };
+        let me = &hdr.waiting[Role::Receiver.index()].0;
+        let ready = &mut || Ok(self.refresh()? >= RECORD_HEADER || closed());
+        match wait_until(policy, me, ready, watch) {
+            // What the dead peer published before it died is still there:
+            // look once more, then report.
+            Err(Error::PeerGone) => {
+                self.peer_gone = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Tells the producer that nobody will read any more.
+    pub(crate) fn close(&mut self) {
+        self.release();
+        let hdr = self.ring.header();
+        // Relaxed: no data travels with the flag; the producer only stops
+        // on it (the Relaxed load in `Producer::check`).
+        hdr.closed[Role::Receiver.index()].store(1, Relaxed);
+        notify(&hdr.waiting[Role::Sender.index()].0, &mut self.woken);
+    }
+}

@@ -1,0 +1,197 @@
+//! The errors of the channel, each naming the state it found.
+
+use std::fmt;
+use std::io;
+
+/// Why a call on a channel did not do what was asked.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// No segment has this name.
+    DoesNotExist,
+    /// A segment of this name exists already (`O_EXCL`): someone else made
+    /// it, or a name was used twice.
+    AlreadyExists,
+    /// The segment exists but its creator has not finished setting it up
+    /// (its size or its version is still zero). Try again shortly.
+    NotInitialised,
+    /// The segment was made by another layout version of shmchan.
+    VersionMismatch { found: u32, expected: u32 },
+    /// The segment is not a shmchan segment, or its sizes do not add up.
+    BadLayout(String),
+    /// The segment is not safe to use: another user owns it, others may open
+    /// it, a passed descriptor is not read-write, or it is not sealed
+    /// against shrinking.
+    Untrusted(String),
+    /// This side of the channel has been attached before (each side attaches
+    /// once), or another process holds it.
+    Taken,
+    /// A name that `shm_open` cannot take as one object.
+    InvalidName(String),
+    /// `try_send`: not enough free space now (always the case for a message
+    /// larger than the capacity: use `send`).
+    Full,
+    /// `try_recv`: no whole message has arrived.
+    Empty,
+    /// The time given to a `*_timeout` call passed.
+    Timeout,
+    /// The peer closed its end: for the receiver, after every message sent
+    /// before has been received.
+    Closed,
+    /// The peer process died (its lock on the segment was released by the
+    /// kernel), without closing its end.
+    PeerGone,
+    /// A message does not fit: into the caller's buffer, into a loan, or into
+    /// memory.
+    TooLarge { len: u64, limit: u64 },
+    /// The shared memory broke the protocol: an index, a length or a record
+    /// that an honest peer never writes. The channel stays broken.
+    Corrupt(&'static str),
+    /// A system call failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::DoesNotExist => write!(f, "no shared-memory segment of that name"),
+            Error::AlreadyExists => {
+                write!(f, "a shared-memory segment of that name exists already")
+            }
+            Error::NotInitialised => write!(f, "the segment is not initialised yet"),
+            Error::VersionMismatch { found, expected } => {
+                write!(f, "segment layout version {found}, expected {expected}")
+            }
+            Error::BadLayout(what) => write!(f, "not a valid shmchan segment: {what}"),
+            Error::Untrusted(what) => write!(f, "refusing an untrusted segment: {what}"),
+            Error::Taken => write!(f, "this end of the channel is attached already"),
+            Error::InvalidName(why) => write!(f, "invalid segment name: {why}"),
+            Error::Full => write!(f, "the channel is full"),
+            Error::Empty => write!(f, "no message has arrived"),
+            Error::Timeout => write!(f, "timed out"),
+            Error::Closed => write!(f, "the peer closed the channel"),
+            Error::PeerGone => write!(f, "the peer process is gone"),
+            Error::TooLarge { len, limit } => {
+                write!(f, "a message of {len} bytes does not fit in {limit} bytes")
+            }
+            Error::Corrupt(what) => write!(f, "the shared memory is corrupt: {what}"),
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<rustix::io::Errno> for Error {
+    fn from(e: rustix::io::Errno) -> Self {
+        Error::Io(e.into())
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        use io::ErrorKind as K;
+        let kind = match &e {
+            Error::Io(_) => return e.into_io(),
+            Error::DoesNotExist => K::NotFound,
+            Error::AlreadyExists => K::AlreadyExists,
+            Error::NotInitialised | Error::Full | Error::Empty => K::WouldBlock,
+            Error::Timeout => K::TimedOut,
+            Error::Closed | Error::PeerGone => K::BrokenPipe,
+            Error::Untrusted(_) | Error::Taken => K::PermissionDenied,
+            Error::InvalidName(_) | Error::TooLarge { .. } => K::InvalidInput,
+            Error::VersionMismatch { .. } | Error::BadLayout(_) | Error::Corrupt(_) => {
+                K::InvalidData
+            }
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+impl Error {
+    fn into_io(self) -> io::Error {
+        match self {
+            Error::Io(e) => e,
+            other => io::Error::other(other),
+        }
+    }
+}
+
+/// [`Sender::try_send`](crate::Sender::try_send) failed; the message comes
+/// back.
+#[derive(Debug)]
+pub enum TrySendError<M> {
+    /// Not enough free space now.
+    Full(M),
+    /// The channel is closed, the peer is gone, or the memory is corrupt.
+    Failed(Error, M),
+}
+
+/// [`Sender::send_timeout`](crate::Sender::send_timeout) failed; the message
+/// comes back. If part of a long message had gone out, the receiver drops
+/// that part: the message was not sent.
+#[derive(Debug)]
+pub enum SendTimeoutError<M> {
+    /// The time passed before the message was in the ring.
+    Timeout(M),
+    /// The channel is closed, the peer is gone, or the memory is corrupt.
+    Failed(Error, M),
+}
+
+impl<M> TrySendError<M> {
+    pub fn into_inner(self) -> M {
+        match self {
+            TrySendError::Full(m) | TrySendError::Failed(_, m) => m,
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
+    }
+}
+
+impl<M> SendTimeoutError<M> {
+    pub fn into_inner(self) -> M {
+        match self {
+            SendTimeoutError::Timeout(m) | SendTimeoutError::Failed(_, m) => m,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendTimeoutError::Timeout(_))
+    }
+}
+
+impl<M> fmt::Display for TrySendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => Error::Full.fmt(f),
+            TrySendError::Failed(e, _) => e.fmt(f),
+        }
+    }
+}
+
+impl<M> fmt::Display for SendTimeoutError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout(_) => Error::Timeout.fmt(f),
+            SendTimeoutError::Failed(e, _) => e.fmt(f),
+        }
+    }
+}
+
+impl<M: fmt::Debug> std::error::Error for TrySendError<M> {}
+impl<M: fmt::Debug> std::error::Error for SendTimeoutError<M> {}

@@ -1,0 +1,267 @@
+//! The sending half of the protocol: writes records after `tail`, publishes
+//! `tail`, and waits for the consumer's `head` when the ring is full.
+//!
+//! The producer's own position lives in a local variable: the copy in
+//! shared memory is for the consumer and is never read back. The consumer's
+//! position is loaded once per look, checked, and cached.
+
+use crate::error::Error;
+use crate::layout::{Kind, RECORD_HEADER, RecordHeader, Role, record_size};
+use crate::ring::Ring;
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::wait::{Wait, Watch, notify, wait_until};
+
+/// Whether a call may wait for room.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum How {
+    /// Never wait: `Full` (sending) or `Empty` (receiving) instead.
+    Try,
+    /// Wait with this policy (until the [`Watch`] says stop).
+    Wait(Wait),
+}
+
+/// Fills a piece of a message: `(offset in the message, bytes)`.
+pub(crate) type Fill<'a> = &'a mut dyn FnMut(usize, &mut [u8]);
+
+pub(crate) struct Producer {
+    ring: Ring,
+    /// Where the next record goes.
+    tail: u64,
+    /// The last `tail` stored in shared memory.
+    published: u64,
+    /// The consumer's `head` as last loaded.
+    head: u64,
+    /// A message went out in part before its sender gave up: an `Abort`
+    /// record must precede the next message.
+    abort_pending: bool,
+    /// Set when the consumer's index broke the protocol; every later call
+    /// fails with it.
+    broken: Option<&'static str>,
+    /// The last sleep of the peer that this side woke (see `notify`).
+    woken: u32,
+}
+
+impl Producer {
+    pub(crate) fn new(ring: Ring) -> Producer {
+        Producer {
+            ring,
+            tail: 0,
+            published: 0,
+            head: 0,
+            abort_pending: false,
+            broken: None,
+            woken: 0,
+        }
+    }
+
+    /// Payload bytes per record of a long message: a quarter of the ring,
+    /// so that the consumer copies one chunk while the producer writes the
+    /// next.
+    pub(crate) fn max_chunk(&self) -> u64 {
+        self.ring.capacity() / 4
+    }
+
+    /// The largest loan: one record that fills the whole ring.
+    pub(crate) fn max_loan(&self) -> u64 {
+        self.ring.capacity() - RECORD_HEADER
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        if let Some(what) = self.broken {
+            return Err(Error::Corrupt(what));
+        }
+        // Relaxed: the flag only says "stop"; no data travels with it.
+        if self.ring.header().closed[Role::Receiver.index()].load(Relaxed) != 0 {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Whether `need` bytes are free after `tail`. Loads the consumer's
+    /// `head` only when the cached one says no.
+    fn has_room(&mut self, need: u64) -> Result<bool, Error> {
+        let cap = self.ring.capacity();
+        if cap - (self.tail - self.head) >= need {
+            return Ok(true);
+        }
+        // Acquire: pairs with the Release store of `head` in
+        // `Consumer::release`: the consumer has copied out every record
+        // before `head`, so we may overwrite them.
+        let head = self.ring.header().head.0.load(Acquire);
+        match self.tail.checked_sub(head) {
+            Some(used) if used <= cap => {
+                self.head = head;
+                Ok(cap - used >= need)
+            }
+            _ => {
+                let what = "the receiver's position is outside the ring";
+                self.broken = Some(what);
+                Err(Error::Corrupt(what))
+            }
+        }
+    }
+
+    /// Waits until `need` bytes are free (or fails with `Full` for `Try`).
+    fn wait_room(&mut self, need: u64, how: How, watch: &mut dyn Watch) -> Result<(), Error> {
+        if self.has_room(need)? {
+            return Ok(());
+        }
+        // The consumer must see what we wrote before it can make room.
+        self.publish();
+        let policy = match how {
+            How::Try => return Err(Error::Full),
+            How::Wait(policy) => policy,
+        };
+        let ring = self.ring;
+        let me = &ring.header().waiting[Role::Sender.index()].0;
+        wait_until(
+            policy,
+            me,
+            &mut || {
+                self.check()?;
+                self.has_room(need)
+            },
+            watch,
+        )
+    }
+
+    /// Writes one record at `tail` (room was checked) without publishing it.
+    fn put(&mut self, kind: Kind, chunk: u64, total: u64, fill: Option<Fill<'_>>) {
+        let header = RecordHeader {
+            kind,
+            chunk: u32::try_from(chunk).expect("chunks are at most a quarter of the ring"),
+            total,
+        };
+        self.ring.write(self.tail, &header.encode());
+        if let Some(fill) = fill {
+            self.ring.fill(self.tail + RECORD_HEADER, chunk, fill);
+        }
+        self.tail += record_size(chunk);
+    }
+
+    /// Makes every record written so far visible to the consumer, and wakes
+    /// it if it sleeps.
+    pub(crate) fn publish(&mut self) {
+        if self.published == self.tail {
+            return;
+        }
+        let hdr = self.ring.header();
+        // Release: pairs with the Acquire load of `tail` in
+        // `Consumer::refresh`: the records before `tail` are written before
+        // the consumer can see the new `tail`.
+        hdr.tail.0.store(self.tail, Release);
+        self.published = self.tail;
+        notify(&hdr.waiting[Role::Receiver.index()].0, &mut self.woken);
+    }
+
+    fn write_pending_abort(&mut self, how: How, watch: &mut dyn Watch) -> Result<(), Error> {
+        if self.abort_pending {
+            self.wait_room(RECORD_HEADER, how, watch)?;
+            self.put(Kind::Abort, 0, 0, None);
+            self.abort_pending = false;
+        }
+        Ok(())
+    }
+
+    /// Sends one message of `len` bytes, in records of at most
+    /// [`max_chunk`](Self::max_chunk) bytes; `fill` writes the payload in
+    /// place. `Try` sends all of it or nothing.
+    pub(crate) fn send(
+        &mut self,
+        len: u64,
+        fill: Fill<'_>,
+        how: How,
+        watch: &mut dyn Watch,
+    ) -> Result<(), Error> {
+        self.check()?;
+        let max = self.max_chunk();
+        if let How::Try = how {
+            let chunks = len.div_ceil(max).max(1);
+            let last = len - (chunks - 1) * max;
+            let abort = if self.abort_pending { RECORD_HEADER } else { 0 };
+            let need = (chunks - 1)
+                .saturating_mul(record_size(max))
+                .saturating_add(record_size(last) + abort);
+            if need > self.ring.capacity() || !self.has_room(need)? {
+                return Err(Error::Full);
+            }
+        }
+        self.write_pending_abort(how, watch)?;
+        let (mut off, mut started) = (0, false);
+        loop {
+            let chunk = (len - off).min(max);
+            if let Err(e) = self.wait_room(record_size(chunk), how, watch) {
+                // Part of the message may be out: the consumer must drop it.
+                self.abort_pending = started;
+                return Err(e);
+            }
+            let kind = if started { Kind::Cont } else { Kind::Msg };
+            let at = off as usize;
+            self.put(kind, chunk, len, Some(&mut |o, piece| fill(at + o, piece)));
+            started = true;
+            off += chunk;
+            // Published chunk by chunk: the consumer copies one out while
+            // we write the next.
+            self.publish();
+            if off == len {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reserves `len` contiguous bytes for a loan and returns the position
+    /// of its payload; [`commit`](Self::commit) publishes it.
+    pub(crate) fn loan(&mut self, len: u64, how: How, watch: &mut dyn Watch) -> Result<u64, Error> {
+        self.check()?;
+        let limit = self.max_loan();
+        if len > limit {
+            return Err(Error::TooLarge { len, limit });
+        }
+        self.write_pending_abort(how, watch)?;
+        let need = record_size(len);
+        let cap = self.ring.capacity();
+        let to_end = cap - (self.tail & (cap - 1));
+        if need > to_end {
+            // The loan must not wrap: fill the rest of the data area.
+            self.wait_room(to_end, how, watch)?;
+            self.put(Kind::Pad, to_end - RECORD_HEADER, 0, None);
+        }
+        self.wait_room(need, how, watch)?;
+        Ok(self.tail + RECORD_HEADER)
+    }
+
+    /// The bytes of a loan made by [`loan`](Self::loan). The caller (the
+    /// `Loan` guard, which borrows the producer mutably) keeps at most one
+    /// of these alive.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn loaned(&self, len: u64) -> &mut [u8] {
+        self.ring.contiguous_mut(self.tail + RECORD_HEADER, len)
+    }
+
+    /// Publishes a loan of `len` bytes as one message.
+    pub(crate) fn commit(&mut self, len: u64) {
+        self.put(Kind::Msg, len, len, None);
+        self.publish();
+    }
+
+    /// Writes and publishes one chunk of a message by hand (tests that
+    /// play both sides in one thread).
+    #[cfg(test)]
+    pub(crate) fn test_chunk(&mut self, piece: &[u8], first: bool, total: u64) {
+        let kind = if first { Kind::Msg } else { Kind::Cont };
+        let fill = &mut |o: usize, p: &mut [u8]| p.copy_from_slice(&piece[o..o + p.len()]);
+        self.put(kind, piece.len() as u64, total, Some(fill));
+        self.publish();
+    }
+
+    /// Tells the consumer that no more messages follow.
+    pub(crate) fn close(&mut self) {
+        self.publish();
+        let hdr = self.ring.header();
+        // Release: pairs with the Acquire load of `closed` in
+        // `Consumer::idle`: a consumer that sees the flag sees every record
+        // published before it.
+        hdr.closed[Role::Sender.index()].store(1, Release);
+        notify(&hdr.waiting[Role::Receiver.index()].0, &mut self.woken);
+    }
+}

@@ -1,0 +1,312 @@
+//! Unit tests of the protocol on a ring on the heap: records, chunks,
+//! loans, aborts, partial messages, and a scribbling peer. Where both
+//! halves must run at once they are threads: these test the protocol's
+//! logic; the tests with real processes are in `tests/`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::consumer::{Consumer, Sink};
+use crate::error::Error;
+use crate::producer::{How, Producer};
+use crate::ring::HeapRing;
+use crate::sync::Ordering::Relaxed;
+use crate::wait::{Wait, Watch};
+
+/// A watchdog for the tests: a wait past the deadline is `Timeout`.
+struct Deadline(Instant);
+
+impl Deadline {
+    fn after(ms: u64) -> Deadline {
+        Deadline(Instant::now() + Duration::from_millis(ms))
+    }
+}
+
+impl Watch for Deadline {
+    fn expired(&self) -> bool {
+        Instant::now() >= self.0
+    }
+    fn check(&mut self) -> Result<(), Error> {
+        if self.expired() {
+            Err(Error::Timeout)
+        } else {
+            Ok(())
+        }
+    }
+    fn slice(&self) -> Option<Duration> {
+        Some(self.0.saturating_duration_since(Instant::now()))
+    }
+}
+
+const WATCHDOG_MS: u64 = 20_000;
+
+fn message(seq: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (seq as usize * 31 + i * 7) as u8)
+        .collect()
+}
+
+fn send(p: &mut Producer, msg: &[u8], how: How, watch: &mut dyn Watch) -> Result<(), Error> {
+    p.send(
+        msg.len() as u64,
+        &mut |off, piece| piece.copy_from_slice(&msg[off..off + piece.len()]),
+        how,
+        watch,
+    )
+}
+
+fn try_recv(c: &mut Consumer) -> Result<Vec<u8>, Error> {
+    let mut v = Vec::new();
+    c.recv(
+        &mut Sink::Vec(&mut v),
+        How::Try,
+        &mut Deadline::after(WATCHDOG_MS),
+    )
+    .map(|_| v)
+}
+
+#[test]
+fn small_messages_keep_order_and_content_across_wraps() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    let mut sent = std::collections::VecDeque::new();
+    for seq in 0..500u64 {
+        let msg = message(seq, (seq % 70) as usize);
+        match send(&mut p, &msg, How::Try, &mut w) {
+            Ok(()) => sent.push_back(msg),
+            Err(Error::Full) => {
+                while let Err(Error::Full) = send(&mut p, &msg, How::Try, &mut w) {
+                    assert_eq!(try_recv(&mut c).unwrap(), sent.pop_front().unwrap());
+                }
+                sent.push_back(msg);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    while let Some(want) = sent.pop_front() {
+        assert_eq!(try_recv(&mut c).unwrap(), want);
+    }
+    assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
+}
+
+#[test]
+fn try_send_of_a_message_larger_than_the_ring_is_full() {
+    let heap = HeapRing::new(256);
+    let mut p = Producer::new(heap.ring());
+    let err = send(
+        &mut p,
+        &[0; 300],
+        How::Try,
+        &mut Deadline::after(WATCHDOG_MS),
+    );
+    assert!(matches!(err, Err(Error::Full)));
+}
+
+#[test]
+fn recv_into_a_small_buffer_leaves_the_message_queued() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    send(&mut p, &message(1, 40), How::Try, &mut w).unwrap();
+    let mut small = [0u8; 39];
+    let err = c.recv(&mut Sink::Slice(&mut small), How::Try, &mut w);
+    assert!(matches!(err, Err(Error::TooLarge { len: 40, limit: 39 })));
+    let mut big = [0u8; 64];
+    assert_eq!(
+        c.recv(&mut Sink::Slice(&mut big), How::Try, &mut w)
+            .unwrap(),
+        40
+    );
+    assert_eq!(&big[..40], &message(1, 40)[..]);
+}
+
+#[test]
+fn loans_pad_to_the_end_instead_of_wrapping() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    for seq in 0..40u64 {
+        let len = [0, 5, 100, 200, 240][seq as usize % 5];
+        let msg = message(seq, len);
+        // One thread plays both sides: when the loan needs the space of a
+        // padding record, the consumer must take that record first.
+        while let Err(e) = p.loan(len as u64, How::Try, &mut w) {
+            assert!(matches!(e, Error::Full), "{e}");
+            assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
+        }
+        p.loaned(len as u64).copy_from_slice(&msg);
+        p.commit(len as u64);
+        assert_eq!(try_recv(&mut c).unwrap(), msg);
+    }
+    let err = p.loan(241, How::Try, &mut w);
+    assert!(matches!(
+        err,
+        Err(Error::TooLarge {
+            len: 241,
+            limit: 240
+        })
+    ));
+}
+
+#[test]
+fn a_long_message_goes_through_a_small_ring_in_rounds() {
+    let heap = Arc::new(HeapRing::new(256));
+    let sender = {
+        let heap = Arc::clone(&heap);
+        std::thread::spawn(move || {
+            let mut p = Producer::new(heap.ring());
+            let mut w = Deadline::after(WATCHDOG_MS);
+            for seq in 0..20u64 {
+                send(&mut p, &message(seq, 5000), How::Wait(Wait::Block), &mut w).unwrap();
+            }
+        })
+    };
+    let mut c = Consumer::new(heap.ring());
+    for seq in 0..20u64 {
+        // Alternate between waiting and polling: a `try_recv` that finds
+        // half a message keeps it for the next call.
+        let got = if seq % 2 == 0 {
+            let mut v = Vec::new();
+            let how = How::Wait(Wait::Adaptive { spin: 10 });
+            c.recv(
+                &mut Sink::Vec(&mut v),
+                how,
+                &mut Deadline::after(WATCHDOG_MS),
+            )
+            .unwrap();
+            v
+        } else {
+            let deadline = Deadline::after(WATCHDOG_MS);
+            loop {
+                match try_recv(&mut c) {
+                    Ok(v) => break v,
+                    Err(Error::Empty) => assert!(!deadline.expired(), "watchdog"),
+                    Err(e) => panic!("{e}"),
+                }
+                std::thread::yield_now();
+            }
+        };
+        assert_eq!(got, message(seq, 5000), "message {seq}");
+    }
+    assert!(c.records() > 20 * 4);
+    sender.join().unwrap();
+}
+
+#[test]
+fn a_sender_that_times_out_half_way_aborts_its_message() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let err = send(
+        &mut p,
+        &message(1, 1000),
+        How::Wait(Wait::Block),
+        &mut Deadline::after(1),
+    );
+    assert!(matches!(err, Err(Error::Timeout)));
+    // The receiver takes the part that went out, then learns it is void.
+    assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    send(&mut p, &message(2, 10), How::Try, &mut w).unwrap();
+    assert_eq!(try_recv(&mut c).unwrap(), message(2, 10));
+}
+
+#[test]
+fn close_is_seen_after_every_message_sent_before() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    send(&mut p, &message(1, 10), How::Try, &mut w).unwrap();
+    p.close();
+    assert_eq!(try_recv(&mut c).unwrap(), message(1, 10));
+    assert!(matches!(try_recv(&mut c), Err(Error::Closed)));
+    c.close();
+    let err = send(&mut p, &message(2, 10), How::Try, &mut w);
+    assert!(matches!(err, Err(Error::Closed)));
+}
+
+/// xorshift64*: reproducible noise without a dependency.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn a_scribbling_peer_gets_errors_never_a_panic() {
+    let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+    for round in 0..300 {
+        let heap = HeapRing::new(256);
+        let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+        let mut w = Deadline::after(WATCHDOG_MS);
+        for seq in 0..(noise.next() % 8) {
+            let _ = send(
+                &mut p,
+                &message(seq, (noise.next() % 100) as usize),
+                How::Try,
+                &mut w,
+            );
+        }
+        for _ in 0..(noise.next() % 64) {
+            heap.scribble(noise.next() as usize, noise.next() as u8);
+        }
+        if round % 3 == 0 {
+            heap.header().tail.0.store(noise.next() % 512, Relaxed);
+        }
+        if round % 5 == 0 {
+            heap.header().head.0.store(noise.next() % 512, Relaxed);
+        }
+        // Every call ends, with a message or an error.
+        for _ in 0..20 {
+            let mut buf = [0u8; 64];
+            let _ = c.recv(&mut Sink::Slice(&mut buf), How::Try, &mut w);
+            let _ = try_recv(&mut c);
+            let _ = send(&mut p, &message(0, 30), How::Try, &mut w);
+        }
+    }
+}
+
+#[test]
+fn a_message_interrupted_in_a_buffer_resumes_in_a_vec_and_back() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    let msg = message(3, 600);
+    let mut sent = 0;
+    // One thread plays both sides: the producer writes 64-byte chunks by
+    // hand, never more than the ring holds, and never waits.
+    let mut push = |p: &mut Producer, records: usize| {
+        for _ in 0..records {
+            let n = (msg.len() - sent).min(64);
+            if n > 0 {
+                p.test_chunk(&msg[sent..sent + n], sent == 0, msg.len() as u64);
+                sent += n;
+            }
+        }
+    };
+    let mut buf = [0u8; 1000];
+    push(&mut p, 1);
+    let got = c.recv(&mut Sink::Slice(&mut buf), How::Try, &mut w);
+    assert!(matches!(got, Err(Error::Empty)));
+    // Resumed into a Vec, which must grow to the whole message.
+    push(&mut p, 1);
+    assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
+    push(&mut p, 1);
+    let mut small = [0u8; 100];
+    let err = c.recv(&mut Sink::Slice(&mut small), How::Try, &mut w);
+    assert!(matches!(err, Err(Error::TooLarge { len: 600, .. })));
+    loop {
+        push(&mut p, 2);
+        match c.recv(&mut Sink::Slice(&mut buf), How::Try, &mut w) {
+            Ok(n) => break assert_eq!(n, 600),
+            Err(Error::Empty) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(&buf[..600], &msg[..]);
+}

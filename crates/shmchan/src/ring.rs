@@ -1,0 +1,214 @@
+//! The memory of one channel as the protocol sees it: a [`Header`] and a
+//! data area of `capacity` bytes, addressed by ever-growing positions taken
+//! modulo the capacity.
+//!
+//! Only this file touches the data area, and only through raw pointers:
+//! the receiver copies bytes out (never making a reference to memory the
+//! peer can change), the sender copies bytes in or lends a piece of the
+//! area to a closure that fills it.
+
+use std::ptr::NonNull;
+
+use crate::layout::{Header, RECORD_HEADER};
+
+/// Pointers to a header and its data area. `Copy`, so that a side can keep
+/// the header borrowed while it changes its own state.
+#[derive(Clone, Copy)]
+pub(crate) struct Ring {
+    hdr: NonNull<Header>,
+    data: NonNull<u8>,
+    cap: u64,
+}
+
+impl Ring {
+    /// # Safety
+    ///
+    /// `hdr` points to a [`Header`] and `data` to `cap` bytes, both valid
+    /// for reads and writes for as long as this `Ring` or a copy of it is
+    /// used, and written by nobody else but the peer. `cap` is a power of
+    /// two and at least 64.
+    pub(crate) unsafe fn new(hdr: NonNull<Header>, data: NonNull<u8>, cap: u64) -> Ring {
+        debug_assert!(cap.is_power_of_two() && cap >= 64);
+        Ring { hdr, data, cap }
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: `new`'s contract: the header is valid while the ring is
+        // used; its fields are atomics, so sharing it with the peer is fine.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    fn offset(&self, pos: u64) -> usize {
+        // The offset is below `cap`, which fits in the address space.
+        (pos & (self.cap - 1)) as usize
+    }
+
+    /// The one or two pieces `(offset, len)` that hold `len` bytes from
+    /// `pos`: the second is empty unless the bytes wrap around the end.
+    fn pieces(&self, pos: u64, len: u64) -> [(usize, usize); 2] {
+        debug_assert!(len <= self.cap);
+        let off = self.offset(pos);
+        let first = len.min(self.cap - off as u64) as usize;
+        [(off, first), (0, len as usize - first)]
+    }
+
+    /// Copies `src` into the data area at `pos`. The caller owns those bytes
+    /// (they lie between its tail and the consumer's head plus capacity).
+    pub(crate) fn write(&self, pos: u64, src: &[u8]) {
+        let mut done = 0;
+        for (off, len) in self.pieces(pos, src.len() as u64) {
+            // SAFETY: `pieces` keeps `off + len` within the `cap` bytes of
+            // the data area, and `src` has `len` bytes from `done`; the two
+            // cannot overlap (`src` is private memory).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    src.as_ptr().add(done),
+                    self.data.as_ptr().add(off),
+                    len,
+                );
+            }
+            done += len;
+        }
+    }
+
+    /// Lends the `len` bytes at `pos` to `fill`, as one piece or two:
+    /// `fill(offset, piece)` with the piece's offset from `pos`.
+    pub(crate) fn fill(&self, pos: u64, len: u64, fill: &mut dyn FnMut(usize, &mut [u8])) {
+        let mut done = 0;
+        for (off, len) in self.pieces(pos, len) {
+            if len == 0 {
+                continue;
+            }
+            fill(done, self.slice_mut(off, len));
+            done += len;
+        }
+    }
+
+    /// The `len` contiguous bytes at `pos`, which must not wrap.
+    pub(crate) fn contiguous_mut(&self, pos: u64, len: u64) -> &mut [u8] {
+        let [(off, first), _] = self.pieces(pos, len);
+        assert_eq!(first as u64, len, "a loan never wraps");
+        self.slice_mut(off, first)
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn slice_mut(&self, off: usize, len: usize) -> &mut [u8] {
+        debug_assert!(off + len <= self.cap as usize);
+        // SAFETY: within the data area (`pieces` keeps it there). The caller
+        // owns these bytes until it publishes them: an honest consumer does
+        // not touch them, and what a hostile one writes there concurrently
+        // can only change the bytes we send, never our control flow (we do
+        // not read them back). Each caller lends one piece at a time, so no
+        // two of these slices are alive together.
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr().add(off), len) }
+    }
+
+    /// Copies the record header at `pos` (a multiple of 16, so it never
+    /// wraps) out of shared memory.
+    pub(crate) fn read_header(&self, pos: u64) -> [u8; RECORD_HEADER as usize] {
+        let off = self.offset(pos);
+        debug_assert!(off % RECORD_HEADER as usize == 0);
+        // SAFETY: `off + 16 <= cap` because `off` is a multiple of 16 below
+        // `cap`, itself a multiple of 16. A volatile read: the peer may be
+        // writing these bytes, and we look at the copy only.
+        unsafe {
+            std::ptr::read_volatile(
+                self.data
+                    .as_ptr()
+                    .add(off)
+                    .cast::<[u8; RECORD_HEADER as usize]>(),
+            )
+        }
+    }
+
+    /// Copies `len` bytes at `pos` out of shared memory to `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for `len` bytes of writes and is not in the data area.
+    pub(crate) unsafe fn read(&self, pos: u64, dst: *mut u8, len: u64) {
+        let mut done = 0;
+        for (off, len) in self.pieces(pos, len) {
+            // SAFETY: the source is within the data area (`pieces`); the
+            // destination is valid for `len` writes from `done` (the
+            // caller's contract). The copy may race with a hostile peer's
+            // writes: it then yields arbitrary bytes, which the caller only
+            // ever looks at in its private copy.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.data.as_ptr().add(off), dst.add(done), len);
+            }
+            done += len;
+        }
+    }
+}
+
+/// A header and a data area on the heap, for unit and loom tests.
+#[cfg(any(test, loom))]
+pub(crate) struct HeapRing {
+    hdr: Box<Header>,
+    data: Box<[std::cell::UnsafeCell<u8>]>,
+}
+
+#[cfg(any(test, loom))]
+impl HeapRing {
+    pub(crate) fn new(cap: usize) -> HeapRing {
+        HeapRing {
+            hdr: Box::new(Header::new()),
+            data: (0..cap).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+        }
+    }
+
+    /// A ring over this memory; the `HeapRing` must outlive it.
+    pub(crate) fn ring(&self) -> Ring {
+        let hdr = NonNull::from(&*self.hdr);
+        let data = NonNull::new(self.data.as_ptr().cast_mut().cast::<u8>()).expect("a box");
+        // SAFETY: both live as long as `self`; the data is `UnsafeCell`, so
+        // writing through a pointer derived from `&self` is allowed.
+        unsafe { Ring::new(hdr, data, self.data.len() as u64) }
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        &self.hdr
+    }
+
+    /// Overwrites data byte `i` (tests of a hostile peer).
+    pub(crate) fn scribble(&self, i: usize, byte: u8) {
+        // SAFETY: in bounds (`i % len`); an `UnsafeCell` may be written
+        // through a shared reference while no reference to it is alive.
+        unsafe { *self.data[i % self.data.len()].get() = byte }
+    }
+}
+
+// SAFETY: a HeapRing is memory only; the protocol that shares it is the
+// point of the tests that move it between threads.
+#[cfg(any(test, loom))]
+unsafe impl Sync for HeapRing {}
+// SAFETY: as for `Sync`.
+#[cfg(any(test, loom))]
+unsafe impl Send for HeapRing {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_wrap_around_the_end() {
+        let heap = HeapRing::new(64);
+        let ring = heap.ring();
+        let src: Vec<u8> = (0..40).collect();
+        ring.write(48, &src);
+        let mut out = vec![0u8; 40];
+        // SAFETY: `out` has 40 bytes.
+        unsafe { ring.read(48, out.as_mut_ptr(), 40) };
+        assert_eq!(out, src);
+        let mut pieces = Vec::new();
+        ring.fill(48 + 64, 40, &mut |off, piece| {
+            pieces.push((off, piece.len()))
+        });
+        assert_eq!(pieces, [(0, 16), (16, 24)]);
+    }
+}

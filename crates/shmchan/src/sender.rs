@@ -1,0 +1,206 @@
+//! The sending end of a channel.
+
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+use crate::error::{Error, SendTimeoutError, TrySendError};
+use crate::liveness::Watcher;
+use crate::producer::{How, Producer};
+use crate::segment::Segment;
+use crate::wait::Wait;
+
+/// The sending end of a channel: one per channel, in one process.
+///
+/// Dropping it closes the channel: the receiver gets every message sent
+/// before, then [`Error::Closed`].
+pub struct Sender {
+    core: Producer,
+    wait: Wait,
+    // Declared last: dropped after `core`, whose ring points into it.
+    seg: Segment,
+}
+
+// SAFETY: a Sender owns its mapping and descriptor; the raw pointers in
+// `core` point into that mapping, which moves with it. Nothing in it is
+// tied to a thread (`&mut self` keeps it single-producer).
+unsafe impl Send for Sender {}
+
+impl Sender {
+    pub(crate) fn new(seg: Segment, wait: Wait) -> Sender {
+        Sender {
+            core: Producer::new(seg.ring()),
+            wait,
+            seg,
+        }
+    }
+
+    fn run<T>(
+        &mut self,
+        how: How,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&mut Producer, How, &mut Watcher<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut watch = Watcher::new(&self.seg, timeout);
+        f(&mut self.core, how, &mut watch)
+    }
+
+    fn copy(&mut self, msg: &[u8], how: How, timeout: Option<Duration>) -> Result<(), Error> {
+        let fill = &mut |off: usize, piece: &mut [u8]| {
+            piece.copy_from_slice(&msg[off..off + piece.len()]);
+        };
+        self.run(how, timeout, |core, how, watch| {
+            core.send(msg.len() as u64, fill, how, watch)
+        })
+    }
+
+    /// Sends `msg`, waiting for room as long as it takes. A message larger
+    /// than the ring goes through it in rounds: this call returns once the
+    /// last round is in the ring.
+    ///
+    /// Fails with [`Error::Closed`] when the receiver closed its end, and
+    /// with [`Error::PeerGone`] when the receiver died while this call
+    /// waited for room. (A message that finds room is written even if the
+    /// receiver is dead: finding out would cost a system call per message.)
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.copy(msg, How::Wait(self.wait), None)
+    }
+
+    /// Sends `msg` if all of it fits in the ring now; gives it back
+    /// otherwise. A message larger than the capacity never fits: use
+    /// [`send`](Self::send).
+    pub fn try_send<M: AsRef<[u8]>>(&mut self, msg: M) -> Result<(), TrySendError<M>> {
+        match self.copy(msg.as_ref(), How::Try, None) {
+            Ok(()) => Ok(()),
+            Err(Error::Full) => Err(TrySendError::Full(msg)),
+            Err(e) => Err(TrySendError::Failed(e, msg)),
+        }
+    }
+
+    /// Like [`send`](Self::send), but gives up after `timeout` and gives
+    /// the message back. If part of a long message was in the ring by then,
+    /// the receiver drops that part: it never sees half a message.
+    pub fn send_timeout<M: AsRef<[u8]>>(
+        &mut self,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError<M>> {
+        match self.copy(msg.as_ref(), How::Wait(self.wait), Some(timeout)) {
+            Ok(()) => Ok(()),
+            Err(Error::Timeout) => Err(SendTimeoutError::Timeout(msg)),
+            Err(e) => Err(SendTimeoutError::Failed(e, msg)),
+        }
+    }
+
+    /// Sends a message of `len` bytes written in place: `fill(offset,
+    /// piece)` is called for pieces of the ring that together cover the
+    /// message once, in order. Nothing is copied; any length works (a long
+    /// message goes in rounds, as with [`send`](Self::send)).
+    pub fn send_with(
+        &mut self,
+        len: usize,
+        mut fill: impl FnMut(usize, &mut [u8]),
+    ) -> Result<(), Error> {
+        let how = How::Wait(self.wait);
+        self.run(how, None, |core, how, watch| {
+            core.send(len as u64, &mut fill, how, watch)
+        })
+    }
+
+    /// Lends `len` contiguous bytes of the ring, waiting for room: write
+    /// the message into the [`Loan`], then [`Loan::commit`] it. Dropping
+    /// the loan sends nothing. `len` is at most
+    /// [`max_loan`](Self::max_loan); for longer messages use
+    /// [`send_with`](Self::send_with).
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, Error> {
+        let how = How::Wait(self.wait);
+        self.run(how, None, |core, how, watch| {
+            core.loan(len as u64, how, watch)
+        })?;
+        Ok(Loan { sender: self, len })
+    }
+
+    /// Like [`loan`](Self::loan), but fails with [`Error::Full`] instead of
+    /// waiting.
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, Error> {
+        self.run(How::Try, None, |core, how, watch| {
+            core.loan(len as u64, how, watch)
+        })?;
+        Ok(Loan { sender: self, len })
+    }
+
+    /// Bytes in the ring.
+    pub fn capacity(&self) -> usize {
+        self.seg.capacity() as usize
+    }
+
+    /// The longest [`loan`](Self::loan).
+    pub fn max_loan(&self) -> usize {
+        self.core.max_loan() as usize
+    }
+
+    /// The segment's name, if it was made or opened by name (it is removed
+    /// from `/dev/shm` once both sides are attached).
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name()
+    }
+
+    /// Closes the channel (the same as dropping the sender).
+    pub fn close(self) {}
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.core.close();
+    }
+}
+
+/// The segment's descriptor, to pass to the peer with
+/// [`send_fd`](crate::send_fd) (anonymous segments only).
+impl AsFd for Sender {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.seg.fd()
+    }
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("name", &self.seg.name())
+            .field("capacity", &self.seg.capacity())
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes of the ring lent by [`Sender::loan`]: write the message here, in
+/// place, then [`commit`](Self::commit) it.
+///
+/// The bytes are shared memory: the receiver cannot see them before the
+/// commit, but a hostile receiver could write them meanwhile; do not rely
+/// on reading back what you wrote.
+pub struct Loan<'a> {
+    sender: &'a mut Sender,
+    len: usize,
+}
+
+impl Loan<'_> {
+    /// Sends the loaned bytes as one message.
+    pub fn commit(self) {
+        self.sender.core.commit(self.len as u64);
+    }
+}
+
+impl Deref for Loan<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.sender.core.loaned(self.len as u64)
+    }
+}
+
+impl DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.sender.core.loaned(self.len as u64)
+    }
+}

@@ -1,0 +1,161 @@
+//! How a side waits for its peer: spin, then yield, then sleep on a futex,
+//! as the [`Wait`] policy says; and how the other side wakes it.
+//!
+//! # No lost wake-up
+//!
+//! Each side has two words in the header ([`Waiter`]), each with a single
+//! writer: `epoch`, written by the side itself, is odd while it sleeps or
+//! is about to; `wakes`, written by the peer, is the futex word.
+//!
+//! A side about to sleep loads `wakes`, stores an odd `epoch`, runs a
+//! SeqCst fence, then looks at the peer's index once more; only if there is
+//! still nothing does it call `futex_wait(wakes, value loaded)`. A side that
+//! publishes stores its index, runs a SeqCst fence, then loads the peer's
+//! `epoch` (see [`notify`]). The two fences are ordered one way or the
+//! other (Dekker's pattern): either the sleeper sees the new index and does
+//! not sleep, or the publisher sees the odd epoch, adds one to `wakes` and
+//! calls `futex_wake`. The sleeper loaded `wakes` before storing its epoch
+//! (Acquire, against the publisher's Release), so the value it sleeps on is
+//! the old one: the kernel, which compares the word under its own lock,
+//! either finds it changed and returns at once, or has the sleeper queued
+//! when the wake comes. `loom_tests.rs` checks this with loom.
+//!
+//! A publisher makes the `futex_wake` system call only when it sees an odd
+//! epoch it has not woken yet: on a busy channel nobody sleeps and no
+//! system call is made. A sleep never lasts longer than a [`Watch`]'s
+//! slice, so that a sleeper notices a dead peer or a deadline even when
+//! nobody wakes it.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::layout::Waiter;
+use crate::sync::{self, Ordering, fence};
+
+/// How a blocked call waits for the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Busy-poll: the fastest answer, one CPU fully used while waiting.
+    /// Meant for sides pinned to CPUs of their own.
+    Spin,
+    /// Sleep on a futex at once: no CPU used while waiting, a system call
+    /// on each side for each hand-over.
+    Block,
+    /// Poll `spin` times, then yield the CPU a few times, then sleep on a
+    /// futex.
+    Adaptive { spin: u32 },
+}
+
+impl Default for Wait {
+    fn default() -> Self {
+        Wait::Adaptive { spin: 2_000 }
+    }
+}
+
+/// `sched_yield` calls between spinning and sleeping ([`Wait::Adaptive`]).
+const YIELDS: u32 = 8;
+/// Spins between two looks at the clock.
+const CHECK_EVERY: u32 = 64;
+
+/// What ends a wait other than the condition: a deadline, a dead peer.
+pub(crate) trait Watch {
+    /// Whether the deadline has passed (cheap: no system call).
+    fn expired(&self) -> bool;
+    /// `Err(Timeout)` past the deadline, `Err(PeerGone)` when the peer died;
+    /// called every few dozen spins and after every sleep.
+    fn check(&mut self) -> Result<(), Error>;
+    /// How long one futex sleep may last; `None`: until woken.
+    fn slice(&self) -> Option<Duration>;
+}
+
+/// A wait that only the condition ends (loom tests).
+#[cfg(loom)]
+pub(crate) struct Forever;
+
+#[cfg(loom)]
+impl Watch for Forever {
+    fn expired(&self) -> bool {
+        false
+    }
+    fn check(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn slice(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// Waits until `ready` returns true. `me` is this side's [`Waiter`].
+pub(crate) fn wait_until(
+    policy: Wait,
+    me: &Waiter,
+    ready: &mut dyn FnMut() -> Result<bool, Error>,
+    watch: &mut dyn Watch,
+) -> Result<(), Error> {
+    let (spins, yields) = match policy {
+        Wait::Spin => (u32::MAX, 0),
+        Wait::Block => (0, 0),
+        Wait::Adaptive { spin } => (spin, YIELDS),
+    };
+    let mut i = 0u32;
+    while policy == Wait::Spin || i < spins {
+        if ready()? {
+            return Ok(());
+        }
+        sync::spin_hint();
+        i = i.wrapping_add(1);
+        if i % CHECK_EVERY == 0 {
+            watch.check()?;
+        }
+    }
+    for _ in 0..yields {
+        if ready()? {
+            return Ok(());
+        }
+        sync::yield_now();
+        watch.check()?;
+    }
+    // Relaxed: we are the only writer of our epoch.
+    let mut epoch = me.epoch.load(Ordering::Relaxed);
+    loop {
+        let asleep = epoch.wrapping_add(1) | 1;
+        epoch = asleep.wrapping_add(1);
+        // Acquire: pairs with the Release increment in `notify`: a value
+        // loaded here was stored before the waker saw our odd epoch, so a
+        // wake meant for this sleep changes the word after this load.
+        let wakes = me.wakes.load(Ordering::Acquire);
+        // Relaxed: the fence below orders it.
+        me.epoch.store(asleep, Ordering::Relaxed);
+        // SeqCst fence: pairs with the fence in `notify` on the other side.
+        // Either its index store is visible to `ready` below, or our odd
+        // epoch is visible to its load and it wakes us.
+        fence(Ordering::SeqCst);
+        let ready = ready();
+        if !matches!(ready, Ok(false)) {
+            // Relaxed: only spares the peer a wake-up it need not make.
+            me.epoch.store(epoch, Ordering::Relaxed);
+            return ready.map(|_| ());
+        }
+        sync::futex_wait(&me.wakes, wakes, watch.slice());
+        // Relaxed: as above.
+        me.epoch.store(epoch, Ordering::Relaxed);
+        watch.check()?;
+    }
+}
+
+/// Wakes the peer if it said it sleeps. Call after storing the index the
+/// peer waits on. `woken` is the last epoch this side woke, kept by the
+/// caller: a sleep is woken once, however many publications follow.
+pub(crate) fn notify(peer: &Waiter, woken: &mut u32) {
+    // SeqCst fence: pairs with the fence in `wait_until` on the other side
+    // (see the module docs): orders our index store before the epoch load.
+    fence(Ordering::SeqCst);
+    // Relaxed: the fences above give the order.
+    let epoch = peer.epoch.load(Ordering::Relaxed);
+    if epoch & 1 == 1 && epoch != *woken {
+        *woken = epoch;
+        // Release: pairs with the Acquire load of `wakes` in `wait_until`.
+        peer.wakes.fetch_add(1, Ordering::Release);
+        sync::futex_wake(&peer.wakes);
+    }
+}
