@@ -13,8 +13,11 @@
 //! holds a whole message. So its pingpong is the spin hand-over plus the
 //! payload written and read once each way, and its stream the rate at which
 //! two processes can write and read that many bytes with as many slots in
-//! flight as the other shared-memory mechanisms get by default (about
-//! 4 MiB, 2 to 64 slots, whatever `--segments` says).
+//! flight as the shared-memory rings get: `--segments` when given, else
+//! about 4 MiB worth, 2 to 64 slots (`ChannelConfig::segments_for`). The
+//! slots go round in order, so at multi-MiB sizes two of them do not stay
+//! in the cache; a library that hands the same buffer back every time can
+//! come in under this floor there.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,11 +60,16 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn of(size: usize) -> io::Result<Geometry> {
+    fn of(size: usize, segments: usize) -> io::Result<Geometry> {
         let stride = size
             .checked_next_multiple_of(128)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "size too large"))?;
-        let slots = (ChannelConfig::AUTO_IN_FLIGHT / size.max(1)).clamp(2, 64);
+        let config = ChannelConfig {
+            size,
+            segment_size: None,
+            segments,
+        };
+        let slots = config.segments_for(size.max(1));
         Ok(Geometry {
             size,
             stride,
@@ -93,7 +101,7 @@ impl Transport for Copy {
     }
 
     fn prepare(&self, config: &ChannelConfig) -> io::Result<Prepared> {
-        let geometry = Geometry::of(config.size)?;
+        let geometry = Geometry::of(config.size, config.segments)?;
         // A fresh anonymous mapping is zero-filled: counters 0, both open.
         Ok(Prepared::new(CopyPair {
             shared: SharedPair::new(geometry.len()?)?,
