@@ -34,7 +34,7 @@ for i in $(seq "$rounds"); do
     fi
     wait "$perf_pid"
     perf_us=$(awk '/usecs\/op/ {print $1}' "$tmp/perf")
-    taskset -c "$cpus" ./target/release/ipclab run -m pipe -s 64 -p pingpong --placement "$placement" \
+    taskset -c "$cpus" ./target/release/ipclab run -m pipe -s 64 -p pingpong --no-limits --placement "$placement" \
       --duration 1s --json "$tmp/r.json" >/dev/null 2>&1
     read -r m p50 < <(mean "$tmp/r.json")
     label="taskset -c $cpus"; [ "$placement" = cross-core ] && label="pinned 0 and 1"

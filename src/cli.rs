@@ -37,7 +37,7 @@ pub enum Command {
 
 #[derive(Args, Clone)]
 pub struct RunArgs {
-    /// Mechanisms: names, or the groups message-passing, shared-memory, all.
+    /// Mechanisms: names, or the groups message-passing, shared-memory, peer, all.
     #[arg(short, long, default_value = "all", value_name = "LIST")]
     pub mechanisms: String,
 
@@ -99,6 +99,11 @@ pub struct RunArgs {
     /// Stop at the first failing cell.
     #[arg(long)]
     pub fail_fast: bool,
+
+    /// Leave out the limits (limit-spin, limit-futex, limit-copy) that every
+    /// run otherwise measures, and so the `× limit` column.
+    #[arg(long)]
+    pub no_limits: bool,
 
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]

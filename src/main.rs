@@ -105,6 +105,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         segments: args.segments.unwrap_or(0) as usize,
         timeout_ns: args.timeout,
         fail_fast: args.fail_fast,
+        limits: !args.no_limits,
     };
     options.validate().map_err(usage)?;
     let exports = Exports {

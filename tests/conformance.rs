@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ipclab_bench::harness::cell::run_cell;
 use ipclab_bench::harness::spec::{CellOutcome, CellSpec, Pattern, Placement};
-use ipclab_bench::mechanisms::REGISTRY;
+use ipclab_bench::mechanisms::{REGISTRY, limits};
 use ipclab_bench::transport::{ChannelConfig, Transport};
 
 const SIZES: [usize; 8] = [0, 1, 12, 4095, 4096, 4097, 65536, (4 << 20) + 1];
@@ -90,8 +90,11 @@ pub fn conforms(t: &dyn Transport) -> Result<(), String> {
 #[test]
 fn every_mechanism_conforms() {
     let only = std::env::var("IPCLAB_CONFORMANCE").ok();
+    // The limits that carry payloads conform too (limit-spin and
+    // limit-futex take size 0 only: tests/limits.rs).
     let chosen: Vec<&dyn Transport> = REGISTRY
         .iter()
+        .chain(limits::CONFORMING)
         .copied()
         .filter(|t| {
             only.as_deref()

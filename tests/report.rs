@@ -71,6 +71,7 @@ fn hand_made_run() -> Run {
                         mechanism: name.clone(),
                         family: family.into(),
                         sync: "test".into(),
+                        polls: false,
                         pattern: pattern.into(),
                         size,
                         placement: "cross-core".into(),
@@ -87,6 +88,7 @@ fn hand_made_run() -> Run {
                         rtt_cdf: Vec::new(),
                         throughput: None,
                         oneshot_ns: None,
+                        vs_limit: None,
                         cpu_ns_per_message: CpuPerMessage {
                             client: p50 as f64 / 2.0,
                             server: p50 as f64 / 3.0,
@@ -135,6 +137,7 @@ fn hand_made_run() -> Run {
             verify: true,
             segment_size: None,
             segments: 1,
+            limits: false,
         },
         rows,
         failures: vec![Failure {

@@ -4,10 +4,23 @@
 
 use std::collections::BTreeSet;
 
-/// Every IPC object ipclab could have left behind: `/dev/shm` entries and
-/// System V ids with their keys.
+/// Every IPC object ipclab could have left behind: `/dev/shm` entries,
+/// System V ids with their keys, private directories `ipclab-<32 hex>` in
+/// the temporary directory (mmap-file's, iceoryx2's root), and anything in
+/// iceoryx2's default folder `/tmp/iceoryx2` (ipclab points iceoryx2 at a
+/// private root, so nothing should ever appear there).
 pub fn ipc_objects() -> BTreeSet<String> {
     let mut all = BTreeSet::new();
+    if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hex = name.strip_prefix("ipclab-").unwrap_or_default();
+            if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                all.insert(e.path().display().to_string());
+            }
+        }
+    }
+    walk(std::path::Path::new("/tmp/iceoryx2"), &mut all);
     if let Ok(dir) = std::fs::read_dir("/dev/shm") {
         for e in dir.flatten() {
             all.insert(format!("/dev/shm/{}", e.file_name().to_string_lossy()));
@@ -40,4 +53,14 @@ pub fn new_objects(before: &BTreeSet<String>) -> Vec<String> {
     }
     std::thread::sleep(std::time::Duration::from_millis(1500));
     ipc_objects().intersection(&first).cloned().collect()
+}
+
+/// Every path under `dir`, recursively (nothing if it does not exist).
+fn walk(dir: &std::path::Path, all: &mut BTreeSet<String>) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            all.insert(e.path().display().to_string());
+            walk(&e.path(), all);
+        }
+    }
 }

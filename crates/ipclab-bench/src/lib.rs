@@ -6,7 +6,8 @@
 //! - [`harness`]: processes, pinning, clocks, and the patterns;
 //! - [`suite`]: a whole run, cell by cell;
 //! - [`seed`]: the blog post's experiment (`ipclab seed`);
-//! - [`report`]: tables, JSON, CSV and Markdown files, plots and pages.
+//! - [`report`]: tables, JSON, CSV and Markdown files, plots and pages;
+//! - [`vs_limit`]: each row against the floor measured in the same run.
 
 #![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
@@ -22,3 +23,4 @@ pub mod stats;
 pub mod suite;
 pub mod transport;
 pub mod units;
+pub mod vs_limit;

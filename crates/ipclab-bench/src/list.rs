@@ -2,10 +2,12 @@
 //! limits that shape it.
 
 use crate::mechanisms::REGISTRY;
+use crate::mechanisms::limits::LIMITS;
 
 pub fn render() -> String {
     let mut out = String::new();
-    for t in REGISTRY {
+    // The limits last: every run measures them beside what it was given.
+    for t in REGISTRY.iter().chain(LIMITS) {
         let info = t.info();
         out.push_str(&format!(
             "{:<18} {:<16} {}\n{:<18} sync: {}\n",

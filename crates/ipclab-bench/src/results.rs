@@ -43,6 +43,10 @@ pub struct Settings {
     pub segment_size: Option<usize>,
     /// Buffers in flight; 0 when each channel chose (see the README).
     pub segments: usize,
+    /// Whether the limits (`limit-spin`, `limit-futex`, `limit-copy`) were
+    /// measured beside the mechanisms.
+    #[serde(default)]
+    pub limits: bool,
 }
 
 /// One cell: a mechanism, pattern, size and placement.
@@ -52,6 +56,10 @@ pub struct Row {
     pub family: String,
     /// How the sides wait for each other (`kernel (blocking read)`, `futex`, `busy-poll`, …).
     pub sync: String,
+    /// Whether a waiting side spins (matched with `limit-spin`) rather than
+    /// sleeps (matched with `limit-futex`).
+    #[serde(default)]
+    pub polls: bool,
     pub pattern: String,
     /// Bytes per message, each way.
     pub size: usize,
@@ -84,6 +92,11 @@ pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub oneshot_ns: Option<Stats>,
     pub cpu_ns_per_message: CpuPerMessage,
+    /// How many times the matching limit of the same run and placement
+    /// this row costs (see `crate::vs_limit`): 1 is at the floor. `null`
+    /// for oneshot, or when the run measured no matching limit.
+    #[serde(default)]
+    pub vs_limit: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

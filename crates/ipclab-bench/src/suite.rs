@@ -11,12 +11,14 @@ use crate::harness::cell::{handle_interrupts, run_cell, stopped};
 use crate::harness::clock::TimerCalibration;
 use crate::harness::spec::{CellOutcome, CellSpec, Pattern, Placement};
 use crate::machine::{Machine, allowed_cpus};
+use crate::mechanisms::limits::{LIMIT_COPY, LIMIT_FUTEX, LIMIT_SPIN};
 use crate::results::{
     CpuPerMessage, Cpus, Failure, Row, Run, SCHEMA, Settings, Skipped, Throughput,
 };
 use crate::stats::{Stats, cdf, histogram};
 use crate::transport::{ChannelConfig, Transport};
 use crate::units;
+use crate::vs_limit;
 
 /// What a run measures, as the command line gave it.
 pub struct Options {
@@ -37,6 +39,8 @@ pub struct Options {
     pub timeout_ns: u64,
     /// Stop at the first failing cell instead of recording it and going on.
     pub fail_fast: bool,
+    /// Measure the limits (`mechanisms::limits`) beside the mechanisms.
+    pub limits: bool,
 }
 
 /// The fewest measured iterations of a cell timed by duration.
@@ -136,6 +140,7 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
             verify: options.verify,
             segment_size: options.segment_size,
             segments: options.segments,
+            limits: options.limits,
         },
         rows: Vec::new(),
         failures: Vec::new(),
@@ -152,16 +157,7 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
             }),
         }
     }
-    let mut cells = Vec::new();
-    for &placement in &options.placements {
-        for &pattern in &options.patterns {
-            for &size in &options.sizes {
-                for &t in &mechanisms {
-                    cells.push((t, pattern, size, placement));
-                }
-            }
-        }
-    }
+    let cells = plan(&mechanisms, options);
     let progress = Progress::new(cells.len() as u64);
     for (t, pattern, size, placement) in cells {
         if stopped() {
@@ -196,6 +192,7 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
                 let row = row(t, &spec, outcome);
                 progress.done(&label, &headline(&row));
                 run.rows.push(row);
+                vs_limit::attach(&mut run.rows);
             }
             Err(_) if stopped() => break,
             Err(e) => {
@@ -221,6 +218,33 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
     Ok(run)
 }
 
+type Cell = (&'static dyn Transport, Pattern, usize, Placement);
+
+/// Every cell of a run, in order: per placement and pattern, the limits of
+/// each size just before the mechanisms (`limit-spin` and `limit-futex`
+/// once, at size 0, ahead of the pingpong sizes; `limit-copy` at every
+/// size of pingpong and stream).
+fn plan(mechanisms: &[&'static dyn Transport], options: &Options) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for &placement in &options.placements {
+        for &pattern in &options.patterns {
+            if options.limits && pattern == Pattern::Pingpong {
+                cells.push((&LIMIT_SPIN as &dyn Transport, pattern, 0, placement));
+                cells.push((&LIMIT_FUTEX, pattern, 0, placement));
+            }
+            for &size in &options.sizes {
+                if options.limits && pattern != Pattern::Oneshot {
+                    cells.push((&LIMIT_COPY, pattern, size, placement));
+                }
+                for &t in mechanisms {
+                    cells.push((t, pattern, size, placement));
+                }
+            }
+        }
+    }
+    cells
+}
+
 /// Turns what the supervisor reported into a result row.
 fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
     let info = t.info();
@@ -243,6 +267,7 @@ fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
         mechanism: info.name.into(),
         family: info.family.as_str().into(),
         sync: info.sync.into(),
+        polls: info.polls,
         pattern: spec.pattern.to_string(),
         size: spec.channel.size,
         placement: spec.placement.to_string(),
@@ -263,6 +288,7 @@ fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
             client: per(client),
             server: per(server),
         },
+        vs_limit: None,
     };
     match spec.pattern {
         Pattern::Pingpong => {

@@ -82,11 +82,11 @@ struct CpuTrace(Vec<usize>);
 
 impl CpuTrace {
     fn sample(&mut self) {
-        if let Some(cpu) = rustix::thread::sched_getcpu().into() {
-            if !self.0.contains(&cpu) {
-                self.0.push(cpu);
-                self.0.sort_unstable();
-            }
+        if let Some(cpu) = rustix::thread::sched_getcpu().into()
+            && !self.0.contains(&cpu)
+        {
+            self.0.push(cpu);
+            self.0.sort_unstable();
         }
     }
 }

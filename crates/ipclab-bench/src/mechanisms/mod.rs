@@ -10,6 +10,9 @@ mod cma;
 mod fifo;
 pub mod framed;
 mod lifeline;
+pub mod limits;
+#[cfg(feature = "peers")]
+mod peers;
 mod pipe;
 pub mod posix_mq;
 mod records;
@@ -52,10 +55,28 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &self::shmchan::SPIN,
     &self::shmchan::BLOCK,
     &self::shmchan::ADAPTIVE,
+    // Peers: libraries a user would otherwise pick (feature `peers`).
+    #[cfg(feature = "peers")]
+    &peers::ICEORYX2,
+    #[cfg(feature = "peers")]
+    &peers::ICEORYX2_EVENT,
+    #[cfg(feature = "peers")]
+    &peers::IPC_CHANNEL,
+    #[cfg(feature = "peers")]
+    &peers::IPC_CHANNEL_SHM,
 ];
 
-/// The mechanism called `name`.
+/// The mechanism (or limit, see [`limits`]) called `name`.
 pub fn find(name: &str) -> Option<&'static dyn Transport> {
+    REGISTRY
+        .iter()
+        .chain(limits::LIMITS)
+        .copied()
+        .find(|t| t.info().name == name)
+}
+
+/// A mechanism of the registry (not a limit) called `name`.
+fn registered(name: &str) -> Option<&'static dyn Transport> {
     REGISTRY.iter().copied().find(|t| t.info().name == name)
 }
 
@@ -68,9 +89,11 @@ pub fn known_names() -> String {
         .join(", ")
 }
 
+const LIMITS_ALWAYS: &str = "the limits (limit-spin, limit-futex, limit-copy) are measured in every run; --no-limits leaves them out";
+
 /// Resolves a comma-separated list of names and groups (`message-passing`,
-/// `shared-memory`, `limit`, `peer`, `all`), keeping registry order and
-/// dropping repeats.
+/// `shared-memory`, `peer`, `all`), keeping registry order and dropping
+/// repeats. The limits are no mechanisms to choose: every run has them.
 pub fn select(list: &str) -> Result<Vec<&'static dyn Transport>, String> {
     let mut chosen: Vec<&'static dyn Transport> = Vec::new();
     for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
@@ -85,11 +108,14 @@ pub fn select(list: &str) -> Result<Vec<&'static dyn Transport>, String> {
             "all" => group(None),
             "message-passing" => group(Some(Family::MessagePassing)),
             "shared-memory" => group(Some(Family::SharedMemory)),
-            "limit" | "limits" => group(Some(Family::Limit)),
+            "limit" | "limits" => return Err(LIMITS_ALWAYS.into()),
+            name if limits::LIMITS.iter().any(|t| t.info().name == name) => {
+                return Err(format!("'{name}' is a limit: {LIMITS_ALWAYS}"));
+            }
             "peer" | "peers" => group(Some(Family::Peer)),
-            name => vec![find(name).ok_or_else(|| {
+            name => vec![registered(name).ok_or_else(|| {
                 format!(
-                    "unknown mechanism '{name}' (known: {}; groups: all, message-passing, shared-memory, limit, peer)",
+                    "unknown mechanism '{name}' (known: {}; groups: all, message-passing, shared-memory, peer)",
                     known_names()
                 )
             })?],

@@ -35,7 +35,7 @@ const HEADER: [&str; 25] = [
 pub fn render(run: &Run) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<&str> = HEADER.to_vec();
-    header.extend(["oneshot_p50_ns", "oneshot_p99_ns"]);
+    header.extend(["oneshot_p50_ns", "oneshot_p99_ns", "vs_limit"]);
     w.write_record(&header)?;
     let opt = |v: Option<String>| v.unwrap_or_default();
     for r in &run.rows {
@@ -76,6 +76,7 @@ pub fn render(run: &Run) -> Result<String> {
             format!("{:.1}", r.cpu_ns_per_message.server),
             opt(r.oneshot_ns.map(|s| s.p50.to_string())),
             opt(r.oneshot_ns.map(|s| s.p99.to_string())),
+            opt(r.vs_limit.map(|v| format!("{v:.3}"))),
         ]);
         w.write_record(&rec)?;
     }

@@ -13,6 +13,7 @@ pub mod json;
 pub mod markdown;
 pub mod plot;
 pub mod seed;
+pub mod summary;
 pub mod table;
 
 use std::path::{Path, PathBuf};

@@ -144,6 +144,7 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
                 "cpu server",
                 "rounds",
                 "n",
+                "× limit",
             ],
             rows.iter()
                 .map(|r| {
@@ -161,6 +162,7 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
                         cpu(r.cpu_ns_per_message.server),
                         format!("{:.1}", r.rounds),
                         r.iterations.to_string(),
+                        times_limit(r),
                     ]
                 })
                 .collect(),
@@ -176,6 +178,7 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
                 "cpu receiver",
                 "rounds",
                 "n",
+                "× limit",
             ],
             rows.iter()
                 .map(|r| {
@@ -190,6 +193,7 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
                         cpu(r.cpu_ns_per_message.server),
                         format!("{:.1}", r.rounds),
                         r.iterations.to_string(),
+                        times_limit(r),
                     ]
                 })
                 .collect(),
@@ -224,12 +228,18 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
     }
 }
 
+/// The `× limit` cell: `vs_limit` (see `crate::vs_limit`), `-` without one.
+fn times_limit(r: &Row) -> String {
+    r.vs_limit.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
 /// The whole terminal report: tables, then what failed or was skipped.
 pub fn render(run: &Run) -> String {
     let mut out = String::new();
     for Titled { title, table } in tables(run, false) {
         out.push_str(&format!("\n{title}\n{table}\n"));
     }
+    out.push_str(&super::summary::render(run));
     out.push_str(&notes(run));
     out
 }

@@ -77,7 +77,7 @@ const SLOTS_OFF: usize = SYNC_OFF + Sem::COUNT * BLOCK;
 const _: () = {
     assert!(size_of::<Header>() == LINE && size_of::<Lifecycle>() == LINE);
     assert!(size_of::<SlotHeader>() == LINE);
-    assert!(SLOTS_OFF % LINE == 0 && BLOCK % LINE == 0);
+    assert!(SLOTS_OFF.is_multiple_of(LINE) && BLOCK.is_multiple_of(LINE));
 };
 
 /// Sizes and offsets of a channel's region; both sides compute the same

@@ -1,0 +1,205 @@
+//! `iceoryx2` and `iceoryx2-event`: the iceoryx2 crate's zero-copy
+//! publish-subscribe, one service each way, set up as its users do.
+//!
+//! Each side makes its own iceoryx2 node after the fork (iceoryx2 state
+//! must not cross a fork). The server creates the services and its ports
+//! first, then says so over a Unix socket pair made in `prepare` (the
+//! *control* socket); the client opens them, makes its ports, connects
+//! them and answers; the server connects its own and says so. Only then
+//! does anyone publish: iceoryx2 silently drops a sample that finds a full
+//! queue whose subscriber has not attached to the connection yet. After
+//! that nobody writes to the control socket: its end of stream is
+//! `finish` (or the peer's death).
+//!
+//! Services: `[u8]` slices of the message size, no history, one publisher
+//! and one subscriber, a subscriber queue as deep as the other
+//! shared-memory mechanisms' rings (`ChannelConfig::segments_for`), no
+//! safe overflow (an overwritten sample would be a lost message), and
+//! `RetryUntilDelivered` back-pressure: a publisher waits for room.
+//!
+//! Where iceoryx2 keeps its files: the root path (by default
+//! `/tmp/iceoryx2/`) is a private directory `ipclab-<32 hex>` (mode 0700)
+//! in the temporary directory, made in `prepare`; the prefix of its
+//! `/dev/shm` objects (by default `iox2_`) is `iox2_<16 hex>_`; service
+//! names are `ipclab-<32 hex>/…`. iceoryx2 removes its files when the
+//! last node lets go; the guard removes the directory and every
+//! `/dev/shm/iox2_<16 hex>_*` that a killed side left. (The prefix is
+//! shorter than 128 bits because iceoryx2's event sockets are named root +
+//! prefix + a 30-odd-digit id, and a socket path has at most 108 bytes.)
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use iceoryx2::config::Config;
+use iceoryx2::prelude::*;
+use rustix::fs::{Mode, OFlags, fchmod, mkdir, open};
+use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+
+use super::iox2_end::{Iox2End, Ports};
+use crate::mechanisms::shm::names::random_name;
+use crate::mechanisms::shm::region::Side;
+use crate::transport::{ChannelConfig, Endpoint, Family, Info, Pair, Prepared, Transport};
+
+/// `iceoryx2` (`event: false`) or `iceoryx2-event`.
+pub struct Iceoryx2 {
+    pub event: bool,
+}
+
+const PRIVATE_DIR: u32 = 0o700;
+
+impl Transport for Iceoryx2 {
+    fn info(&self) -> Info {
+        if self.event {
+            Info {
+                name: "iceoryx2-event",
+                family: Family::Peer,
+                sync: "iceoryx2 event (notifier/listener)",
+                summary: "the iceoryx2 crate: zero-copy publish-subscribe of [u8] samples; the receiver sleeps in an event listener, woken by a notifier",
+                polls: false,
+            }
+        } else {
+            Info {
+                name: "iceoryx2",
+                family: Family::Peer,
+                sync: "busy-poll (subscriber.receive)",
+                summary: "the iceoryx2 crate: zero-copy publish-subscribe of [u8] samples, written and checked in place; the receiver polls",
+                polls: true,
+            }
+        }
+    }
+
+    fn prepare(&self, config: &ChannelConfig) -> io::Result<Prepared> {
+        let depth = config.segments_for(config.size.max(1));
+        let (server_control, client_control) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        let guard = Iox2Guard::new()?;
+        let setup = Setup {
+            root: guard.root.to_string_lossy().into_owned() + "/",
+            prefix: guard.prefix.clone(),
+            service: random_name()?,
+            size: config.size,
+            depth,
+            event: self.event,
+        };
+        Ok(Prepared::with_guard(
+            Iox2Pair {
+                setup,
+                server: server_control,
+                client: client_control,
+            },
+            guard,
+        ))
+    }
+}
+
+/// What each side needs to make its node, services and ports.
+pub struct Setup {
+    /// iceoryx2's root path, ending in `/`.
+    pub root: String,
+    /// iceoryx2's prefix for `/dev/shm` objects and files.
+    pub prefix: String,
+    /// The random part of the service names.
+    pub service: String,
+    pub size: usize,
+    /// Subscriber queue depth.
+    pub depth: usize,
+    pub event: bool,
+}
+
+impl Setup {
+    /// The node configuration: everything under our root and prefix.
+    pub fn config(&self) -> io::Result<Config> {
+        let mut config = Config::default();
+        config
+            .global
+            .set_root_path(&Path::new(self.root.as_bytes()).map_err(iox)?);
+        config.global.prefix = FileName::new(self.prefix.as_bytes()).map_err(iox)?;
+        Ok(config)
+    }
+
+    /// The service carrying direction `dir` (0: client to server).
+    pub fn name(&self, dir: usize, what: &str) -> io::Result<ServiceName> {
+        let way = ["to-server", "to-client"][dir];
+        ServiceName::new(&format!("{}/{way}/{what}", self.service)).map_err(iox)
+    }
+}
+
+/// An iceoryx2 error as an `io::Error`.
+pub fn iox(e: impl std::fmt::Debug) -> io::Error {
+    io::Error::other(format!("iceoryx2: {e:?}"))
+}
+
+struct Iox2Pair {
+    setup: Setup,
+    server: OwnedFd,
+    client: OwnedFd,
+}
+
+impl Pair for Iox2Pair {
+    fn server(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
+        drop(self.client);
+        let ports = Ports::make(&self.setup, Side::Server, &self.server)?;
+        Ok(Box::new(Iox2End::new(ports, self.server, &self.setup)))
+    }
+
+    fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
+        drop(self.server);
+        let ports = Ports::make(&self.setup, Side::Client, &self.client)?;
+        Ok(Box::new(Iox2End::new(ports, self.client, &self.setup)))
+    }
+}
+
+/// 64 random bits as 16 hex digits.
+fn random_hex16() -> io::Result<String> {
+    let mut bits = [0u8; 8];
+    getrandom::fill(&mut bits).map_err(|e| io::Error::other(format!("getrandom: {e}")))?;
+    Ok(format!("{:016x}", u64::from_le_bytes(bits)))
+}
+
+/// Kept by the supervisor: removes what iceoryx2 left of a cell.
+struct Iox2Guard {
+    root: PathBuf,
+    prefix: String,
+}
+
+impl Iox2Guard {
+    fn new() -> io::Result<Iox2Guard> {
+        let root = std::env::temp_dir().join(random_name()?);
+        // Fails if the name exists (even as a symlink): like O_EXCL.
+        mkdir(&root, Mode::from_raw_mode(PRIVATE_DIR))?;
+        let guard = Iox2Guard {
+            root,
+            prefix: format!("iox2_{}_", random_hex16()?),
+        };
+        let fd = open(
+            &guard.root,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        // The umask may have taken bits from mkdir's mode; fchmod's stays.
+        fchmod(&fd, Mode::from_raw_mode(PRIVATE_DIR))?;
+        Ok(guard)
+    }
+}
+
+impl Drop for Iox2Guard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+        if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+            for entry in dir.flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&self.prefix)
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! `vs_limit`: how many times its matching limit a row costs, the limit
+//! measured in the same run on the same placement (see
+//! `mechanisms::limits`). 1 is at the floor; 3 is three times the floor.
+//!
+//! The matching limit of a row:
+//!
+//! - **pingpong, SIZE bytes**: the hand-over floor plus the payload floor.
+//!   The hand-over floor is the p50 of `limit-spin` for a mechanism whose
+//!   waiting side polls (`Row::polls`), of `limit-futex` for one that
+//!   sleeps. The payload floor is what moving SIZE bytes each way adds to a
+//!   spinning round trip: the p50 of `limit-copy` pingpong at SIZE minus
+//!   that of `limit-spin` (never below 0; 0 for size 0). So a polling row
+//!   is matched with `limit-copy` itself, and a sleeping one with a futex
+//!   round trip that also writes and reads the payload both ways.
+//! - **stream, SIZE bytes**: the throughput of `limit-copy` stream at SIZE,
+//!   over the row's (messages per second, so size 0 works too).
+//! - **oneshot**: none (`null`): fork, exec and set-up dominate, and no
+//!   limit measures them.
+//!
+//! A row whose limit was not measured (`--no-limits`, a failed limit
+//! cell) gets `null`.
+
+use crate::mechanisms::limits::{COPY, FUTEX, SPIN};
+use crate::results::Row;
+
+/// The limit row `name` of `pattern` at `size` on `placement`, if measured.
+fn limit<'a>(
+    rows: &'a [Row],
+    name: &str,
+    pattern: &str,
+    size: usize,
+    placement: &str,
+) -> Option<&'a Row> {
+    rows.iter().find(|r| {
+        r.mechanism == name && r.pattern == pattern && r.size == size && r.placement == placement
+    })
+}
+
+fn p50(row: Option<&Row>) -> Option<f64> {
+    row.and_then(|r| r.rtt_ns).map(|s| s.p50 as f64)
+}
+
+/// The figure of `row`'s matching limit, in the row's own unit: round-trip
+/// nanoseconds (pingpong) or messages per second (stream).
+pub fn matching_limit(rows: &[Row], row: &Row) -> Option<f64> {
+    let at = |name: &str, size: usize| limit(rows, name, &row.pattern, size, &row.placement);
+    match row.pattern.as_str() {
+        "pingpong" => {
+            let spin = p50(at(SPIN, 0));
+            let handover = if row.polls { spin } else { p50(at(FUTEX, 0)) }?;
+            let payload = match (row.size, spin, p50(at(COPY, row.size))) {
+                (0, _, _) => 0.0,
+                (_, Some(spin), Some(copy)) => (copy - spin).max(0.0),
+                _ => 0.0,
+            };
+            Some(handover + payload)
+        }
+        "stream" => at(COPY, row.size)
+            .and_then(|r| r.throughput)
+            .map(|t| t.messages_per_s),
+        _ => None,
+    }
+}
+
+/// `row`'s figure over its matching limit's (see the module comment).
+pub fn vs_limit(rows: &[Row], row: &Row) -> Option<f64> {
+    let floor = matching_limit(rows, row)?;
+    let ratio = match row.pattern.as_str() {
+        "pingpong" => row.rtt_ns.map(|s| s.p50 as f64)? / floor,
+        "stream" => floor / row.throughput.map(|t| t.messages_per_s)?,
+        _ => return None,
+    };
+    ratio.is_finite().then_some(ratio)
+}
+
+/// Sets `vs_limit` on every row from the rows as they are now.
+pub fn attach(rows: &mut [Row]) {
+    let ratios: Vec<Option<f64>> = rows.iter().map(|r| vs_limit(rows, r)).collect();
+    for (row, ratio) in rows.iter_mut().zip(ratios) {
+        row.vs_limit = ratio;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::results::{CpuPerMessage, Cpus, Throughput};
+    use crate::stats::Stats;
+
+    /// A row with only the figures the matching looks at.
+    pub fn row(
+        name: &str,
+        family: &str,
+        pattern: &str,
+        size: usize,
+        polls: bool,
+        figure: f64,
+    ) -> Row {
+        let stats = Stats {
+            min: figure as u64,
+            p50: figure as u64,
+            p90: (figure * 1.2) as u64,
+            p99: (figure * 2.0) as u64,
+            p999: (figure * 3.0) as u64,
+            max: (figure * 4.0) as u64,
+            mean: figure,
+            stddev: 0.0,
+        };
+        Row {
+            mechanism: name.into(),
+            family: family.into(),
+            sync: "test".into(),
+            polls,
+            pattern: pattern.into(),
+            size,
+            placement: "cross-core".into(),
+            cpus: Cpus {
+                client: vec![0],
+                server: vec![1],
+            },
+            iterations: 100,
+            verified: true,
+            rounds: 1.0,
+            setup_ns: 0,
+            teardown_ns: 0,
+            rtt_ns: (pattern == "pingpong").then_some(stats),
+            rtt_cdf: Vec::new(),
+            throughput: (pattern == "stream").then_some(Throughput {
+                bytes_per_s: figure * size as f64,
+                messages_per_s: figure,
+            }),
+            oneshot_ns: (pattern == "oneshot").then_some(stats),
+            cpu_ns_per_message: CpuPerMessage {
+                client: 0.0,
+                server: 0.0,
+            },
+            vs_limit: None,
+        }
+    }
+
+    fn limits() -> Vec<Row> {
+        vec![
+            row(SPIN, "limit", "pingpong", 0, true, 200.0),
+            row(FUTEX, "limit", "pingpong", 0, false, 5000.0),
+            row(COPY, "limit", "pingpong", 64, true, 250.0),
+            row(COPY, "limit", "pingpong", 4 << 20, true, 1_000_200.0),
+            row(COPY, "limit", "stream", 64, true, 4e6),
+        ]
+    }
+
+    #[test]
+    fn pingpong_rows_match_their_way_of_waiting_plus_the_payload() {
+        let mut rows = limits();
+        rows.push(row(
+            "shm-spin",
+            "shared-memory",
+            "pingpong",
+            64,
+            true,
+            500.0,
+        ));
+        rows.push(row(
+            "pipe",
+            "message-passing",
+            "pingpong",
+            64,
+            false,
+            15_150.0,
+        ));
+        rows.push(row(
+            "shm-futex",
+            "shared-memory",
+            "pingpong",
+            4 << 20,
+            false,
+            2_010_000.0,
+        ));
+        rows.push(row("shm-spin", "shared-memory", "pingpong", 0, true, 300.0));
+        attach(&mut rows);
+        let ratio = |name: &str, size: usize| {
+            rows.iter()
+                .find(|r| r.mechanism == name && r.size == size && r.pattern == "pingpong")
+                .and_then(|r| r.vs_limit)
+                .unwrap()
+        };
+        // Polling: spin (200) + copy at 64 (250) - spin = 250.
+        assert!((ratio("shm-spin", 64) - 2.0).abs() < 1e-9);
+        // Sleeping: futex (5000) + the same 50 ns of payload.
+        assert!((ratio("pipe", 64) - 3.0).abs() < 1e-9);
+        // 4 MiB: futex + (1_000_200 - 200) of payload.
+        assert!((ratio("shm-futex", 4 << 20) - 2.0).abs() < 1e-9);
+        // Size 0 moves no payload: spin alone.
+        assert!((ratio("shm-spin", 0) - 1.5).abs() < 1e-9);
+        // The limits against themselves.
+        assert!((ratio(SPIN, 0) - 1.0).abs() < 1e-9);
+        assert!((ratio(FUTEX, 0) - 1.0).abs() < 1e-9);
+        assert!((ratio(COPY, 64) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn stream_rows_match_the_copy_throughput_and_oneshot_nothing() {
+        let mut rows = limits();
+        rows.push(row("pipe", "message-passing", "stream", 64, false, 1e6));
+        rows.push(row("pipe", "message-passing", "oneshot", 64, false, 1e6));
+        attach(&mut rows);
+        assert_eq!(rows[5].vs_limit, Some(4.0));
+        assert_eq!(rows[6].vs_limit, None);
+    }
+
+    #[test]
+    fn no_limit_measured_means_null_and_placements_do_not_mix() {
+        let mut rows = vec![row(
+            "shm-spin",
+            "shared-memory",
+            "pingpong",
+            64,
+            true,
+            500.0,
+        )];
+        attach(&mut rows);
+        assert_eq!(rows[0].vs_limit, None);
+        // A spin limit on another placement is not this row's.
+        let mut other = row(SPIN, "limit", "pingpong", 0, true, 100.0);
+        other.placement = "same-core".into();
+        rows.push(other);
+        attach(&mut rows);
+        assert_eq!(rows[0].vs_limit, None);
+        // Without limit-copy at this size, the hand-over floor alone.
+        rows.push(row(SPIN, "limit", "pingpong", 0, true, 250.0));
+        attach(&mut rows);
+        assert_eq!(rows[0].vs_limit, Some(2.0));
+    }
+}
