@@ -13,6 +13,7 @@ mod lifeline;
 pub mod limits;
 #[cfg(feature = "peers")]
 mod peers;
+mod pieces;
 mod pipe;
 pub mod posix_mq;
 mod records;

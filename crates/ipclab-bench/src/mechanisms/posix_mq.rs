@@ -32,6 +32,7 @@ use nix::sys::stat::Mode;
 use nix::sys::time::TimeSpec;
 use rustix::event::{PollFd, PollFlags};
 
+use super::pieces::{self, Kind, Pieces};
 use crate::machine::read_proc;
 use crate::transport::{
     ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
@@ -417,51 +418,37 @@ impl Endpoint for QueueEnd {
         if self.finished {
             return Err(protocol_error("send after finish"));
         }
-        let mut offset = 0;
-        loop {
-            let n = (len - offset).min(self.chunk);
+        for (offset, n) in pieces::split(len, self.chunk) {
             let piece = &mut self.buf[..n];
             fill(offset, piece);
             self.tx.send(piece, DATA_PRIO, &self.peer)?;
-            offset += n;
-            if offset >= len {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 
     fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {
         if self.peer_finished {
             return Ok(Received::Closed);
         }
-        let mut offset = 0;
+        let mut pieces = Pieces::new(len, self.chunk);
         loop {
             let (n, prio) = self.rx.recv(&mut self.buf, Some(&self.peer))?;
-            match prio {
-                END_PRIO if offset == 0 && n == 0 => {
-                    self.peer_finished = true;
-                    return Ok(Received::Closed);
-                }
-                END_PRIO => {
-                    return Err(protocol_error(format!(
-                        "end marker ({n} bytes) after {offset} of {len} bytes"
-                    )));
-                }
-                DATA_PRIO => {
-                    self.rounds += 1;
-                    let want = (len - offset).min(self.chunk);
-                    if n != want {
-                        return Err(protocol_error(format!(
-                            "a piece of {n} bytes at offset {offset} of {len}, expected {want}"
-                        )));
-                    }
-                    check(offset, &self.buf[..n]);
-                    offset += n;
-                    if offset >= len {
-                        return Ok(Received::Message);
-                    }
-                }
-                other => return Err(protocol_error(format!("unknown priority {other}"))),
+            let Some(offset) = pieces.take(
+                match prio {
+                    DATA_PRIO => Kind::Data,
+                    END_PRIO => Kind::End,
+                    other => Kind::Unknown(other as i64),
+                },
+                n,
+            )?
+            else {
+                self.peer_finished = true;
+                return Ok(Received::Closed);
+            };
+            self.rounds += 1;
+            check(offset, &self.buf[..n]);
+            if pieces.done() {
+                return Ok(Received::Message);
             }
         }
     }

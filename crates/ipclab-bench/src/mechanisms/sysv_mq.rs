@@ -29,6 +29,7 @@
 
 use std::io;
 
+use super::pieces::{self, Kind, Pieces};
 use crate::machine::read_proc;
 use crate::transport::{
     ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
@@ -315,50 +316,36 @@ impl Endpoint for QueueEnd {
         if self.finished {
             return Err(protocol_error("send after finish"));
         }
-        let mut offset = 0;
-        loop {
-            let n = (len - offset).min(self.chunk);
+        for (offset, n) in pieces::split(len, self.chunk) {
             fill(offset, self.buf.text_mut(n));
             self.buf.send(self.tx, DATA, n)?;
-            offset += n;
-            if offset >= len {
-                return Ok(());
-            }
         }
+        Ok(())
     }
 
     fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {
         if self.peer_finished {
             return Ok(Received::Closed);
         }
-        let mut offset = 0;
+        let mut pieces = Pieces::new(len, self.chunk);
         loop {
             let (mtype, n) = self.buf.recv(self.rx)?;
-            match mtype {
-                END if offset == 0 && n == 0 => {
-                    self.peer_finished = true;
-                    return Ok(Received::Closed);
-                }
-                END => {
-                    return Err(protocol_error(format!(
-                        "end marker after {offset} of {len} bytes"
-                    )));
-                }
-                DATA => {
-                    self.rounds += 1;
-                    let want = (len - offset).min(self.chunk);
-                    if n != want {
-                        return Err(protocol_error(format!(
-                            "a piece of {n} bytes at offset {offset} of {len}, expected {want}"
-                        )));
-                    }
-                    check(offset, self.buf.text(n));
-                    offset += n;
-                    if offset >= len {
-                        return Ok(Received::Message);
-                    }
-                }
-                other => return Err(protocol_error(format!("unknown mtype {other}"))),
+            let Some(offset) = pieces.take(
+                match mtype {
+                    DATA => Kind::Data,
+                    END => Kind::End,
+                    other => Kind::Unknown(other),
+                },
+                n,
+            )?
+            else {
+                self.peer_finished = true;
+                return Ok(Received::Closed);
+            };
+            self.rounds += 1;
+            check(offset, self.buf.text(n));
+            if pieces.done() {
+                return Ok(Received::Message);
             }
         }
     }
