@@ -42,7 +42,8 @@ pub struct RunArgs {
     pub mechanisms: String,
 
     /// Message sizes, comma-separated, with binary K/M/G suffixes.
-    #[arg(short, long, value_delimiter = ',', value_parser = parse_size, default_value = "64,4K,1M")]
+    #[arg(short, long, value_delimiter = ',', value_parser = parse_size, default_value = "64,4K,1M",
+          allow_hyphen_values = true)]
     pub sizes: Vec<usize>,
 
     /// Patterns: pingpong, stream, oneshot.
@@ -55,15 +56,18 @@ pub struct RunArgs {
     pub pattern: Vec<Pattern>,
 
     /// Exact number of measured iterations per cell (instead of --duration).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = parse_iterations, allow_hyphen_values = true,
+          conflicts_with = "duration")]
     pub iterations: Option<u64>,
 
     /// Minimum measured time per cell.
-    #[arg(long, value_parser = parse_duration_ns, default_value = "300ms", value_name = "TIME")]
+    #[arg(long, value_parser = parse_duration_ns, default_value = "300ms", value_name = "TIME",
+          allow_hyphen_values = true)]
     pub duration: u64,
 
     /// Warm-up time per cell, not measured.
-    #[arg(long, value_parser = parse_duration_ns, default_value = "100ms", value_name = "TIME")]
+    #[arg(long, value_parser = parse_duration_ns, default_value = "100ms", value_name = "TIME",
+          allow_hyphen_values = true)]
     pub warmup: u64,
 
     /// Where the two processes run: cross-core, same-core, unpinned (comma-separated for several).
@@ -75,7 +79,9 @@ pub struct RunArgs {
         long,
         value_delimiter = ',',
         num_args = 1,
-        value_name = "CLIENT,SERVER"
+        value_name = "CLIENT,SERVER",
+        value_parser = parse_cpu,
+        allow_hyphen_values = true
     )]
     pub cpus: Option<Vec<usize>>,
 
@@ -84,16 +90,19 @@ pub struct RunArgs {
     pub no_verify: bool,
 
     /// Size of each shared-memory segment (default: large enough for a message).
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, value_parser = parse_nonzero_size, value_name = "SIZE",
+          allow_hyphen_values = true)]
     pub segment_size: Option<usize>,
 
     /// Buffers in flight for shared-memory channels [default: about 4 MiB
     /// per direction, 2 to 64 buffers].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024),
+          allow_hyphen_values = true)]
     pub segments: Option<u64>,
 
     /// Kill a cell's processes and fail it after this long.
-    #[arg(long, value_parser = parse_duration_ns, default_value = "60s", value_name = "TIME")]
+    #[arg(long, value_parser = parse_nonzero_duration, default_value = "60s", value_name = "TIME",
+          allow_hyphen_values = true)]
     pub timeout: u64,
 
     /// Stop at the first failing cell.
@@ -122,7 +131,8 @@ pub struct RunArgs {
     pub report: Option<PathBuf>,
 
     /// Message size of the report's latency-distribution plot (default: the median size).
-    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, value_parser = parse_size, value_name = "SIZE", requires = "report",
+          allow_hyphen_values = true)]
     pub cdf_size: Option<usize>,
 }
 
@@ -143,8 +153,43 @@ pub struct CompareArgs {
     /// The later run.
     pub new: PathBuf,
     /// Exit with status 1 when any row got slower by more than PCT percent.
-    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    #[arg(long, value_name = "PCT", value_parser = parse_percent, allow_hyphen_values = true)]
     pub fail_above: Option<f64>,
+}
+
+/// A whole number of iterations, at least 1.
+fn parse_iterations(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(0) => Err("0 iterations measure nothing; give at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) if s.trim().bytes().all(|b| b.is_ascii_digit()) && !s.trim().is_empty() => {
+            Err(format!("'{s}' is too large"))
+        }
+        Err(_) => Err(format!("'{s}' is not a number of iterations")),
+    }
+}
+
+/// A CPU number (whether it exists is checked with the other options).
+fn parse_cpu(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a CPU number"))
+}
+
+/// A size that may not be 0.
+fn parse_nonzero_size(s: &str) -> Result<usize, String> {
+    match parse_size(s)? {
+        0 => Err(format!("'{s}' is zero")),
+        n => Ok(n),
+    }
+}
+
+/// A duration that may not be 0.
+fn parse_nonzero_duration(s: &str) -> Result<u64, String> {
+    match parse_duration_ns(s)? {
+        0 => Err(format!("'{s}' is zero")),
+        n => Ok(n),
+    }
 }
 
 fn parse_percent(s: &str) -> Result<f64, String> {
@@ -162,7 +207,8 @@ fn parse_percent(s: &str) -> Result<f64, String> {
 #[derive(Args, Clone)]
 pub struct SeedArgs {
     /// Fresh-process runs per mechanism and size (the mean and median are shown).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000),
+          allow_hyphen_values = true)]
     pub runs: u64,
 
     /// Write seed.json and a page (index.html) into DIR.
@@ -170,10 +216,12 @@ pub struct SeedArgs {
     pub report: Option<PathBuf>,
 
     /// Warm-up per cell (for quick tests).
-    #[arg(long, hide = true, value_parser = parse_duration_ns, default_value = "100ms")]
+    #[arg(long, hide = true, value_parser = parse_duration_ns, default_value = "100ms",
+          allow_hyphen_values = true)]
     pub warmup: u64,
 
     /// Measured time of each warm round-trip cell (for quick tests).
-    #[arg(long, hide = true, value_parser = parse_duration_ns, default_value = "300ms")]
+    #[arg(long, hide = true, value_parser = parse_duration_ns, default_value = "300ms",
+          allow_hyphen_values = true)]
     pub duration: u64,
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
+use ipclab_bench::harness::spec::Placement;
 use ipclab_bench::harness::supervisor::cell_main;
 use ipclab_bench::report::{self, Exports, compare, json, table};
 use ipclab_bench::suite::{self, Options};
@@ -18,7 +19,10 @@ use cli::{Cli, Command, CompareArgs, RunArgs, SeedArgs};
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
     let result = match cli.command {
         Some(Command::Cell) => cell_main(),
         Some(Command::List) => print(&list::render()),
@@ -34,6 +38,31 @@ fn main() -> ExitCode {
             ExitCode::from(e.downcast_ref::<Usage>().map_or(1, |_| USAGE))
         }
     }
+}
+
+/// Help and version as clap prints them; any other error as one line,
+/// `error: ...` with clap's usage and tips left out, and status 2.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return ExitCode::from(e.exit_code() as u8);
+    }
+    // The first paragraph names the problem (a list of missing arguments
+    // spans several lines); usage and tips follow after a blank line.
+    let text = e.render().to_string();
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    eprintln!("{}", first.join(" "));
+    ExitCode::from(USAGE)
 }
 
 /// An error in what the user asked for.
@@ -90,6 +119,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Some([one]) => Some((*one, *one)),
         Some(_) => return Err(usage("--cpus takes CLIENT,SERVER (two CPU numbers)")),
     };
+    if cpus.is_some() && args.placement.iter().all(|p| *p == Placement::Unpinned) {
+        return Err(usage(
+            "--cpus pins the processes; --placement unpinned does not",
+        ));
+    }
     let options = Options {
         mechanisms: mechanisms::select(&args.mechanisms).map_err(usage)?,
         sizes: dedup(args.sizes),
@@ -107,13 +141,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         fail_fast: args.fail_fast,
         limits: !args.no_limits,
     };
-    options.validate().map_err(usage)?;
+    options.validate().map_err(|e| usage(format!("{e:#}")))?;
     let exports = Exports {
         json: args.json,
         csv: args.csv,
         markdown: args.markdown,
     };
-    exports.check_writable().map_err(usage)?;
     if let Some(size) = args.cdf_size
         && !options.sizes.contains(&size)
     {
@@ -121,6 +154,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             "--cdf-size {size} is not one of the sizes measured (-s)"
         )));
     }
+    exports
+        .check_writable()
+        .map_err(|e| usage(format!("{e:#}")))?;
     if let Some(dir) = &args.report {
         std::fs::create_dir_all(dir)
             .map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
@@ -162,6 +198,13 @@ fn compare(args: CompareArgs) -> Result<ExitCode> {
     };
     let (old, new) = (read(&args.old)?, read(&args.new)?);
     let comparison = compare::compare(&old, &new);
+    if comparison.changes.is_empty() && old.rows.len() == comparison.only_old.len() {
+        return Err(usage(format!(
+            "{} and {} have no measurement in common (same mechanism, pattern, size and placement)",
+            args.old.display(),
+            args.new.display()
+        )));
+    }
     print(&comparison.render())?;
     if let Some(pct) = args.fail_above {
         let slower = comparison.slower_than(pct);

@@ -153,14 +153,33 @@ fn verdicts_follow_the_figures_and_the_noise() {
     assert_eq!(code("150"), Some(0));
 }
 
+/// Malformed or unusable result files: one `error:` line naming the file
+/// and the problem, exit status 2, no panic.
 #[test]
 fn bad_files_are_one_clear_error() {
     let f = Files::new("bad");
     let good = f.write("good.json", &old_run());
-    let mut other = old_run();
-    other["schema"] = json!(99);
-    let cases = [
-        (f.write("v99.json", &other), "schema version 99"),
+    let raw = |name: &str, bytes: &[u8]| {
+        let p = f.0.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let with = |key: &str, v: Value| {
+        let mut r = old_run();
+        r[key] = v;
+        r
+    };
+    let mut wrong_row = old_run();
+    wrong_row["rows"][0]["size"] = json!("big");
+    let mut cases = vec![
+        (
+            f.write("v99.json", &with("schema", json!(99))),
+            "schema version 99",
+        ),
+        (
+            f.write("v-str.json", &with("schema", json!("1"))),
+            "not an ipclab result file",
+        ),
         (
             f.write("nothing.json", &json!({"rows": []})),
             "not an ipclab result file",
@@ -169,28 +188,61 @@ fn bad_files_are_one_clear_error() {
             f.write("array.json", &json!([1, 2])),
             "not an ipclab result file",
         ),
+        (
+            f.write("rows.json", &with("rows", json!("none"))),
+            "does not match schema 1",
+        ),
+        (f.write("row.json", &wrong_row), "does not match schema 1"),
+        (
+            f.write("other.json", &run(vec![row("udp", "stream", 8, tput(1e6))])),
+            "no measurement in common",
+        ),
+        (
+            f.write("empty-run.json", &run(vec![])),
+            "no measurement in common",
+        ),
+        (raw("empty.json", b""), "is not valid JSON"),
+        (
+            raw("text.json", b"mechanism,p50\npipe,10\n"),
+            "is not valid JSON",
+        ),
+        (
+            raw("broken.json", b"{\"schema\": 1, \"rows\": ["),
+            "is not valid JSON",
+        ),
+        (raw("deep.json", &[b'['; 100_000]), "is not valid JSON"),
+        (
+            raw("garbage.bin", &[0xff, 0xfe, 0, 1, 0x80, 0xc3, 0x28]),
+            "cannot read",
+        ),
+        (f.0.join("missing.json"), "cannot read"),
+        (f.0.clone(), "cannot read"),
     ];
-    let broken = f.0.join("broken.json");
-    std::fs::write(&broken, "{\"schema\": 1, \"rows\": [").unwrap();
-    let missing = f.0.join("missing.json");
-    for (path, expected) in cases
-        .iter()
-        .map(|(p, e)| (p.clone(), *e))
-        .chain([(broken, "is not valid JSON"), (missing, "cannot read")])
-    {
-        let out = ipclab()
-            .arg("compare")
-            .arg(&good)
-            .arg(&path)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{}: {err}", path.display());
-        assert!(
-            err.starts_with("error: ") && err.contains(expected),
-            "{}: {err}",
-            path.display()
-        );
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let truncated = serde_json::to_string(&old_run()).unwrap();
+    cases.push((
+        raw(
+            "truncated.json",
+            &truncated.as_bytes()[..truncated.len() / 2],
+        ),
+        "is not valid JSON",
+    ));
+    for (path, expected) in &cases {
+        // The bad file as NEW, and as OLD.
+        for (old, new) in [(&good, path), (path, &good)] {
+            let out = ipclab().arg("compare").arg(old).arg(new).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            let at = format!("compare {} {}", old.display(), new.display());
+            assert_eq!(out.status.code(), Some(2), "{at}: {err}");
+            assert!(
+                err.starts_with("error: ") && err.contains(expected),
+                "{at}: expected '{expected}' in: {err}"
+            );
+            if !expected.contains("in common") {
+                assert!(err.contains(&path.display().to_string()), "{at}: {err}");
+            }
+            assert_eq!(err.lines().count(), 1, "{at}: {err}");
+            assert!(!err.contains("panicked"), "{at}: {err}");
+        }
     }
+    println!("{} bad files checked", cases.len());
 }

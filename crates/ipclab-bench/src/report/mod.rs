@@ -31,15 +31,28 @@ pub struct Exports {
 }
 
 impl Exports {
-    /// Checks that every file can be written, before anything runs.
+    /// Checks that every file can be written, before anything runs: not a
+    /// directory, and its temporary sibling (see [`write_atomically`]) can
+    /// be made. Leaves nothing behind.
     pub fn check_writable(&self) -> Result<()> {
         for path in self.paths() {
+            if path.is_dir() {
+                anyhow::bail!("cannot write {}: it is a directory", path.display());
+            }
+            let tmp = tmp_path(path);
             std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+                .open(&tmp)
+                .and_then(|_| std::fs::remove_file(&tmp))
+                .with_context(|| {
+                    format!(
+                        "cannot write {} (its temporary file {} cannot be made)",
+                        path.display(),
+                        tmp.display()
+                    )
+                })?;
         }
         Ok(())
     }
@@ -81,10 +94,15 @@ pub fn write_report(dir: &Path, run: &Run, cdf_size: Option<usize>) -> Result<Pa
 
 /// Writes through a temporary file and a rename, so that a reader (or a
 /// crash) never sees half a file.
-pub fn write_atomically(path: &Path, content: &str) -> Result<()> {
+/// `PATH.tmp`, where a file is written before it is renamed into place.
+fn tmp_path(path: &Path) -> PathBuf {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    PathBuf::from(tmp)
+}
+
+pub fn write_atomically(path: &Path, content: &str) -> Result<()> {
+    let tmp = tmp_path(path);
     std::fs::write(&tmp, content).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
