@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, CWD, Mode, OFlags, fchmod, mkdirat, mkfifoat, open, openat, unlinkat};
 use rustix::io::Errno;
 
+use super::exclusive::named_error;
 use super::framed::FramedStream;
 use crate::machine::read_proc;
 use crate::transport::{ChannelConfig, Endpoint, Family, Info, Limit, Pair, Prepared, Transport};
@@ -47,22 +48,23 @@ fn random_name() -> io::Result<OsString> {
 
 /// The private directory; removes its FIFOs and itself when dropped, if
 /// still there.
-struct FifoDir {
+pub(crate) struct FifoDir {
     path: PathBuf,
 }
 
 impl FifoDir {
-    /// Creates the directory (`mkdir` fails if the name exists) and opens
-    /// it without following a symlink.
-    fn create() -> io::Result<(FifoDir, OwnedFd)> {
-        let path = base_dir().join(random_name()?);
-        mkdirat(CWD, &path, Mode::RWXU)?;
+    /// Creates the directory at `path` (`mkdir` fails if the name exists,
+    /// even as a symlink) and opens it without following a symlink.
+    pub(crate) fn create_at(path: PathBuf) -> io::Result<(FifoDir, OwnedFd)> {
+        mkdirat(CWD, &path, Mode::RWXU)
+            .map_err(|e| named_error(&format!("creating the directory {}", path.display()), e))?;
         let dir = FifoDir { path };
         let fd = open(
             &dir.path,
             OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
+        )
+        .map_err(|e| named_error(&format!("opening the directory {}", dir.path.display()), e))?;
         // The umask may have taken bits away: set the mode exactly.
         fchmod(&fd, Mode::RWXU)?;
         Ok((dir, fd))
@@ -93,7 +95,8 @@ fn remove(dir: &Path) -> io::Result<()> {
 
 /// Makes FIFO `name` in `dir`, mode 0600.
 fn make_fifo(dir: &OwnedFd, name: &str) -> io::Result<()> {
-    mkfifoat(dir, name, Mode::RUSR | Mode::WUSR)?;
+    mkfifoat(dir, name, Mode::RUSR | Mode::WUSR)
+        .map_err(|e| named_error(&format!("creating the FIFO {name}"), e))?;
     // A non-blocking read-only open of a FIFO returns at once, writer or not.
     let fd = openat(
         dir,
@@ -150,7 +153,7 @@ impl Transport for Fifo {
     }
 
     fn prepare(&self, _: &ChannelConfig) -> io::Result<Prepared> {
-        let (guard, dir) = FifoDir::create()?;
+        let (guard, dir) = FifoDir::create_at(base_dir().join(random_name()?))?;
         make_fifo(&dir, TO_SERVER)?;
         make_fifo(&dir, TO_CLIENT)?;
         let path = guard.path.clone();

@@ -7,6 +7,7 @@
 use crate::transport::{Family, Transport};
 
 mod cma;
+pub mod exclusive;
 mod fifo;
 pub mod framed;
 mod lifeline;
@@ -15,6 +16,8 @@ pub mod limits;
 mod peers;
 mod pieces;
 mod pipe;
+#[cfg(test)]
+mod planted_tests;
 pub mod posix_mq;
 mod records;
 pub mod shm;

@@ -32,6 +32,7 @@ use nix::sys::stat::Mode;
 use nix::sys::time::TimeSpec;
 use rustix::event::{PollFd, PollFlags};
 
+use super::exclusive::named_error;
 use super::pieces::{self, Kind, Pieces};
 use crate::machine::read_proc;
 use crate::transport::{
@@ -215,7 +216,21 @@ impl Drop for QueueName {
 /// leaves out the mode argument too, and glibc then reads the mode from
 /// whatever is on the stack (nix-rust/nix#2752).
 pub fn create_queue(msgsize: usize, maxmsg: usize) -> io::Result<(PosixQueue, PosixQueue)> {
-    let mut name = QueueName::random()?;
+    create_queue_named(QueueName::random()?.name.clone(), msgsize, maxmsg)
+}
+
+/// [`create_queue`] under a given name (`/NAME`), which must not exist:
+/// `O_EXCL` fails on any queue already there, and the name is then left
+/// alone.
+pub(crate) fn create_queue_named(
+    name: String,
+    msgsize: usize,
+    maxmsg: usize,
+) -> io::Result<(PosixQueue, PosixQueue)> {
+    let mut name = QueueName {
+        name,
+        linked: false,
+    };
     let attr = MqAttr::new(
         0,
         maxmsg as mq_attr_member_t,
@@ -229,7 +244,10 @@ pub fn create_queue(msgsize: usize, maxmsg: usize) -> io::Result<(PosixQueue, Po
         Mode::from_bits_truncate(0o600),
         Some(&attr),
     )
-    .map_err(|e| open_error(e, Some(&attr)))?;
+    .map_err(|e| match e {
+        Errno::EEXIST => named_error(&format!("creating the queue {} (mq_open)", name.name), e),
+        _ => open_error(e, Some(&attr)),
+    })?;
     name.linked = true;
     let rx = PosixQueue(Some(rx));
     // The umask may have taken bits away: set the mode exactly.

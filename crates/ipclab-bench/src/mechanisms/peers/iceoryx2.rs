@@ -37,6 +37,7 @@ use rustix::fs::{Mode, OFlags, fchmod, mkdir, open};
 use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
 
 use super::iox2_end::{Iox2End, Ports};
+use crate::mechanisms::exclusive::named_error;
 use crate::mechanisms::shm::names::random_name;
 use crate::mechanisms::shm::region::Side;
 use crate::transport::{ChannelConfig, Endpoint, Family, Info, Pair, Prepared, Transport};
@@ -162,16 +163,21 @@ fn random_hex16() -> io::Result<String> {
 }
 
 /// Kept by the supervisor: removes what iceoryx2 left of a cell.
-struct Iox2Guard {
+pub(crate) struct Iox2Guard {
     root: PathBuf,
     prefix: String,
 }
 
 impl Iox2Guard {
     fn new() -> io::Result<Iox2Guard> {
-        let root = std::env::temp_dir().join(random_name()?);
-        // Fails if the name exists (even as a symlink): like O_EXCL.
-        mkdir(&root, Mode::from_raw_mode(PRIVATE_DIR))?;
+        Iox2Guard::new_at(std::env::temp_dir().join(random_name()?))
+    }
+
+    /// The guard of a new private root directory at `root`, which must not
+    /// exist: `mkdir` fails on any name there, a symlink included.
+    pub(crate) fn new_at(root: PathBuf) -> io::Result<Iox2Guard> {
+        mkdir(&root, Mode::from_raw_mode(PRIVATE_DIR))
+            .map_err(|e| named_error(&format!("creating the directory {}", root.display()), e))?;
         let guard = Iox2Guard {
             root,
             prefix: format!("iox2_{}_", random_hex16()?),
@@ -180,7 +186,13 @@ impl Iox2Guard {
             &guard.root,
             OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
+        )
+        .map_err(|e| {
+            named_error(
+                &format!("opening the directory {}", guard.root.display()),
+                e,
+            )
+        })?;
         // The umask may have taken bits from mkdir's mode; fchmod's stays.
         fchmod(&fd, Mode::from_raw_mode(PRIVATE_DIR))?;
         Ok(guard)

@@ -4,7 +4,7 @@
 //! receive). Behind the `peers` feature, which the `ipclab` binary turns
 //! on: a user of `ipclab-bench` alone does not compile them.
 
-mod iceoryx2;
+pub(crate) mod iceoryx2;
 mod iox2_end;
 mod ipc_channel;
 

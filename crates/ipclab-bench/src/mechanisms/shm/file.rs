@@ -15,6 +15,7 @@ use rustix::fs::{Mode, OFlags, fchmod, mkdir, open};
 use super::cleanup::{Cleanup, Object};
 use super::names::{OWNER_ONLY, check_mode, random_name};
 use super::region::{Init, Mapping, Region, Side, check_file, size_and_allocate};
+use crate::mechanisms::exclusive::named_error;
 use crate::transport::Limit;
 
 const PRIVATE_DIR: u32 = 0o700;
@@ -31,33 +32,12 @@ impl Region for MmapFile {
     type Handle = MmapFileHandle;
 
     fn create(len: usize, cleanup: &mut Cleanup, init: Init<'_>) -> io::Result<MmapFileHandle> {
-        let dir = std::env::temp_dir().join(random_name()?);
-        // Fails if the name exists (even as a symlink): like O_EXCL.
-        mkdir(&dir, Mode::from_raw_mode(PRIVATE_DIR))?;
-        cleanup.push(Object::Dir(dir.clone()));
-        let dir_fd = open(
-            &dir,
-            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        fchmod(&dir_fd, Mode::from_raw_mode(PRIVATE_DIR))?;
-        check_mode(
-            "the private directory",
-            rustix::fs::fstat(&dir_fd)?.st_mode,
-            PRIVATE_DIR,
-        )?;
-        let file = dir.join("ring");
-        let fd = rustix::fs::openat(
-            &dir_fd,
-            "ring",
-            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(OWNER_ONLY),
-        )?;
-        cleanup.push(Object::File(file.clone()));
-        fchmod(&fd, Mode::from_raw_mode(OWNER_ONLY))?;
-        size_and_allocate(&fd, len)?;
-        init(&Mapping::shared_fd(&fd, len)?, cleanup)?;
-        Ok(MmapFileHandle { dir, file })
+        MmapFile::create_in(
+            std::env::temp_dir().join(random_name()?),
+            len,
+            cleanup,
+            init,
+        )
     }
 
     fn attach(handle: &mut MmapFileHandle, _: Side, len: usize) -> io::Result<Mapping> {
@@ -65,7 +45,8 @@ impl Region for MmapFile {
             &handle.file,
             OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
+        )
+        .map_err(|e| named_error(&format!("opening {}", handle.file.display()), e))?;
         check_file("the mapped file", &fd, len)?;
         Mapping::shared_fd(&fd, len)
     }
@@ -80,5 +61,45 @@ impl Region for MmapFile {
             "file directory",
             std::env::temp_dir().display().to_string(),
         )]
+    }
+}
+
+impl MmapFile {
+    /// [`Region::create`] with the private directory at `dir`, which must
+    /// not exist: `mkdir` fails on any existing name, a symlink included.
+    pub(crate) fn create_in(
+        dir: PathBuf,
+        len: usize,
+        cleanup: &mut Cleanup,
+        init: Init<'_>,
+    ) -> io::Result<MmapFileHandle> {
+        mkdir(&dir, Mode::from_raw_mode(PRIVATE_DIR))
+            .map_err(|e| named_error(&format!("creating the directory {}", dir.display()), e))?;
+        cleanup.push(Object::Dir(dir.clone()));
+        let dir_fd = open(
+            &dir,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| named_error(&format!("opening the directory {}", dir.display()), e))?;
+        fchmod(&dir_fd, Mode::from_raw_mode(PRIVATE_DIR))?;
+        check_mode(
+            "the private directory",
+            rustix::fs::fstat(&dir_fd)?.st_mode,
+            PRIVATE_DIR,
+        )?;
+        let file = dir.join("ring");
+        let fd = rustix::fs::openat(
+            &dir_fd,
+            "ring",
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(OWNER_ONLY),
+        )
+        .map_err(|e| named_error(&format!("creating {}", file.display()), e))?;
+        cleanup.push(Object::File(file.clone()));
+        fchmod(&fd, Mode::from_raw_mode(OWNER_ONLY))?;
+        size_and_allocate(&fd, len)?;
+        init(&Mapping::shared_fd(&fd, len)?, cleanup)?;
+        Ok(MmapFileHandle { dir, file })
     }
 }

@@ -19,6 +19,7 @@ use super::cleanup::{Cleanup, Object, sem_unlink};
 use super::names::{OWNER_ONLY, check_mode, random_posix_name, sem_path};
 use super::region::Side;
 use super::semaphores::{Sem, Semaphores, SyncArea, WAIT_SLICE, Waited};
+use crate::mechanisms::exclusive::named_error;
 
 /// An open named semaphore, closed on drop.
 struct NamedSem(NonNull<libc::sem_t>);
@@ -42,8 +43,15 @@ impl NamedSem {
             }
         };
         if sem == libc::SEM_FAILED {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("sem_open {name}: {e}")));
+            let verb = if create.is_some() {
+                "creating"
+            } else {
+                "opening"
+            };
+            return Err(named_error(
+                &format!("{verb} the semaphore {} (sem_open)", sem_path(name)),
+                io::Error::last_os_error(),
+            ));
         }
         NonNull::new(sem)
             .map(NamedSem)
@@ -60,6 +68,19 @@ impl Drop for NamedSem {
         // SAFETY: the semaphore came from `sem_open` and is closed once.
         unsafe { libc::sem_close(self.ptr()) };
     }
+}
+
+/// Creates the semaphore `name` (`/NAME`) holding `value`, mode 0600, and
+/// closes it; fails if the name exists (glibc links its new file to the
+/// name, and `link` never replaces nor follows what is there).
+pub(crate) fn create_named(name: &str, value: u32, cleanup: &mut Cleanup) -> io::Result<()> {
+    // Closed at once: `prepare` only makes them.
+    drop(NamedSem::open(name, Some(value))?);
+    cleanup.push(Object::PosixSem(name.to_string()));
+    let path = sem_path(name);
+    // The file is ours (just created, in sticky /dev/shm): chmod by path.
+    rustix::fs::chmod(path.as_str(), Mode::from_raw_mode(OWNER_ONLY))?;
+    check_mode(&path, rustix::fs::stat(path.as_str())?.st_mode, OWNER_ONLY)
 }
 
 /// Four named POSIX semaphores.
@@ -82,12 +103,7 @@ impl Semaphores for PosixSem {
         let mut names = Vec::new();
         for value in initial {
             let name = random_posix_name()?;
-            // Closed at once: `prepare` only makes them.
-            drop(NamedSem::open(&name, Some(value))?);
-            cleanup.push(Object::PosixSem(name.clone()));
-            let path = sem_path(&name);
-            rustix::fs::chmod(path.as_str(), Mode::from_raw_mode(OWNER_ONLY))?;
-            check_mode(&path, rustix::fs::stat(path.as_str())?.st_mode, OWNER_ONLY)?;
+            create_named(&name, value, cleanup)?;
             names.push(name);
         }
         Ok(PosixSemHandle { names })

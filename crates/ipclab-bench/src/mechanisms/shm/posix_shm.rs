@@ -13,8 +13,9 @@ use rustix::fs::{Mode, fchmod};
 use rustix::shm;
 
 use super::cleanup::{Cleanup, Object};
-use super::names::{OWNER_ONLY, random_posix_name};
+use super::names::{OWNER_ONLY, random_posix_name, shm_path};
 use super::region::{Init, Mapping, Region, Side, check_file, size_and_allocate};
+use crate::mechanisms::exclusive::named_error;
 use crate::transport::Limit;
 
 /// A POSIX shared memory object, opened by name.
@@ -30,21 +31,34 @@ fn nofollow() -> shm::OFlags {
     shm::OFlags::from_bits_retain(rustix::fs::OFlags::NOFOLLOW.bits())
 }
 
-impl Region for PosixShm {
-    type Handle = PosixShmHandle;
-
-    fn create(len: usize, cleanup: &mut Cleanup, init: Init<'_>) -> io::Result<PosixShmHandle> {
-        let name = random_posix_name()?;
+impl PosixShm {
+    /// [`Region::create`] under a given name (`/NAME`); fails if the name
+    /// exists, whatever it is (`O_EXCL` does not follow a symlink either).
+    pub(crate) fn create_named(
+        name: String,
+        len: usize,
+        cleanup: &mut Cleanup,
+        init: Init<'_>,
+    ) -> io::Result<PosixShmHandle> {
         let fd = shm::open(
             name.as_str(),
             shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR | nofollow(),
             Mode::from_raw_mode(OWNER_ONLY),
-        )?;
+        )
+        .map_err(|e| named_error(&format!("creating {}", shm_path(&name)), e))?;
         cleanup.push(Object::PosixShm(name.clone()));
         fchmod(&fd, Mode::from_raw_mode(OWNER_ONLY))?;
         size_and_allocate(&fd, len)?;
         init(&Mapping::shared_fd(&fd, len)?, cleanup)?;
         Ok(PosixShmHandle { name })
+    }
+}
+
+impl Region for PosixShm {
+    type Handle = PosixShmHandle;
+
+    fn create(len: usize, cleanup: &mut Cleanup, init: Init<'_>) -> io::Result<PosixShmHandle> {
+        PosixShm::create_named(random_posix_name()?, len, cleanup, init)
     }
 
     fn attach(handle: &mut PosixShmHandle, _: Side, len: usize) -> io::Result<Mapping> {
@@ -52,7 +66,8 @@ impl Region for PosixShm {
             handle.name.as_str(),
             shm::OFlags::RDWR | nofollow(),
             Mode::empty(),
-        )?;
+        )
+        .map_err(|e| named_error(&format!("opening {}", shm_path(&handle.name)), e))?;
         check_file("the shared memory object", &fd, len)?;
         Mapping::shared_fd(&fd, len)
     }
