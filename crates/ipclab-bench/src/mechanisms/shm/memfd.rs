@@ -91,7 +91,11 @@ fn receive_fd(socket: &OwnedFd) -> io::Result<OwnedFd> {
 /// Checks a received memfd before mapping it: sealed against resizing,
 /// open read-write, `len` bytes, ours.
 fn check_received(fd: &OwnedFd, len: usize) -> io::Result<()> {
-    let seals = fcntl_get_seals(fd)?;
+    let seals = fcntl_get_seals(fd).map_err(|e| {
+        protocol_error(format!(
+            "the received descriptor is not a memfd (F_GET_SEALS: {e})"
+        ))
+    })?;
     if !seals.contains(SEALS) {
         return Err(protocol_error(format!(
             "the memfd has seals {seals:?}, expected at least {SEALS:?}"
@@ -149,5 +153,159 @@ impl Region for Memfd {
                 Mapping::shared_fd(&memfd, len)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A client given a bad descriptor refuses it before mapping.
+
+    use std::os::fd::{AsFd, OwnedFd};
+
+    use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags, fchmod, ftruncate, memfd_create};
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+
+    use super::{Memfd, MemfdHandle, SEALS, send_fd};
+    use crate::mechanisms::shm::region::{Region, Side};
+
+    const LEN: usize = 8192;
+
+    fn memfd(len: usize, seals: SealFlags) -> OwnedFd {
+        let fd = memfd_create(
+            "ipclab-test",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )
+        .unwrap();
+        fchmod(&fd, Mode::from_raw_mode(0o600)).unwrap();
+        ftruncate(&fd, len as u64).unwrap();
+        rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+        fd
+    }
+
+    /// The client's attach after the server sent `fds` (none: a bare byte).
+    fn attach_after(fds: &[&OwnedFd]) -> std::io::Result<()> {
+        let (server, client) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        match fds {
+            [] => {
+                rustix::net::send(&server, b"M", rustix::net::SendFlags::empty()).unwrap();
+            }
+            [one] => send_fd(&server, one).unwrap(),
+            many => {
+                let mut space =
+                    [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+                let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+                let borrowed: Vec<_> = many.iter().map(|f| f.as_fd()).collect();
+                assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&borrowed)));
+                rustix::net::sendmsg(
+                    &server,
+                    &[std::io::IoSlice::new(b"M")],
+                    &mut control,
+                    rustix::net::SendFlags::empty(),
+                )
+                .unwrap();
+            }
+        }
+        drop(server);
+        let mut handle = MemfdHandle {
+            memfd: None,
+            server: None,
+            client: Some(client),
+        };
+        Memfd::attach(&mut handle, Side::Client, LEN).map(drop)
+    }
+
+    fn refused(what: &str, got: std::io::Result<()>, expected: &str) {
+        let e = got.err().unwrap_or_else(|| panic!("{what}: mapped"));
+        assert!(e.to_string().contains(expected), "{what}: {e}");
+    }
+
+    #[test]
+    fn a_good_memfd_is_mapped() {
+        attach_after(&[&memfd(LEN, SEALS)]).unwrap();
+    }
+
+    #[test]
+    fn a_bad_descriptor_is_refused_with_a_clear_error() {
+        let good = memfd(LEN, SEALS);
+        let read_only = rustix::fs::open(
+            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&good)),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let (pipe_r, _pipe_w) = rustix::pipe::pipe().unwrap();
+        let file = tempfile_fd();
+        refused(
+            "unsealed",
+            attach_after(&[&memfd(LEN, SealFlags::empty())]),
+            "seals",
+        );
+        refused(
+            "shrinkable",
+            attach_after(&[&memfd(LEN, SealFlags::GROW | SealFlags::SEAL)]),
+            "expected at least",
+        );
+        refused(
+            "too small",
+            attach_after(&[&memfd(LEN / 2, SEALS)]),
+            "has 4096 bytes",
+        );
+        refused(
+            "too large",
+            attach_after(&[&memfd(LEN * 2, SEALS)]),
+            "expected 8192",
+        );
+        refused(
+            "read-only",
+            attach_after(&[&read_only]),
+            "not open read-write",
+        );
+        refused("a pipe", attach_after(&[&pipe_r]), "is not a memfd");
+        refused("a regular file", attach_after(&[&file]), "is not a memfd");
+        refused("no descriptor", attach_after(&[]), "received 0");
+        refused(
+            "two descriptors",
+            attach_after(&[&good, &good]),
+            "received 2",
+        );
+        refused(
+            "closed",
+            {
+                let mut handle = MemfdHandle {
+                    memfd: None,
+                    server: None,
+                    client: Some(
+                        socketpair(
+                            AddressFamily::UNIX,
+                            SocketType::SEQPACKET,
+                            SocketFlags::CLOEXEC,
+                            None,
+                        )
+                        .unwrap()
+                        .1,
+                    ),
+                };
+                Memfd::attach(&mut handle, Side::Client, LEN).map(drop)
+            },
+            "closed the socket",
+        );
+    }
+
+    /// An unlinked regular file in the temporary directory.
+    fn tempfile_fd() -> OwnedFd {
+        let fd = rustix::fs::open(
+            std::env::temp_dir(),
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        ftruncate(&fd, LEN as u64).unwrap();
+        fd
     }
 }
