@@ -172,6 +172,27 @@ fn a_passed_descriptor_must_be_sealed_and_read_write() {
     assert!(opts.receiver_from_fd(fd).is_ok());
 }
 
+/// An anonymous segment is sealed: a holder of its descriptor (the peer)
+/// can neither shrink it under the other's mapping (`SIGBUS`) nor grow it,
+/// nor lift or add seals. Also after a side has attached to it.
+#[test]
+fn a_peer_cannot_truncate_an_anonymous_segment() {
+    use rustix::fs::{SealFlags, fcntl_add_seals, fcntl_get_seals, fstat, ftruncate};
+    use rustix::io::Errno;
+    let opts = Options::new();
+    let fd = opts.create_anonymous().unwrap();
+    let peer = fd.try_clone().unwrap();
+    let receiver = opts.receiver_from_fd(fd).unwrap();
+    let size = fstat(&peer).unwrap().st_size as u64;
+    assert_eq!(ftruncate(&peer, 0), Err(Errno::PERM));
+    assert_eq!(ftruncate(&peer, size / 2), Err(Errno::PERM));
+    assert_eq!(ftruncate(&peer, size * 2), Err(Errno::PERM));
+    assert_eq!(fcntl_add_seals(&peer, SealFlags::WRITE), Err(Errno::PERM));
+    assert!(fcntl_get_seals(&peer).unwrap().contains(SealFlags::SEAL));
+    assert_eq!(fstat(&peer).unwrap().st_size as u64, size);
+    drop(receiver);
+}
+
 #[test]
 fn names_shm_open_cannot_take_are_invalid() {
     for bad in ["no-slash", "/a/b", "/"] {
