@@ -7,5 +7,6 @@
 pub mod cell;
 pub mod clock;
 pub mod sides;
+pub mod sigbus;
 pub mod spec;
 pub mod supervisor;

@@ -9,7 +9,7 @@
 //! removes every named or System V object.
 
 use std::io::{Read, Seek, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,6 +21,7 @@ use rustix::process::{Pid, Signal, WaitOptions, kill_process, pidfd_open, waitpi
 
 use super::clock::mono_ns;
 use super::sides;
+use super::sigbus;
 use super::spec::{CellOutcome, CellSpec, OneshotSample, Pattern, SideReport};
 use crate::mechanisms;
 use crate::transport::{Endpoint, Pair, Transport};
@@ -334,6 +335,21 @@ fn side_main(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, report: OwnedFd) 
         // SAFETY: restoring the default disposition is always sound; no
         // handler of ours runs in this process afterwards.
         unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    // Shared memory a peer truncated: a report, not a death by signal. A
+    // failure to install it only costs that report.
+    let truncated = SideReport {
+        error: Some(format!(
+            "{} {} size {} ({}): shared memory truncated under us (SIGBUS)",
+            spec.mechanism,
+            spec.pattern,
+            spec.channel.size,
+            role.name()
+        )),
+        ..Default::default()
+    };
+    if let Ok(json) = serde_json::to_vec(&truncated) {
+        let _ = sigbus::report_on_sigbus(report.as_fd(), json);
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| side(spec, role, pair)));
     let report_value = match result {

@@ -14,7 +14,9 @@ use rustix::fs::{Mode, OFlags, fchmod, mkdir, open};
 
 use super::cleanup::{Cleanup, Object};
 use super::names::{OWNER_ONLY, check_mode, random_name};
-use super::region::{Init, Mapping, Region, Side, check_file, size_and_allocate};
+use super::region::{
+    Init, Mapping, Region, Side, check_file, fault_truncate_later, size_and_allocate,
+};
 use crate::mechanisms::exclusive::named_error;
 use crate::transport::Limit;
 
@@ -40,7 +42,7 @@ impl Region for MmapFile {
         )
     }
 
-    fn attach(handle: &mut MmapFileHandle, _: Side, len: usize) -> io::Result<Mapping> {
+    fn attach(handle: &mut MmapFileHandle, side: Side, len: usize) -> io::Result<Mapping> {
         let fd = open(
             &handle.file,
             OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -48,6 +50,7 @@ impl Region for MmapFile {
         )
         .map_err(|e| named_error(&format!("opening {}", handle.file.display()), e))?;
         check_file("the mapped file", &fd, len)?;
+        fault_truncate_later(&fd, side)?;
         Mapping::shared_fd(&fd, len)
     }
 

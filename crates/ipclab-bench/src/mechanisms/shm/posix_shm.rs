@@ -14,7 +14,9 @@ use rustix::shm;
 
 use super::cleanup::{Cleanup, Object};
 use super::names::{OWNER_ONLY, random_posix_name, shm_path};
-use super::region::{Init, Mapping, Region, Side, check_file, size_and_allocate};
+use super::region::{
+    Init, Mapping, Region, Side, check_file, fault_truncate_later, size_and_allocate,
+};
 use crate::mechanisms::exclusive::named_error;
 use crate::transport::Limit;
 
@@ -61,7 +63,7 @@ impl Region for PosixShm {
         PosixShm::create_named(random_posix_name()?, len, cleanup, init)
     }
 
-    fn attach(handle: &mut PosixShmHandle, _: Side, len: usize) -> io::Result<Mapping> {
+    fn attach(handle: &mut PosixShmHandle, side: Side, len: usize) -> io::Result<Mapping> {
         let fd = shm::open(
             handle.name.as_str(),
             shm::OFlags::RDWR | nofollow(),
@@ -69,6 +71,7 @@ impl Region for PosixShm {
         )
         .map_err(|e| named_error(&format!("opening {}", shm_path(&handle.name)), e))?;
         check_file("the shared memory object", &fd, len)?;
+        fault_truncate_later(&fd, side)?;
         Mapping::shared_fd(&fd, len)
     }
 

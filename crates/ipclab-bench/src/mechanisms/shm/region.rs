@@ -108,6 +108,37 @@ pub fn check_file(what: &str, fd: &OwnedFd, len: usize) -> io::Result<()> {
     check_mode(what, st.st_mode, OWNER_ONLY)
 }
 
+/// Test-only fault, inert when unset: with `IPCLAB_FAULT_TRUNCATE=<µs>`,
+/// the server's attach leaves behind a process holding `fd` that truncates
+/// it to 0 bytes after that delay, as a hostile peer with the same user id
+/// could. The sides then fault (`SIGBUS`) on their next access: see
+/// `harness/sigbus.rs`.
+pub fn fault_truncate_later(fd: &OwnedFd, side: Side) -> io::Result<()> {
+    let Some(delay_us) = std::env::var("IPCLAB_FAULT_TRUNCATE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return Ok(());
+    };
+    if side != Side::Server {
+        return Ok(());
+    }
+    // SAFETY: the child makes only system calls (nanosleep, ftruncate,
+    // _exit), all async-signal-safe, so it is sound whatever other threads
+    // this process has.
+    if let nix::unistd::ForkResult::Child = unsafe { nix::unistd::fork() }? {
+        let delay = rustix::time::Timespec {
+            tv_sec: (delay_us / 1_000_000) as _,
+            tv_nsec: ((delay_us % 1_000_000) * 1000) as _,
+        };
+        let _ = rustix::thread::nanosleep(&delay);
+        let _ = ftruncate(fd, 0);
+        // SAFETY: ends the helper at once, running nothing of the side's.
+        unsafe { libc::_exit(0) }
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 enum Detach {
     Munmap,
