@@ -164,8 +164,8 @@ fn random_hex16() -> io::Result<String> {
 
 /// Kept by the supervisor: removes what iceoryx2 left of a cell.
 pub(crate) struct Iox2Guard {
-    root: PathBuf,
-    prefix: String,
+    pub(crate) root: PathBuf,
+    pub(crate) prefix: String,
 }
 
 impl Iox2Guard {

@@ -42,6 +42,31 @@ pub struct Ports {
     _node: Node<ipc::Service>,
 }
 
+/// iceoryx2 makes its global management segment (a node counter,
+/// `/dev/shm/<prefix>node.<version>.global_mgmt`) readable and writable by
+/// every user (`enable_global_access`, whatever the umask). Both sides are
+/// the same user, so ours is made 0600 as soon as the node exists; only
+/// objects of ours are touched, opened without following a symlink.
+fn restrict_global_mgmt(prefix: &str) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags, fchmod, fstat, open};
+    for entry in std::fs::read_dir("/dev/shm")?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(prefix) && name.ends_with(".global_mgmt")) {
+            continue;
+        }
+        let fd = open(
+            entry.path(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        if fstat(&fd)?.st_uid == rustix::process::geteuid().as_raw() {
+            fchmod(&fd, Mode::from_raw_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 impl Ports {
     /// Makes this side's node, services and ports, in step with the peer
     /// over the control socket (server first).
@@ -55,6 +80,7 @@ impl Ports {
             .signal_handling_mode(SignalHandlingMode::Disabled)
             .create::<ipc::Service>()
             .map_err(iox)?;
+        restrict_global_mgmt(&setup.prefix)?;
         let pubsub = |dir: usize| -> io::Result<Pubsub> {
             let builder = node
                 .service_builder(&setup.name(dir, "data")?)
@@ -308,5 +334,56 @@ impl Endpoint for Iox2End {
 
     fn rounds(&self) -> u64 {
         self.received
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use iceoryx2::prelude::*;
+
+    use super::restrict_global_mgmt;
+    use crate::mechanisms::peers::iceoryx2::{Iox2Guard, Setup};
+    use crate::mechanisms::shm::names::random_name;
+
+    /// Everything a node and a service put in /dev/shm is 0600 once the
+    /// global management segment (0666 by iceoryx2's choice) is restricted.
+    #[test]
+    fn a_nodes_objects_in_dev_shm_are_owner_only() {
+        let guard = Iox2Guard::new_at(std::env::temp_dir().join(random_name().unwrap())).unwrap();
+        let setup = Setup {
+            root: guard.root.to_string_lossy().into_owned() + "/",
+            prefix: guard.prefix.clone(),
+            service: random_name().unwrap(),
+            size: 64,
+            depth: 2,
+            event: false,
+        };
+        let node = NodeBuilder::new()
+            .config(&setup.config().unwrap())
+            .signal_handling_mode(SignalHandlingMode::Disabled)
+            .create::<ipc::Service>()
+            .unwrap();
+        restrict_global_mgmt(&setup.prefix).unwrap();
+        let service = node
+            .service_builder(&setup.name(0, "data").unwrap())
+            .publish_subscribe::<[u8]>()
+            .create()
+            .unwrap();
+        let _publisher = service
+            .publisher_builder()
+            .initial_max_slice_len(64)
+            .create()
+            .unwrap();
+        let mut seen = 0;
+        for e in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&setup.prefix) {
+                let mode = e.metadata().unwrap().permissions().mode() & 0o7777;
+                assert_eq!(mode, 0o600, "{}", e.path().display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "only {seen} iceoryx2 objects in /dev/shm");
     }
 }
