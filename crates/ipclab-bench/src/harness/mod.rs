@@ -6,6 +6,7 @@
 
 pub mod cell;
 pub mod clock;
+mod fault;
 pub mod sides;
 pub mod sigbus;
 pub mod spec;

@@ -20,6 +20,7 @@ use rustix::fs::{MemfdFlags, memfd_create};
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, pidfd_open, waitpid};
 
 use super::clock::mono_ns;
+use super::fault::Fault;
 use super::sides;
 use super::sigbus;
 use super::spec::{CellOutcome, CellSpec, OneshotSample, Pattern, SideReport};
@@ -166,6 +167,7 @@ impl Role {
 
 /// One channel, one server process and one client process, start to end.
 fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result<Once> {
+    let fault = Fault::from_env(&spec.mechanism)?;
     let prepared = transport
         .prepare(&spec.channel)
         .with_context(|| format!("{}: preparing the channel", spec.mechanism))?;
@@ -193,32 +195,53 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
                     pidfd: pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok(),
                     report,
                     status: None,
+                    ended_by: None,
                 });
             }
         }
     }
     // Our copy of both ends goes, so that each side sees the other's death.
     drop(pair);
-    let waited = wait_all(spec, &mut children, stop);
+    let fault = fault.map(|f| (f, mono_ns() + f.delay_ns));
+    let waited = wait_all(spec, &mut children, stop, fault);
     let t = mono_ns();
     drop(guard);
     let guard_drop_ns = mono_ns() - t;
-    waited?;
+    if let Err(e) = waited {
+        // A frozen side is why a cell timed out: say so.
+        match children.iter().find_map(|c| c.ended_by.as_ref()?.fault()) {
+            Some(f) => bail!("{e}; {}", f.describe()),
+            None => return Err(e),
+        }
+    }
 
     // A side that died leaves no report; the survivor's error usually
-    // names the effect, so both lines are kept.
+    // names the effect, so both lines are kept, an injected fault's first.
     let reports: Vec<SideReport> = children
         .iter_mut()
         .map(|c| {
             c.read_report().unwrap_or_else(|e| SideReport {
-                error: Some(format!("{e:#}")),
+                error: Some(match c.ended_by {
+                    Some(_) => c.why_ended(),
+                    None => format!("{e:#}"),
+                }),
                 ..Default::default()
             })
         })
         .collect();
-    let errors: Vec<&str> = reports.iter().filter_map(|s| s.error.as_deref()).collect();
+    let faulted = |i: usize| {
+        children[i]
+            .ended_by
+            .as_ref()
+            .is_some_and(|e| e.fault().is_some())
+    };
+    let mut errors: Vec<(bool, &str)> = (0..reports.len())
+        .filter_map(|i| Some((!faulted(i), reports[i].error.as_deref()?)))
+        .collect();
     if !errors.is_empty() {
-        bail!("{}", errors.join("; "));
+        errors.sort_by_key(|&(later, _)| later);
+        let lines: Vec<&str> = errors.iter().map(|&(_, line)| line).collect();
+        bail!("{}", lines.join("; "));
     }
     let mut reports = reports.into_iter();
     let server = reports.next().expect("two children");
@@ -236,9 +259,46 @@ struct Child {
     pidfd: Option<OwnedFd>,
     report: OwnedFd,
     status: Option<i32>,
+    /// Why the supervisor signalled this side, if it did.
+    ended_by: Option<EndedBy>,
 }
 
+/// Why the supervisor signalled a side.
+enum EndedBy {
+    /// Fault injection (`IPCLAB_FAULT_*`).
+    Fault(Fault),
+    /// Its peer failed and it did not end within [`GRACE_NS`].
+    Grace,
+    /// The cell timed out or was interrupted.
+    GaveUp,
+}
+
+impl EndedBy {
+    fn fault(&self) -> Option<&Fault> {
+        match self {
+            EndedBy::Fault(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// How long a side may take to notice that its peer failed.
+const GRACE_NS: u64 = 2_000_000_000;
+
 impl Child {
+    /// The error line of a side the supervisor signalled.
+    fn why_ended(&self) -> String {
+        match &self.ended_by {
+            Some(EndedBy::Fault(f)) => f.describe(),
+            Some(EndedBy::Grace) => format!(
+                "the {} did not notice within {} s that its peer had failed; stopped",
+                self.role.name(),
+                GRACE_NS / 1_000_000_000
+            ),
+            _ => format!("the {} was killed", self.role.name()),
+        }
+    }
+
     fn read_report(&mut self) -> Result<SideReport> {
         let mut file = std::fs::File::from(self.report.try_clone()?);
         file.rewind()?;
@@ -257,19 +317,40 @@ impl Child {
 
 /// Waits for every child; on a failure, a timeout or a stop request, kills
 /// the rest (after a grace period for a failed side's peer to notice).
-fn wait_all(spec: &CellSpec, children: &mut [Child], stop: &AtomicBool) -> Result<()> {
+/// `fault` is a signal to inject, with the time to send it.
+fn wait_all(
+    spec: &CellSpec,
+    children: &mut [Child],
+    stop: &AtomicBool,
+    mut fault: Option<(Fault, u64)>,
+) -> Result<()> {
     let deadline = mono_ns() + spec.timeout_ns;
     let mut failed_at: Option<u64> = None;
-    const GRACE_NS: u64 = 2_000_000_000;
     loop {
         reap(children);
         if children.iter().all(|c| c.status.is_some()) {
             break;
         }
-        let now = mono_ns();
+        let mut now = mono_ns();
+        if let Some((f, at)) = fault
+            && now >= at
+        {
+            fault = None;
+            if let Some(c) = children
+                .iter_mut()
+                .find(|c| c.status.is_none() && (c.role.name() == "server") == f.server)
+            {
+                let _ = kill_process(c.pid, f.signal);
+                c.ended_by = Some(EndedBy::Fault(f));
+                // The killed side is reaped on the next round.
+                continue;
+            }
+        }
+        now = now.max(mono_ns());
         if failed_at.is_none() && children.iter().any(|c| c.status.is_some_and(|s| s != 0)) {
             failed_at = Some(now);
         }
+        let grace = failed_at.is_some_and(|t| now - t >= GRACE_NS);
         let give_up = if stop.load(Ordering::Relaxed) {
             Some("interrupted".to_string())
         } else if now >= deadline {
@@ -280,14 +361,21 @@ fn wait_all(spec: &CellSpec, children: &mut [Child], stop: &AtomicBool) -> Resul
                 spec.channel.size,
                 spec.timeout_ns / 1_000_000_000
             ))
-        } else if failed_at.is_some_and(|t| now - t >= GRACE_NS) {
+        } else if grace {
             Some(String::new())
         } else {
             None
         };
         if let Some(why) = give_up {
-            for c in children.iter().filter(|c| c.status.is_none()) {
+            for c in children.iter_mut().filter(|c| c.status.is_none()) {
                 let _ = kill_process(c.pid, Signal::KILL);
+                if c.ended_by.is_none() {
+                    c.ended_by = Some(if why.is_empty() {
+                        EndedBy::Grace
+                    } else {
+                        EndedBy::GaveUp
+                    });
+                }
             }
             for c in children.iter_mut().filter(|c| c.status.is_none()) {
                 let status = waitpid(Some(c.pid), WaitOptions::empty()).ok().flatten();
@@ -298,7 +386,10 @@ fn wait_all(spec: &CellSpec, children: &mut [Child], stop: &AtomicBool) -> Resul
             }
             break;
         }
-        let limit = deadline.min(failed_at.map_or(u64::MAX, |t| t + GRACE_NS)) - now;
+        let limit = deadline
+            .min(failed_at.map_or(u64::MAX, |t| t + GRACE_NS))
+            .min(fault.map_or(u64::MAX, |(_, at)| at))
+            .saturating_sub(now);
         let timeout = rustix::time::Timespec {
             tv_sec: (limit.min(100_000_000) / 1_000_000_000) as _,
             tv_nsec: (limit.min(100_000_000) % 1_000_000_000) as _,

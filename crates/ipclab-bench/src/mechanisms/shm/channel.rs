@@ -10,6 +10,7 @@ use super::layout::Layout;
 use super::region::{Region, Side};
 use super::ring::Ring;
 use super::semaphores::Semaphores;
+use crate::mechanisms::lifeline::{Lifeline, lifelines};
 use crate::transport::{ChannelConfig, Endpoint, Info, Limit, Pair, Prepared, Transport};
 
 /// The mechanism made of region kind `R` and synchronisation kind `S`.
@@ -58,6 +59,7 @@ impl<R: Region, S: Semaphores> Transport for Shm<R, S> {
                 region,
                 sync,
                 layout,
+                lifelines: lifelines()?,
             },
             cleanup,
         ))
@@ -68,6 +70,9 @@ struct ShmPair<R: Region, S: Semaphores> {
     region: R::Handle,
     sync: S::Handle,
     layout: Layout,
+    /// The server's and the client's: each side keeps its own and closes
+    /// the other's, so that the kernel tells it when the peer dies.
+    lifelines: (Lifeline, Lifeline),
 }
 
 impl<R: Region, S: Semaphores> ShmPair<R, S> {
@@ -76,7 +81,12 @@ impl<R: Region, S: Semaphores> ShmPair<R, S> {
             mut region,
             mut sync,
             layout,
+            lifelines,
         } = self;
+        let lifeline = match side {
+            Side::Server => lifelines.0,
+            Side::Client => lifelines.1,
+        };
         let map = R::attach(&mut region, side, layout.len)?;
         layout.check(&map)?;
         // SAFETY: the ring owns `map` and drops it after the semaphores.
@@ -88,7 +98,7 @@ impl<R: Region, S: Semaphores> ShmPair<R, S> {
                 layout.initial_counts(),
             )?
         };
-        let ring = Ring::new(semaphores, map, layout, side);
+        let ring = Ring::new(semaphores, map, layout, side, lifeline);
         // AcqRel: pairs with the other side's increment; whoever counts
         // second knows that both have opened every object, so the names can
         // go now (the memory lives until both unmap it).

@@ -12,14 +12,26 @@
 //! one hand-over; with several buffers, several rounds are in flight. The
 //! buffer for a chunk is implicit in the ring order (chunk `n` uses buffer
 //! `n % segments`); queues that carry buffer ids have them checked.
+//!
+//! A peer that closes sets its `closed` flag and wakes us. A peer killed
+//! outright sets nothing: each side also holds one end of a [`Lifeline`],
+//! which the kernel hangs up when the peer process dies. A wait that comes
+//! back empty (`Waited::Nothing`: a time slice passed, or a spin budget)
+//! looks at the lifeline at most every [`LOOK_EVERY`], so a side that
+//! finds a unit at once never makes the extra system call.
 
 use std::io;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::layout::{CHUNK_DATA, CHUNK_END, Layout, Lifecycle};
 use super::region::{Mapping, Side};
 use super::semaphores::{CLOSED, Sem, Semaphores, Waited};
+use crate::mechanisms::lifeline::Lifeline;
 use crate::transport::{Check, Endpoint, Fill, Received, protocol_error};
+
+/// The longest a waiting side goes without looking at its lifeline.
+const LOOK_EVERY: Duration = Duration::from_millis(50);
 
 /// One side's end of a shared-memory channel.
 pub struct Ring<S: Semaphores> {
@@ -28,6 +40,10 @@ pub struct Ring<S: Semaphores> {
     map: Mapping,
     layout: Layout,
     side: Side,
+    /// Hung up by the kernel when the peer process dies.
+    lifeline: Lifeline,
+    /// When an empty wait next looks at the lifeline.
+    next_look: Option<Instant>,
     /// Chunks sent / received so far in this side's directions.
     tx_seq: u64,
     rx_seq: u64,
@@ -40,14 +56,26 @@ fn peer_gone() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "the peer closed the channel")
 }
 
+fn peer_died(waiting_for: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        format!(
+            "the peer process died without closing the channel while this side waited for {waiting_for}"
+        ),
+    )
+}
+
 impl<S: Semaphores> Ring<S> {
-    /// A ring over a checked mapping; `sync` may point into `map`.
-    pub fn new(sync: S, map: Mapping, layout: Layout, side: Side) -> Self {
+    /// A ring over a checked mapping; `sync` may point into `map`; the
+    /// peer holds the other end of `lifeline`.
+    pub fn new(sync: S, map: Mapping, layout: Layout, side: Side, lifeline: Lifeline) -> Self {
         Ring {
             sync,
             map,
             layout,
             side,
+            lifeline,
+            next_look: None,
             tx_seq: 0,
             rx_seq: 0,
             sent_end: false,
@@ -70,8 +98,20 @@ impl<S: Semaphores> Ring<S> {
         (seq % self.layout.segments as u64) as usize
     }
 
+    /// After an empty wait: whether the peer process died without closing,
+    /// looking at the lifeline at most every [`LOOK_EVERY`].
+    fn peer_died(&mut self) -> io::Result<bool> {
+        let now = Instant::now();
+        if self.next_look.is_some_and(|t| now < t) {
+            return Ok(false);
+        }
+        self.next_look = Some(now + LOOK_EVERY);
+        // A peer that closed (flag first, then its lifeline end) is not dead.
+        Ok(self.lifeline.peer_gone()? && !self.peer_closed())
+    }
+
     /// Takes a unit of `sem` for buffer `slot`; `Ok(false)` when the peer
-    /// has closed and no unit came.
+    /// has closed and no unit came; an error when it died.
     fn acquire(&mut self, sem: Sem, slot: usize) -> io::Result<bool> {
         let mut last_look = false;
         loop {
@@ -89,7 +129,16 @@ impl<S: Semaphores> Ring<S> {
                 Waited::Nothing if last_look => return Ok(false),
                 // A unit posted just before the peer closed is taken by one
                 // more wait.
-                Waited::Nothing => last_look = self.peer_closed(),
+                Waited::Nothing => {
+                    last_look = self.peer_closed();
+                    if !last_look && self.peer_died()? {
+                        return Err(peer_died(if sem.index().is_multiple_of(2) {
+                            "a chunk"
+                        } else {
+                            "a free buffer"
+                        }));
+                    }
+                }
             }
         }
     }
@@ -270,6 +319,7 @@ mod tests {
     use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
 
     use super::*;
+    use crate::mechanisms::lifeline::lifelines;
     use crate::mechanisms::shm::cleanup::Cleanup;
     use crate::mechanisms::shm::spin::Spin;
     use crate::payload::{Payload, Verifier};
@@ -294,17 +344,18 @@ mod tests {
         layout.init(&init);
         let initial = layout.initial_counts();
         Spin::create(initial, layout.sync_area(&init), &mut Cleanup::default()).unwrap();
-        let side = |side| {
+        let (server_line, client_line) = lifelines().unwrap();
+        let side = |side, lifeline| {
             let map = Mapping::shared_fd(&fd, layout.len).unwrap();
             layout.check(&map).unwrap();
             // SAFETY: the ring keeps the mapping as long as the semaphores.
             let sync =
                 unsafe { Spin::open(&mut (), layout.sync_area(&map), side, initial) }.unwrap();
-            Ring::new(sync, map, layout, side)
+            Ring::new(sync, map, layout, side, lifeline)
         };
         Rig {
-            client: side(Side::Client),
-            server: side(Side::Server),
+            client: side(Side::Client, client_line),
+            server: side(Side::Server, server_line),
             _fd: fd,
         }
     }

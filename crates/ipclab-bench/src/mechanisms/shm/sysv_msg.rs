@@ -11,6 +11,12 @@
 //! to 2048 segments. `msgrcv` has no timeout: a closing side sends
 //! [`CLOSED`] to wake its peer. `IPC_RMID` destroys a queue at once, so
 //! the guard removes it after both sides are reaped.
+//!
+//! A peer killed outright sends nothing, and a waiter blocked in `msgrcv`
+//! never comes back to look at the ring's lifeline: the supervisor stops it
+//! after its grace period. Waking it would take a timer signal or a second
+//! thread in the side process; a non-blocking `msgrcv` followed by a
+//! bounded wait is impossible, since a queue cannot be polled.
 
 use std::io;
 use std::mem::MaybeUninit;
