@@ -170,8 +170,12 @@ fn ipc_snapshot() -> BTreeSet<String> {
         let table = std::fs::read_to_string(format!("/proc/sysvipc/{kind}")).unwrap();
         for line in table.lines().skip(1) {
             let mut fields = line.split_whitespace();
-            // key, id: ipclab only makes IPC_PRIVATE (key 0) objects.
-            if let (Some("0"), Some(id)) = (fields.next(), fields.next()) {
+            // key, id: ipclab's keys are 0x1cab0000..=0x1cabffff (0 once
+            // a segment is removed but still attached).
+            let key: Option<i32> = fields.next().and_then(|k| k.parse().ok());
+            if let (Some(key), Some(id)) = (key, fields.next())
+                && (key == 0 || key >> 16 == 0x1cab)
+            {
                 seen.insert(format!("{kind} {id}"));
             }
         }

@@ -236,7 +236,7 @@ impl Transport for SysvMq {
             name: "sysv-mq",
             family: Family::MessagePassing,
             sync: "kernel (blocking msgsnd/msgrcv)",
-            summary: "two System V message queues (IPC_PRIVATE, 0600), one each way; pieces of kernel.msgmax bytes",
+            summary: "two System V message queues (0600, keys recorded for ipclab ls), one each way; pieces of kernel.msgmax bytes",
             polls: false,
         }
     }
