@@ -266,9 +266,12 @@ impl Entry {
     }
 }
 
-/// Every record in the registry, and the leftovers of a writer killed
-/// before it linked its record (`tmp-<pid>-…` files: path and pid).
-pub fn read_all() -> io::Result<(Vec<Entry>, Vec<(PathBuf, i32)>)> {
+/// A writer's leftover `tmp-<pid>-…` file (killed before it linked its
+/// record): path and pid.
+pub type Partial = (PathBuf, i32);
+
+/// Every record in the registry, and the [`Partial`] leftovers.
+pub fn read_all() -> io::Result<(Vec<Entry>, Vec<Partial>)> {
     let Some(dir) = checked_dir(false)? else {
         return Ok(Default::default());
     };
