@@ -283,8 +283,8 @@ fn clean_never_touches_what_is_not_ipclabs() {
     let _serial = serial();
     let mut planted = Planted::default();
     let private = planted.segment(libc::IPC_PRIVATE);
-    let registry = std::env::temp_dir().join(format!(
-        "ipclab-registry-{}",
+    let registry = std::path::PathBuf::from(format!(
+        "/dev/shm/ipclab-registry-{}",
         rustix::process::geteuid().as_raw()
     ));
     let free_key = |tag: &str| loop {
@@ -299,7 +299,8 @@ fn clean_never_touches_what_is_not_ipclabs() {
     // segment was made by this process, not that one, so it is not ipclab's.
     let key = free_key("sysv-shm");
     let claimed = planted.segment(key);
-    std::fs::create_dir_all(&registry).unwrap();
+    use std::os::unix::fs::DirBuilderExt;
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&registry);
     let record = registry.join(format!("sysv-shm-{key:08x}"));
     std::fs::write(
         &record,

@@ -162,7 +162,8 @@ fn ipc_snapshot() -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if name.contains("ipclab-") {
+        // The registry's directory comes and goes with other cells' records.
+        if name.contains("ipclab-") && !name.starts_with("ipclab-registry-") {
             seen.insert(format!("/dev/shm/{name}"));
         }
     }

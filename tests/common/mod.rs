@@ -21,8 +21,9 @@ pub fn is_ipclab_dir(name: &str) -> bool {
 /// Every IPC object ipclab could have left behind: `/dev/shm` entries,
 /// System V ids with their keys, private directories (see
 /// [`is_ipclab_dir`]) in the temporary directory and `$XDG_RUNTIME_DIR`,
-/// the records of ipclab's registry (`ipclab-registry-<uid>` in the
-/// temporary directory), and anything in iceoryx2's default folder
+/// the records of ipclab's registry (in `/dev/shm/ipclab-registry-<uid>`,
+/// a directory that comes and goes with them), and anything in iceoryx2's
+/// default folder
 /// `/tmp/iceoryx2` (ipclab points iceoryx2 at a private root, so nothing
 /// should ever appear there).
 pub fn ipc_objects() -> BTreeSet<String> {
@@ -35,15 +36,17 @@ pub fn ipc_objects() -> BTreeSet<String> {
             if is_ipclab_dir(&name) {
                 all.insert(e.path().display().to_string());
             }
-            if name.starts_with("ipclab-registry-") {
-                walk(&e.path(), &mut all);
-            }
         }
     }
     walk(std::path::Path::new("/tmp/iceoryx2"), &mut all);
     if let Ok(dir) = std::fs::read_dir("/dev/shm") {
         for e in dir.flatten() {
-            all.insert(format!("/dev/shm/{}", e.file_name().to_string_lossy()));
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("ipclab-registry-") {
+                walk(&e.path(), &mut all);
+            } else {
+                all.insert(format!("/dev/shm/{name}"));
+            }
         }
     }
     for (file, kind) in [

@@ -56,6 +56,8 @@ pub fn cell_main() -> ! {
             }),
         },
     };
+    // The registry's directory, if our records were its last.
+    crate::objects::registry::tidy();
     let json = serde_json::to_string(&outcome).expect("a CellOutcome always serialises");
     let _ = writeln!(std::io::stdout(), "{json}");
     let code = if stop.load(Ordering::Relaxed) {

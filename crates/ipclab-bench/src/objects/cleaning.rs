@@ -4,6 +4,7 @@ use std::io;
 
 use super::listing::{self, Found, Removal};
 use super::marks;
+use super::registry;
 use super::sysv;
 
 /// What `clean` did (or, dry, would do).
@@ -42,16 +43,14 @@ pub fn clean(all: bool, dry_run: bool) -> io::Result<Cleaned> {
         }
     }
     for stale in listing.stale.iter().filter(|s| !s.alive) {
-        if !dry_run {
-            match std::fs::remove_file(&stale.path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    done.errors.push(format!("{}: {e}", stale.path.display()));
-                    continue;
-                }
-                _ => {}
-            }
+        if !dry_run && let Err(e) = stale.record.remove() {
+            done.errors.push(e.to_string());
+            continue;
         }
         done.records += 1;
+    }
+    if !dry_run {
+        registry::tidy();
     }
     Ok(done)
 }

@@ -58,7 +58,7 @@ pub struct Found {
 /// a writer's leftover `tmp-<pid>-…` file.
 #[derive(Debug, Clone)]
 pub struct Stale {
-    pub path: PathBuf,
+    pub record: Record,
     pub pid: i32,
     pub alive: bool,
 }
@@ -227,15 +227,15 @@ pub fn list() -> io::Result<Listing> {
         match found {
             Some(f) => out.objects.push(f),
             None => out.stale.push(Stale {
-                path: e.record.path().to_path_buf(),
-                pid: e.pid,
                 alive: alive(e.pid),
+                pid: e.pid,
+                record: e.record,
             }),
         }
     }
     out.stale
-        .extend(partial.into_iter().map(|(path, pid)| Stale {
-            path,
+        .extend(partial.into_iter().map(|(record, pid)| Stale {
+            record,
             pid,
             alive: alive(pid),
         }));
@@ -339,7 +339,21 @@ fn posix_mq(e: &Entry, name: &str) -> Option<Found> {
 /// records, if any is left.
 fn iceoryx2(e: &Entry) -> Option<Found> {
     let (root, prefix) = (PathBuf::from(e.get("root")?), e.get("prefix")?.to_string());
-    if prefix.len() < 8 || root.parent().is_none() {
+    // Only the shapes ipclab makes: `<temp dir>/ipclab-<32 hex>` and
+    // `iox2_<16 hex>_`.
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let root_ok = root
+        .parent()
+        .is_some_and(|p| temp_dirs().iter().any(|t| t == p))
+        && root
+            .file_name()
+            .and_then(|n| n.to_str()?.strip_prefix(marks::PREFIX))
+            .is_some_and(|h| hex(h, 32));
+    let prefix_ok = prefix
+        .strip_prefix("iox2_")
+        .and_then(|p| p.strip_suffix('_'))
+        .is_some_and(|h| hex(h, 16));
+    if !root_ok || !prefix_ok {
         return None;
     }
     let files: Vec<u64> = std::fs::read_dir("/dev/shm")

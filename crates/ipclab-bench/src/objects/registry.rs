@@ -3,12 +3,16 @@
 //! cannot be listed where `/dev/mqueue` is not mounted; iceoryx2's files,
 //! whose names iceoryx2 shapes).
 //!
-//! The records live in `<temp dir>/ipclab-registry-<uid>`, a directory of
+//! The records live in `/dev/shm/ipclab-registry-<uid>`, a directory of
 //! mode 0700 that must belong to us (a symlink or someone else's directory
-//! is an error). A record is written *before* its object is made and
-//! removed *after* it is gone, so a `kill -9` at any instant leaves at
-//! worst a record without an object (which `ipclab clean` prunes), never
-//! an object without a record.
+//! is an error), opened once per process and removed again by a
+//! supervisor's exit or `ipclab clean` when empty ([`tidy`]). In memory
+//! (tmpfs), like the objects, and gone with them at a reboot; a record
+//! costs a few file operations there (on a disk file system it cost
+//! hundreds of microseconds, a visible part of a cell's set-up). A record
+//! is written *before* its object is made and removed *after* it is gone,
+//! so a `kill -9` at any instant leaves at worst a record without an object
+//! (which `ipclab clean` prunes), never an object without a record.
 //!
 //! System V objects get a key in ipclab's range `0x1cab0000..=0x1cabffff`
 //! instead of `IPC_PRIVATE`. The record's file is named after the key and
@@ -18,11 +22,13 @@
 //! an `IPC_PRIVATE` id did not: both are listed in `/proc/sysvipc`, and
 //! mode 0600 keeps others out either way.
 
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, CWD, Mode, OFlags, linkat, openat, unlinkat};
+use rustix::io::Errno;
 
 use super::marks::random_hex;
 
@@ -69,52 +75,103 @@ const TRIES: usize = 64;
 
 /// Where the records live.
 pub fn dir() -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "ipclab-registry-{}",
+    PathBuf::from(format!(
+        "/dev/shm/ipclab-registry-{}",
         rustix::process::geteuid().as_raw()
     ))
 }
 
-/// The registry directory, made (0700) if missing and `create`; `None`
-/// if it is missing and not `create`. An error if it is not a directory of
-/// ours that only we can enter.
-pub fn checked_dir(create: bool) -> io::Result<Option<PathBuf>> {
-    let path = dir();
-    if create {
-        match rustix::fs::mkdir(&path, Mode::RWXU) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+/// The registry directory, open: every file operation is relative to this
+/// descriptor, so the directory checked is the one used.
+struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Opens the directory, made (0700) if missing and `create`; `None` if
+    /// it is missing and not `create`. An error if it is a symlink, or not
+    /// a directory of ours.
+    fn open(create: bool) -> io::Result<Option<Dir>> {
+        let path = dir();
+        if create {
+            match rustix::fs::mkdir(&path, Mode::RWXU) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(in_registry(&path, e.into())),
+            }
+        }
+        let fd = match rustix::fs::open(
+            &path,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) if !create => return Ok(None),
             Err(e) => return Err(in_registry(&path, e.into())),
+        };
+        let st = rustix::fs::fstat(&fd)?;
+        if st.st_uid != rustix::process::geteuid().as_raw() {
+            return Err(in_registry(&path, io::Error::other("not owned by us")));
+        }
+        if st.st_mode & 0o077 != 0 {
+            // Ours but open to others (mkdir's 0700 minus the umask cannot
+            // be): close it again.
+            rustix::fs::fchmod(&fd, Mode::RWXU)?;
+        }
+        Ok(Some(Dir { fd, path }))
+    }
+
+    fn error(&self, name: &str, e: impl Into<io::Error>) -> io::Error {
+        in_registry(&self.path.join(name), e.into())
+    }
+
+    /// Removes file `name`; one already gone is no error.
+    fn unlink(&self, name: &str) -> io::Result<()> {
+        match unlinkat(&self.fd, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(self.error(name, e)),
         }
     }
-    let fd = match rustix::fs::open(
-        &path,
-        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) if !create => return Ok(None),
-        Err(e) => return Err(in_registry(&path, e.into())),
-    };
-    let st = rustix::fs::fstat(&fd)?;
-    if st.st_uid != rustix::process::geteuid().as_raw() {
-        return Err(in_registry(&path, io::Error::other("not owned by us")));
+}
+
+/// The directory as this process opened it last (a supervisor makes many
+/// records: one `mkdir`, `open` and check is enough).
+static OPENED: Mutex<Option<Arc<Dir>>> = Mutex::new(None);
+
+/// The registry directory, made if missing, from [`OPENED`] when open.
+fn opened() -> io::Result<Arc<Dir>> {
+    let mut cached = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(dir) = cached.as_ref() {
+        return Ok(Arc::clone(dir));
     }
-    if st.st_mode & 0o077 != 0 {
-        // Ours but open to others (the umask cannot do that to mkdir's
-        // 0700, so someone chmod-ed it): close it again.
-        rustix::fs::fchmod(&fd, Mode::RWXU)?;
-    }
-    Ok(Some(path))
+    let dir = Arc::new(Dir::open(true)?.expect("made if missing"));
+    *cached = Some(Arc::clone(&dir));
+    Ok(dir)
+}
+
+/// Forgets [`OPENED`]: the directory was removed under us.
+fn forget() {
+    *OPENED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Removes the registry directory if it is empty, so that nothing is left
+/// in `/dev/shm` once every object is gone (a supervisor does this as it
+/// exits, `ipclab clean` at its end). A writer that finds the directory
+/// gone makes it again.
+pub fn tidy() {
+    forget();
+    let _ = unlinkat(CWD, dir(), AtFlags::REMOVEDIR);
 }
 
 fn in_registry(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("registry {}: {e}", path.display()))
 }
 
-/// A record in the registry. Cloning copies the handle, not the record.
+/// A file in the registry (a record, or a writer's leftover). Cloning
+/// copies the handle, not the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    path: PathBuf,
+    name: String,
 }
 
 impl Record {
@@ -126,9 +183,21 @@ impl Record {
     /// is always whole. A kill in between leaves only the temporary file,
     /// whose name says whose it was.
     fn create(file: &str, kind: Kind, fields: &[(&str, String)]) -> io::Result<Option<Record>> {
-        let dir = checked_dir(true)?.expect("created");
+        // Another process may have removed the (empty) directory since we
+        // opened it: then make it again.
+        for _ in 0..TRIES {
+            match Self::create_in(file, kind, fields) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => forget(),
+                other => return other,
+            }
+        }
+        Err(in_registry(&dir(), io::Error::other("keeps disappearing")))
+    }
+
+    fn create_in(file: &str, kind: Kind, fields: &[(&str, String)]) -> io::Result<Option<Record>> {
+        let dir = opened()?;
         let pid = std::process::id();
-        let tmp = dir.join(format!("tmp-{pid}-{}", random_hex(16)?));
+        let tmp = format!("tmp-{pid}-{}", random_hex(16)?);
         let time = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -136,45 +205,54 @@ impl Record {
         for (k, v) in fields {
             text.push_str(&format!("{k}={v}\n"));
         }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        let linked = f
-            .write_all(text.as_bytes())
-            .and_then(|()| std::fs::hard_link(&tmp, dir.join(file)));
-        let _ = std::fs::remove_file(&tmp);
+        // In a directory removed meanwhile this fails with ENOENT.
+        let fd = openat(
+            &dir.fd,
+            tmp.as_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .map_err(|e| dir.error(&tmp, e))?;
+        let linked = rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR)
+            .map_err(io::Error::from)
+            .and_then(|()| std::fs::File::from(fd).write_all(text.as_bytes()))
+            .and_then(|()| {
+                linkat(&dir.fd, tmp.as_str(), &dir.fd, file, AtFlags::empty()).map_err(Into::into)
+            });
+        dir.unlink(&tmp)?;
         match linked {
             Ok(()) => Ok(Some(Record {
-                path: dir.join(file),
+                name: file.to_string(),
             })),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(in_registry(&dir, e)),
+            Err(e) => Err(dir.error(file, e)),
         }
     }
 
     /// Adds `field=value` to the record (one append).
     pub fn add(&self, field: &str, value: &str) -> io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&self.path)?;
-        f.write_all(format!("{field}={value}\n").as_bytes())
+        let dir = opened()?;
+        let fd = openat(
+            &dir.fd,
+            self.name.as_str(),
+            OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        std::fs::File::from(fd).write_all(format!("{field}={value}\n").as_bytes())
     }
 
     /// Removes the record; one already gone is no error.
     pub fn remove(&self) -> io::Result<()> {
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(in_registry(&self.path, e)),
-            _ => Ok(()),
+        match opened()?.unlink(&self.name) {
+            // Removed with its directory: gone too.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where the file is (to show it).
+    pub fn path(&self) -> PathBuf {
+        dir().join(&self.name)
     }
 }
 
@@ -247,7 +325,7 @@ impl Entry {
         self.get(field)?.parse().ok()
     }
 
-    fn parse(path: PathBuf, text: &str) -> Option<Entry> {
+    fn parse(record: Record, text: &str) -> Option<Entry> {
         let fields: Vec<(String, String)> = text
             .lines()
             .filter_map(|l| l.split_once('='))
@@ -257,7 +335,7 @@ impl Entry {
         let kind = get("kind")?;
         let kind = Kind::ALL.into_iter().find(|k| k.as_str() == kind)?;
         Some(Entry {
-            record: Record { path },
+            record,
             kind,
             pid: get("pid")?.parse().ok()?,
             time: get("time")?.parse().ok()?,
@@ -267,35 +345,47 @@ impl Entry {
 }
 
 /// A writer's leftover `tmp-<pid>-…` file (killed before it linked its
-/// record): path and pid.
-pub type Partial = (PathBuf, i32);
+/// record) and that pid.
+pub type Partial = (Record, i32);
 
 /// Every record in the registry, and the [`Partial`] leftovers.
 pub fn read_all() -> io::Result<(Vec<Entry>, Vec<Partial>)> {
-    let Some(dir) = checked_dir(false)? else {
+    let Some(dir) = Dir::open(false)? else {
         return Ok(Default::default());
     };
     let (mut entries, mut partial) = (Vec::new(), Vec::new());
-    for e in std::fs::read_dir(&dir)? {
-        let path = e?.path();
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
+    for e in rustix::fs::Dir::read_from(&dir.fd)? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if name == "." || name == ".." {
+            continue;
+        }
+        let record = Record { name: name.clone() };
         if let Some(rest) = name.strip_prefix("tmp-") {
             if let Some(pid) = rest.split('-').next().and_then(|p| p.parse().ok()) {
-                partial.push((path.clone(), pid));
+                partial.push((record, pid));
             }
             continue;
         }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(in_registry(&path, e)),
+        let fd = match openat(
+            &dir.fd,
+            name.as_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(dir.error(&name, e)),
         };
+        let mut text = String::new();
+        std::fs::File::from(fd)
+            .read_to_string(&mut text)
+            .map_err(|e| dir.error(&name, e))?;
         // A record that does not parse was not written by ipclab: left alone.
-        if let Some(entry) = Entry::parse(path, &text) {
+        if let Some(entry) = Entry::parse(record, &text) {
             entries.push(entry);
         }
     }
-    entries.sort_by_key(|e| (e.time, e.record.path.clone()));
+    entries.sort_by_key(|e| (e.time, e.record.name.clone()));
     Ok((entries, partial))
 }
 
@@ -311,6 +401,7 @@ mod tests {
         let rec = record(Kind::Iceoryx2, &tag, &[("root", "/nowhere".into())]).unwrap();
         assert!(record(Kind::Iceoryx2, &tag, &[]).is_err());
         rec.add("id", "7").unwrap();
+        use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(rec.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let (entries, _) = read_all().unwrap();
