@@ -411,5 +411,6 @@ mod tests {
         rec.remove().unwrap();
         rec.remove().unwrap();
         assert!(!rec.path().exists());
+        tidy();
     }
 }
