@@ -30,6 +30,28 @@ pub enum Command {
     /// The blog post that started ipclab, reproduced: message passing against
     /// shared memory, fresh processes each time.
     Seed(SeedArgs),
+    /// List the IPC objects ipclab (or shmchan) made that still exist, with
+    /// their creator and whether it is alive.
+    #[command(
+        long_about = "List every IPC object on this machine that ipclab or shmchan made and that \
+                      belongs to you: POSIX shared memory, named semaphores and message queues, \
+                      System V segments, semaphore sets and queues, private directories, \
+                      iceoryx2 files. Each shows its creating process and whether that process \
+                      is alive (/proc/PID exists; a reused pid counts as alive, so such an \
+                      object is kept, the safe direction)."
+    )]
+    Ls(LsArgs),
+    /// Remove ipclab's IPC objects whose creator died (a killed run's
+    /// leftovers); never anything that is not ipclab's.
+    #[command(
+        long_about = "Remove ipclab's (and shmchan's) IPC objects whose creating process is dead \
+                      (/proc/PID is gone; a reused pid counts as alive and keeps its objects), \
+                      and registry records left without an object. Only objects with ipclab's \
+                      marks are ever touched: a name ipclab-PID-HEX (shmchan-PID-HEX), or a \
+                      record in ipclab's registry matching the kernel's object. Prints what it \
+                      removed."
+    )]
+    Clean(CleanArgs),
     /// Internal: supervise one cell (started by `ipclab run`).
     #[command(name = "__cell", hide = true)]
     Cell,
@@ -224,4 +246,22 @@ pub struct SeedArgs {
     #[arg(long, hide = true, value_parser = parse_duration_ns, default_value = "300ms",
           allow_hyphen_values = true)]
     pub duration: u64,
+}
+
+#[derive(Args, Clone)]
+pub struct LsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct CleanArgs {
+    /// Also remove objects whose creator is alive (every object of ipclab's;
+    /// running cells fail).
+    #[arg(long)]
+    pub all: bool,
+    /// Print what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }

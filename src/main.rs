@@ -9,11 +9,12 @@ use anyhow::{Context, Result, anyhow};
 use clap::Parser;
 use ipclab_bench::harness::spec::Placement;
 use ipclab_bench::harness::supervisor::cell_main;
+use ipclab_bench::objects::{cleaning, listing, show};
 use ipclab_bench::report::{self, Exports, compare, json, table};
 use ipclab_bench::suite::{self, Options};
 use ipclab_bench::{list, mechanisms};
 
-use cli::{Cli, Command, CompareArgs, RunArgs, SeedArgs};
+use cli::{CleanArgs, Cli, Command, CompareArgs, RunArgs, SeedArgs};
 
 /// Exit status for bad input (the same as clap's).
 const USAGE: u8 = 2;
@@ -26,6 +27,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Cell) => cell_main(),
         Some(Command::List) => print(&list::render()),
+        Some(Command::Ls(args)) => ls(args.json),
+        Some(Command::Clean(args)) => clean(args),
         Some(Command::Compare(args)) => compare(args),
         Some(Command::Seed(args)) => seed(args),
         Some(Command::Run(args)) => run(*args),
@@ -245,4 +248,51 @@ fn seed(args: SeedArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `ipclab ls`.
+fn ls(json: bool) -> Result<ExitCode> {
+    let listing = listing::list().context("listing ipclab's objects")?;
+    print(&if json {
+        show::json(&listing)
+    } else {
+        show::table(&listing)
+    })
+}
+
+/// `ipclab clean`: one line per object removed; status 1 if any could not be.
+fn clean(args: CleanArgs) -> Result<ExitCode> {
+    let done = cleaning::clean(args.all, args.dry_run).context("cleaning ipclab's objects")?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let mut text = String::new();
+    for line in &done.removed {
+        text.push_str(&format!("{verb} {line}\n"));
+    }
+    if done.records > 0 {
+        text.push_str(&format!(
+            "{verb} {} registry record(s) without an object\n",
+            done.records
+        ));
+    }
+    if done.removed.is_empty() && done.records == 0 {
+        text.push_str("nothing to remove\n");
+    }
+    if done.kept > 0 {
+        text.push_str(&format!(
+            "kept {} object(s) whose creator is alive (--all removes them too)\n",
+            done.kept
+        ));
+    }
+    print(&text)?;
+    if let Some(first) = done.errors.first() {
+        return Err(anyhow!(
+            "could not remove {} object(s); first: {first}",
+            done.errors.len()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
 }

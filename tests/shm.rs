@@ -162,7 +162,8 @@ fn ipc_snapshot() -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if name.contains("ipclab-") {
+        // The registry's directory comes and goes with other cells' records.
+        if name.contains("ipclab-") && !name.starts_with("ipclab-registry-") {
             seen.insert(format!("/dev/shm/{name}"));
         }
     }
@@ -170,8 +171,12 @@ fn ipc_snapshot() -> BTreeSet<String> {
         let table = std::fs::read_to_string(format!("/proc/sysvipc/{kind}")).unwrap();
         for line in table.lines().skip(1) {
             let mut fields = line.split_whitespace();
-            // key, id: ipclab only makes IPC_PRIVATE (key 0) objects.
-            if let (Some("0"), Some(id)) = (fields.next(), fields.next()) {
+            // key, id: ipclab's keys are 0x1cab0000..=0x1cabffff (0 once
+            // a segment is removed but still attached).
+            let key: Option<i32> = fields.next().and_then(|k| k.parse().ok());
+            if let (Some(key), Some(id)) = (key, fields.next())
+                && (key == 0 || key >> 16 == 0x1cab)
+            {
                 seen.insert(format!("{kind} {id}"));
             }
         }

@@ -4,18 +4,36 @@
 
 use std::collections::BTreeSet;
 
+/// Whether `name` is a private directory of ipclab's: `ipclab-<pid>-<32
+/// hex>` (mmap-file's, fifo's) or `ipclab-<32 hex>` (iceoryx2's root).
+pub fn is_ipclab_dir(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("ipclab-") else {
+        return false;
+    };
+    let hex = match rest.split_once('-') {
+        Some((pid, hex)) if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => hex,
+        Some(_) => return false,
+        None => rest,
+    };
+    hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Every IPC object ipclab could have left behind: `/dev/shm` entries,
-/// System V ids with their keys, private directories `ipclab-<32 hex>` in
-/// the temporary directory (mmap-file's, iceoryx2's root), and anything in
-/// iceoryx2's default folder `/tmp/iceoryx2` (ipclab points iceoryx2 at a
-/// private root, so nothing should ever appear there).
+/// System V ids with their keys, private directories (see
+/// [`is_ipclab_dir`]) in the temporary directory and `$XDG_RUNTIME_DIR`,
+/// the records of ipclab's registry (in `/dev/shm/ipclab-registry-<uid>`,
+/// a directory that comes and goes with them), and anything in iceoryx2's
+/// default folder
+/// `/tmp/iceoryx2` (ipclab points iceoryx2 at a private root, so nothing
+/// should ever appear there).
 pub fn ipc_objects() -> BTreeSet<String> {
     let mut all = BTreeSet::new();
-    if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
-        for e in dir.flatten() {
+    let mut dirs = vec![std::env::temp_dir()];
+    dirs.extend(std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from));
+    for dir in dirs {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let hex = name.strip_prefix("ipclab-").unwrap_or_default();
-            if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if is_ipclab_dir(&name) {
                 all.insert(e.path().display().to_string());
             }
         }
@@ -23,7 +41,12 @@ pub fn ipc_objects() -> BTreeSet<String> {
     walk(std::path::Path::new("/tmp/iceoryx2"), &mut all);
     if let Ok(dir) = std::fs::read_dir("/dev/shm") {
         for e in dir.flatten() {
-            all.insert(format!("/dev/shm/{}", e.file_name().to_string_lossy()));
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("ipclab-registry-") {
+                walk(&e.path(), &mut all);
+            } else {
+                all.insert(format!("/dev/shm/{name}"));
+            }
         }
     }
     for (file, kind) in [

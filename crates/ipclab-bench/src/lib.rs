@@ -2,6 +2,7 @@
 //!
 //! - [`transport`]: the one trait every mechanism implements;
 //! - [`mechanisms`]: one module per mechanism, and the registry;
+//! - [`objects`]: marks on every IPC object, `ipclab ls` and `ipclab clean`;
 //! - [`payload`]: the bytes every message carries and their check;
 //! - [`harness`]: processes, pinning, clocks, and the patterns;
 //! - [`suite`]: a whole run, cell by cell;
@@ -15,6 +16,7 @@ pub mod harness;
 pub mod list;
 pub mod machine;
 pub mod mechanisms;
+pub mod objects;
 pub mod payload;
 pub mod report;
 pub mod results;

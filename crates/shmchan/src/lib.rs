@@ -123,7 +123,9 @@
 //! - Names: the opener removes the name from `/dev/shm` as soon as it is
 //!   attached, so nothing is left behind once both sides are attached,
 //!   however they die. A creator whose peer never came removes it on drop;
-//!   only a creator killed before any peer attached leaves its name.
+//!   only a creator killed before any peer attached leaves its name. Made-up
+//!   names are `/shmchan-<creator pid>-<32 hex>`, so such a leftover can be
+//!   told apart and its creator checked (`ipclab ls`, `ipclab clean`).
 //! - A peer that dies before it attached is not noticed: blocked calls wait
 //!   until their timeout.
 //! - The lock lives on the end's own open file description, which `exec`

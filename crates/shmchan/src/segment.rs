@@ -22,7 +22,7 @@ use crate::liveness;
 use crate::ring::Ring;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
 
-/// The prefix of the names shmchan makes up.
+/// The prefix of the names shmchan makes up: `/shmchan-<pid>-<32 hex>`.
 pub const NAME_PREFIX: &str = "/shmchan-";
 
 /// A shared mapping, unmapped on drop.
@@ -386,12 +386,14 @@ fn validate(h: &Header, size: u64) -> Result<u64, Error> {
     Ok(capacity)
 }
 
-/// `/shmchan-` and 32 hex digits: 128 bits from the OS's random source.
+/// `/shmchan-<pid>-<32 hex>`: the creating process, so that tools (such as
+/// `ipclab ls`) can tell whether a leftover name's creator is alive, and
+/// 128 bits from the OS's random source.
 fn random_name() -> Result<String, Error> {
     let mut bits = [0u8; 16];
     getrandom::fill(&mut bits).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
     let hex: String = bits.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{NAME_PREFIX}{hex}"))
+    Ok(format!("{NAME_PREFIX}{}-{hex}", std::process::id()))
 }
 
 /// A POSIX shared-memory name: `/`, then 1 to 254 bytes without `/` or NUL.
@@ -416,7 +418,9 @@ mod tests {
     fn made_up_names_are_128_random_bits() {
         let (a, b) = (random_name().unwrap(), random_name().unwrap());
         assert_ne!(a, b);
-        assert_eq!(a.len(), NAME_PREFIX.len() + 32);
+        let pid = std::process::id().to_string();
+        assert_eq!(a.len(), NAME_PREFIX.len() + pid.len() + 1 + 32);
+        assert!(a[NAME_PREFIX.len()..].starts_with(&format!("{pid}-")));
         assert!(check_name(&a).is_ok());
     }
 

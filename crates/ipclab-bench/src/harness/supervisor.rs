@@ -58,6 +58,8 @@ pub fn cell_main() -> ! {
             }),
         },
     };
+    // The registry's directory, if our records were its last.
+    crate::objects::registry::tidy();
     let json = serde_json::to_string(&outcome).expect("a CellOutcome always serialises");
     let _ = writeln!(std::io::stdout(), "{json}");
     let code = if stop.load(Ordering::Relaxed) {
@@ -171,6 +173,11 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
     let prepared = transport
         .prepare(&spec.channel)
         .with_context(|| format!("{}: preparing the channel", spec.mechanism))?;
+    if std::env::var_os("IPCLAB_FAULT_STOP_AFTER_PREPARE").is_some() {
+        // Tests only: stop here, objects made and no side started, for the
+        // test to `kill -9` us (what `ipclab ls`/`clean` must then find).
+        let _ = kill_process(rustix::process::getpid(), Signal::STOP);
+    }
     let guard = prepared.guard;
     let mut pair = Some(prepared.pair);
     let mut children = Vec::new();

@@ -1,7 +1,7 @@
 //! `fifo`: two named pipes (`mkfifo`), one each way, opened by name after
 //! the fork; length-prefixed frames ([`FramedStream`]).
 //!
-//! `prepare` makes a private directory `ipclab-<32 hex>` (128 random bits,
+//! `prepare` makes a private directory `ipclab-<pid>-<32 hex>` (128 random bits,
 //! mode 0700 set with `fchmod`) under `$XDG_RUNTIME_DIR`, or the temporary
 //! directory when that is unset, and in it the FIFOs `c2s` and `s2c` (mode
 //! 0600, also set with `fchmod`). Each side opens both relative to the
@@ -38,12 +38,9 @@ fn base_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
-/// A new name `ipclab-<32 hex>`.
+/// A new name `ipclab-<pid>-<32 hex>`.
 fn random_name() -> io::Result<OsString> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| io::Error::other(format!("getrandom: {e}")))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("ipclab-{hex}").into())
+    Ok(crate::objects::marks::random_name()?.into())
 }
 
 /// The private directory; removes its FIFOs and itself when dropped, if
@@ -202,9 +199,12 @@ mod tests {
             .path
             .clone();
         let name = dir.file_name().unwrap().to_str().unwrap();
-        assert!(
-            name.strip_prefix("ipclab-")
-                .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        assert_eq!(
+            crate::objects::marks::parse(name),
+            Some((
+                crate::objects::marks::Maker::Ipclab,
+                std::process::id() as i32
+            ))
         );
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode(&dir), 0o700);

@@ -6,7 +6,7 @@
 //! for the few microseconds between `mq_open` and `mq_unlink` (a failure in
 //! between unlinks it through [`QueueName`]'s `Drop`). Nothing is left for
 //! a guard to remove. Each queue is created read-only (`O_CREAT|O_EXCL`,
-//! name `/ipclab-<32 hex>`, mode fixed to 0600 with `fchmod` on the queue
+//! name `/ipclab-<pid>-<32 hex>`, mode fixed to 0600 with `fchmod` on the queue
 //! descriptor whatever the umask) and opened a second time write-only, so
 //! each side holds exactly the one end it uses in each direction.
 //!
@@ -35,6 +35,8 @@ use rustix::event::{PollFd, PollFlags};
 use super::exclusive::named_error;
 use super::pieces::{self, Kind, Pieces};
 use crate::machine::read_proc;
+use crate::objects::marks;
+use crate::objects::registry::{self, Kind as RecordKind, Record};
 use crate::transport::{
     ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
     protocol_error,
@@ -176,21 +178,25 @@ impl Drop for PosixQueue {
     }
 }
 
-/// A fresh queue name, `/ipclab-<32 hex>`, unlinked on drop once a queue
-/// was made under it (unless [`QueueName::unlink`] did it already).
+/// A fresh queue name, `/ipclab-<pid>-<32 hex>`, recorded in the registry
+/// before the queue is made (`/dev/mqueue` is not always mounted, so names
+/// cannot always be listed), unlinked on drop once a queue was made under
+/// it (unless [`QueueName::unlink`] did it already), its record removed
+/// after.
 struct QueueName {
     name: String,
     linked: bool,
+    record: Record,
 }
 
 impl QueueName {
-    fn random() -> io::Result<Self> {
-        let mut bits = [0u8; 16];
-        getrandom::fill(&mut bits).map_err(|e| io::Error::other(format!("getrandom: {e}")))?;
-        let hex: String = bits.iter().map(|b| format!("{b:02x}")).collect();
+    /// Records `name` (`/NAME`); no queue is made yet.
+    fn new(name: String) -> io::Result<Self> {
+        let record = registry::record(RecordKind::PosixMq, &name[1..], &[("name", name.clone())])?;
         Ok(QueueName {
-            name: format!("/ipclab-{hex}"),
+            name,
             linked: false,
+            record,
         })
     }
 
@@ -199,12 +205,14 @@ impl QueueName {
             self.linked = false;
             mq_unlink(self.name.as_str()).map_err(|e| mq_error("mq_unlink", e))?;
         }
-        Ok(())
+        self.record.remove()
     }
 }
 
 impl Drop for QueueName {
     fn drop(&mut self) {
+        // On an error the queue may still be there: its record stays, for
+        // `ipclab clean`.
         let _ = self.unlink();
     }
 }
@@ -216,7 +224,7 @@ impl Drop for QueueName {
 /// leaves out the mode argument too, and glibc then reads the mode from
 /// whatever is on the stack (nix-rust/nix#2752).
 pub fn create_queue(msgsize: usize, maxmsg: usize) -> io::Result<(PosixQueue, PosixQueue)> {
-    create_queue_named(QueueName::random()?.name.clone(), msgsize, maxmsg)
+    create_queue_named(marks::random_posix_name()?, msgsize, maxmsg)
 }
 
 /// [`create_queue`] under a given name (`/NAME`), which must not exist:
@@ -227,10 +235,7 @@ pub(crate) fn create_queue_named(
     msgsize: usize,
     maxmsg: usize,
 ) -> io::Result<(PosixQueue, PosixQueue)> {
-    let mut name = QueueName {
-        name,
-        linked: false,
-    };
+    let mut name = QueueName::new(name)?;
     let attr = MqAttr::new(
         0,
         maxmsg as mq_attr_member_t,

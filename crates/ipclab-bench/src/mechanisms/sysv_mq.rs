@@ -15,8 +15,9 @@
 //! never be taken for it, and FIFO order puts it after every message sent
 //! before it.
 //!
-//! The queues are made with `IPC_PRIVATE` (no key, nobody can look them up)
-//! and mode 0600 (System V modes ignore the umask). Removing one
+//! The queues get keys of ipclab's range, recorded in the registry first
+//! ([`crate::objects::registry`]) so that `ipclab ls` finds them (the sides
+//! use the ids), and mode 0600 (System V modes ignore the umask). Removing one
 //! (`IPC_RMID`) destroys it at once, even in use, so the supervisor's guard
 //! removes them, after both sides are reaped.
 //!
@@ -31,6 +32,7 @@ use std::io;
 
 use super::pieces::{self, Kind, Pieces};
 use crate::machine::read_proc;
+use crate::objects::registry::{self, Kind as RecordKind, Record};
 use crate::transport::{
     ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
     protocol_error,
@@ -44,10 +46,11 @@ const END: libc::c_long = 2;
 const DEFAULT_MSGMAX: usize = 8192;
 
 /// A System V message queue that this process created; dropping it removes
-/// the queue (`IPC_RMID`).
+/// the queue (`IPC_RMID`), then its registry record.
 #[derive(Debug)]
 pub struct SysvQueue {
     id: QueueId,
+    record: Record,
 }
 
 /// The id of a System V message queue, as the sides use it (they never
@@ -58,19 +61,23 @@ pub struct QueueId(libc::c_int);
 impl SysvQueue {
     /// A new private queue with mode 0600.
     pub fn create() -> io::Result<Self> {
-        // SAFETY: msgget takes no pointers; IPC_PRIVATE always makes a new
-        // queue (IPC_EXCL only says so again).
-        let id =
-            unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
-        if id < 0 {
-            let e = io::Error::last_os_error();
-            let hint = match e.raw_os_error() {
-                Some(libc::ENOSPC) => " (kernel.msgmni queues exist already)",
-                _ => "",
-            };
-            return Err(io::Error::new(e.kind(), format!("msgget: {e}{hint}")));
-        }
-        Ok(SysvQueue { id: QueueId(id) })
+        let (id, record) = registry::create_sysv(RecordKind::SysvMsg, |key| {
+            // SAFETY: msgget takes no pointers.
+            let id = unsafe { libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+            if id < 0 {
+                let e = io::Error::last_os_error();
+                let hint = match e.raw_os_error() {
+                    Some(libc::ENOSPC) => " (kernel.msgmni queues exist already)",
+                    _ => "",
+                };
+                return Err(io::Error::new(e.kind(), format!("msgget: {e}{hint}")));
+            }
+            Ok(id)
+        })?;
+        Ok(SysvQueue {
+            id: QueueId(id),
+            record,
+        })
     }
 
     pub fn id(&self) -> QueueId {
@@ -99,6 +106,7 @@ impl SysvQueue {
 impl Drop for SysvQueue {
     fn drop(&mut self) {
         self.id.remove();
+        let _ = self.record.remove();
     }
 }
 
@@ -228,7 +236,7 @@ impl Transport for SysvMq {
             name: "sysv-mq",
             family: Family::MessagePassing,
             sync: "kernel (blocking msgsnd/msgrcv)",
-            summary: "two System V message queues (IPC_PRIVATE, 0600), one each way; pieces of kernel.msgmax bytes",
+            summary: "two System V message queues (0600, keys recorded for ipclab ls), one each way; pieces of kernel.msgmax bytes",
             polls: false,
         }
     }

@@ -21,11 +21,15 @@
 //! `/tmp/iceoryx2/`) is a private directory `ipclab-<32 hex>` (mode 0700)
 //! in the temporary directory, made in `prepare`; the prefix of its
 //! `/dev/shm` objects (by default `iox2_`) is `iox2_<16 hex>_`; service
-//! names are `ipclab-<32 hex>/…`. iceoryx2 removes its files when the
+//! names are `ipclab-<pid>-<32 hex>/…`. iceoryx2 removes its files when the
 //! last node lets go; the guard removes the directory and every
 //! `/dev/shm/iox2_<16 hex>_*` that a killed side left. (The prefix is
 //! shorter than 128 bits because iceoryx2's event sockets are named root +
-//! prefix + a 30-odd-digit id, and a socket path has at most 108 bytes.)
+//! prefix + a 30-odd-digit id, and a socket path has at most 108 bytes;
+//! for the same reason the root's name carries no pid.) Root and prefix
+//! are recorded in the registry ([`crate::objects::registry`]) before the
+//! root is made, and the record goes after them: `ipclab ls` finds what a
+//! killed supervisor left.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -40,6 +44,8 @@ use super::iox2_end::{Iox2End, Ports};
 use crate::mechanisms::exclusive::named_error;
 use crate::mechanisms::shm::names::random_name;
 use crate::mechanisms::shm::region::Side;
+use crate::objects::marks::{PREFIX, random_hex};
+use crate::objects::registry::{self, Kind, Record};
 use crate::transport::{ChannelConfig, Endpoint, Family, Info, Pair, Prepared, Transport};
 
 /// `iceoryx2` (`event: false`) or `iceoryx2-event`.
@@ -155,32 +161,49 @@ impl Pair for Iox2Pair {
     }
 }
 
-/// 64 random bits as 16 hex digits.
-fn random_hex16() -> io::Result<String> {
-    let mut bits = [0u8; 8];
-    getrandom::fill(&mut bits).map_err(|e| io::Error::other(format!("getrandom: {e}")))?;
-    Ok(format!("{:016x}", u64::from_le_bytes(bits)))
+/// The name of a cell's private iceoryx2 root: `ipclab-<32 hex>`, with no
+/// pid (see the module's notes); the registry record names the creator.
+pub(crate) fn root_name() -> io::Result<String> {
+    Ok(format!("{PREFIX}{}", random_hex(16)?))
 }
 
 /// Kept by the supervisor: removes what iceoryx2 left of a cell.
 pub(crate) struct Iox2Guard {
     pub(crate) root: PathBuf,
     pub(crate) prefix: String,
+    record: Record,
 }
 
 impl Iox2Guard {
     fn new() -> io::Result<Iox2Guard> {
-        Iox2Guard::new_at(std::env::temp_dir().join(random_name()?))
+        // `ipclab-<32 hex>`: no room for a pid (see the module's notes).
+        Iox2Guard::new_at(std::env::temp_dir().join(root_name()?))
     }
 
     /// The guard of a new private root directory at `root`, which must not
     /// exist: `mkdir` fails on any name there, a symlink included.
     pub(crate) fn new_at(root: PathBuf) -> io::Result<Iox2Guard> {
-        mkdir(&root, Mode::from_raw_mode(PRIVATE_DIR))
-            .map_err(|e| named_error(&format!("creating the directory {}", root.display()), e))?;
+        let tag = random_hex(8)?;
+        let prefix = format!("iox2_{tag}_");
+        let record = registry::record(
+            Kind::Iceoryx2,
+            &tag,
+            &[
+                ("root", root.display().to_string()),
+                ("prefix", prefix.clone()),
+            ],
+        )?;
+        if let Err(e) = mkdir(&root, Mode::from_raw_mode(PRIVATE_DIR)) {
+            let _ = record.remove();
+            return Err(named_error(
+                &format!("creating the directory {}", root.display()),
+                e,
+            ));
+        }
         let guard = Iox2Guard {
             root,
-            prefix: format!("iox2_{}_", random_hex16()?),
+            prefix,
+            record,
         };
         let fd = open(
             &guard.root,
@@ -212,6 +235,9 @@ impl Drop for Iox2Guard {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
+        }
+        if !self.root.exists() {
+            let _ = self.record.remove();
         }
     }
 }

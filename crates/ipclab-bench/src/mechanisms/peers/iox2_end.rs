@@ -344,14 +344,14 @@ mod tests {
     use iceoryx2::prelude::*;
 
     use super::restrict_global_mgmt;
-    use crate::mechanisms::peers::iceoryx2::{Iox2Guard, Setup};
+    use crate::mechanisms::peers::iceoryx2::{Iox2Guard, Setup, root_name};
     use crate::mechanisms::shm::names::random_name;
 
     /// Everything a node and a service put in /dev/shm is 0600 once the
     /// global management segment (0666 by iceoryx2's choice) is restricted.
     #[test]
     fn a_nodes_objects_in_dev_shm_are_owner_only() {
-        let guard = Iox2Guard::new_at(std::env::temp_dir().join(random_name().unwrap())).unwrap();
+        let guard = Iox2Guard::new_at(std::env::temp_dir().join(root_name().unwrap())).unwrap();
         let setup = Setup {
             root: guard.root.to_string_lossy().into_owned() + "/",
             prefix: guard.prefix.clone(),

@@ -6,7 +6,8 @@
 //! and the objects that cannot go earlier (a System V semaphore set or
 //! message queue is destroyed at once by `IPC_RMID`). `prepare` registers
 //! each object right after creating it, so a failure half-way through
-//! `prepare` also leaves nothing behind.
+//! `prepare` also leaves nothing behind. A System V object's registry
+//! record ([`crate::objects::registry`]) goes once the object is gone.
 
 use std::ffi::CString;
 use std::io;
@@ -16,6 +17,7 @@ use rustix::io::Errno;
 
 use super::names::{sem_path, shm_path};
 use super::{sysv_msg, sysv_sem, sysv_shm};
+use crate::objects::registry::Record;
 
 /// One object that outlives the processes using it.
 #[derive(Debug, Clone)]
@@ -29,9 +31,10 @@ pub enum Object {
     SysvShm {
         id: i32,
         creator: i32,
+        record: Record,
     },
-    SysvSem(i32),
-    SysvMsg(i32),
+    SysvSem(i32, Record),
+    SysvMsg(i32, Record),
     /// A file, then the private directory holding it.
     File(PathBuf),
     Dir(PathBuf),
@@ -47,9 +50,13 @@ impl Object {
         match self {
             Object::PosixShm(name) => gone(rustix::shm::unlink(name.as_str()).map_err(Into::into)),
             Object::PosixSem(name) => gone(sem_unlink(name)),
-            Object::SysvShm { id, creator } => sysv_shm::remove_if_created_by(*id, *creator),
-            Object::SysvSem(id) => sysv_sem::remove(*id),
-            Object::SysvMsg(id) => sysv_msg::remove(*id),
+            Object::SysvShm {
+                id,
+                creator,
+                record,
+            } => sysv_shm::remove_if_created_by(*id, *creator).and_then(|()| record.remove()),
+            Object::SysvSem(id, record) => sysv_sem::remove(*id).and_then(|()| record.remove()),
+            Object::SysvMsg(id, record) => sysv_msg::remove(*id).and_then(|()| record.remove()),
             Object::File(path) => gone(std::fs::remove_file(path)),
             Object::Dir(path) => gone(std::fs::remove_dir(path)),
         }
@@ -67,8 +74,8 @@ impl Object {
                 .permissions()
                 .mode(),
             Object::SysvShm { id, .. } => sysv_shm::stat(*id)?.shm_perm.mode.into(),
-            Object::SysvSem(id) => sysv_sem::stat(*id)?.sem_perm.mode.into(),
-            Object::SysvMsg(id) => sysv_msg::stat(*id)?.msg_perm.mode.into(),
+            Object::SysvSem(id, _) => sysv_sem::stat(*id)?.sem_perm.mode.into(),
+            Object::SysvMsg(id, _) => sysv_msg::stat(*id)?.msg_perm.mode.into(),
             Object::File(path) | Object::Dir(path) => {
                 std::fs::symlink_metadata(path)?.permissions().mode()
             }

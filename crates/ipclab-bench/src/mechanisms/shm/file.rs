@@ -1,6 +1,6 @@
 //! A regular file mapped `MAP_SHARED` by both sides.
 //!
-//! `prepare` makes a private directory `ipclab-<32 hex>` (mode 0700) in
+//! `prepare` makes a private directory `ipclab-<pid>-<32 hex>` (mode 0700) in
 //! the temporary directory (`$TMPDIR` or `/tmp`), and in it the file
 //! `ring` with `O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600 set with `fchmod`,
 //! sized and allocated. Each side opens the path and maps it; once both

@@ -55,7 +55,7 @@ const fn info(name: &'static str, sync: &'static str, summary: &'static str, pol
 pub static SYSV_SHM: Shm<sysv_shm::SysvShm, sysv_sem::SysvSem> = Shm::new(info(
     "sysv-shm",
     "System V semaphores (semtimedop)",
-    "System V segment (shmget IPC_PRIVATE, shmat), System V semaphore set",
+    "System V segment (shmget, shmat), System V semaphore set",
     false,
 ));
 

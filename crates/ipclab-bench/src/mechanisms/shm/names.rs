@@ -1,8 +1,9 @@
 //! Unguessable names and owner-only modes for the objects a channel makes.
 //!
-//! Every named object is `ipclab-<32 hex digits>`: 128 random bits from
-//! `getrandom`, so nobody can plant the name before us, and the prefix lets
-//! tooling (and the leak tests) find what ipclab left behind. Modes are set
+//! Every named object is `ipclab-<pid>-<32 hex digits>`
+//! ([`crate::objects::marks`]): 128 random bits from `getrandom`, so nobody
+//! can plant the name before us, and the prefix and creator pid let
+//! `ipclab ls`/`clean` (and the leak tests) find what ipclab left behind. Modes are set
 //! with `fchmod` (or `chmod`) after creation: the mode given to `open` is
 //! reduced by the umask, `fchmod`'s is not.
 
@@ -14,17 +15,7 @@ pub const PREFIX: &str = "ipclab-";
 /// The owner-only mode of every object a channel creates.
 pub const OWNER_ONLY: u32 = 0o600;
 
-/// `ipclab-<32 hex digits>`, 128 random bits.
-pub fn random_name() -> io::Result<String> {
-    let mut bits = [0u8; 16];
-    getrandom::fill(&mut bits).map_err(|e| io::Error::other(format!("getrandom: {e}")))?;
-    Ok(format!("{PREFIX}{:032x}", u128::from_le_bytes(bits)))
-}
-
-/// A POSIX object name (`shm_open`, `sem_open`): `/ipclab-<32 hex>`.
-pub fn random_posix_name() -> io::Result<String> {
-    Ok(format!("/{}", random_name()?))
-}
+pub use crate::objects::marks::{random_name, random_posix_name};
 
 /// Where Linux keeps the POSIX shared memory object `name` (`/NAME`).
 pub fn shm_path(name: &str) -> String {
@@ -57,7 +48,7 @@ mod tests {
     #[test]
     fn names_are_prefixed_and_distinct() {
         let (a, b) = (random_posix_name().unwrap(), random_posix_name().unwrap());
-        assert!(a.starts_with("/ipclab-") && a.len() == 1 + PREFIX.len() + 32);
+        assert!(a.starts_with("/ipclab-") && a.len() > 1 + PREFIX.len() + 33);
         assert_ne!(a, b);
     }
 }

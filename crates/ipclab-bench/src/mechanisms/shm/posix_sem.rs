@@ -2,7 +2,7 @@
 //! `sem_unlink`.
 //!
 //! `sem_open(name, O_CREAT|O_EXCL, 0600, value)` creates
-//! `/dev/shm/sem.ipclab-<32 hex>` with the mode reduced by the umask, so
+//! `/dev/shm/sem.ipclab-<pid>-<32 hex>` with the mode reduced by the umask, so
 //! `prepare` sets 0600 on that file with `chmod` afterwards (it can only
 //! have been stricter, never looser). Each side opens the four names; once
 //! both have, they are unlinked.

@@ -1,6 +1,6 @@
 //! POSIX shared memory: `shm_open`, `ftruncate`, `mmap`, `shm_unlink`.
 //!
-//! `prepare` creates `/dev/shm/ipclab-<32 hex>` with `O_CREAT|O_EXCL`
+//! `prepare` creates `/dev/shm/ipclab-<pid>-<32 hex>` with `O_CREAT|O_EXCL`
 //! (never adopting a planted object), sets 0600 with `fchmod` (the mode
 //! given to `shm_open` is reduced by the umask) and allocates the pages with
 //! `fallocate` (so a full `/dev/shm` is an error here, not a `SIGBUS` in a

@@ -1,5 +1,5 @@
-//! Buffer ids through a System V message queue: `msgget(IPC_PRIVATE)`,
-//! `msgsnd`, `msgrcv`.
+//! Buffer ids through a System V message queue: `msgget` (a recorded key
+//! of ipclab's range, [`crate::objects::registry`]), `msgsnd`, `msgrcv`.
 //!
 //! The data stays in the segment; the queue carries only "buffer N is
 //! ready" and "buffer N is free again" (the seed's "P1 writes to shared
@@ -28,6 +28,7 @@ use super::names::{OWNER_ONLY, check_mode};
 use super::region::Side;
 use super::semaphores::{CLOSED, Sem, Semaphores, SyncArea, Waited};
 use crate::machine::read_proc;
+use crate::objects::registry::{self, Kind};
 use crate::transport::{Limit, protocol_error};
 
 fn last_error(call: &str) -> io::Error {
@@ -105,17 +106,16 @@ impl Semaphores for SysvMsg {
         _: SyncArea,
         cleanup: &mut Cleanup,
     ) -> io::Result<SysvMsgHandle> {
-        // SAFETY: plain system call with integer arguments.
-        let id = unsafe {
-            libc::msgget(
-                libc::IPC_PRIVATE,
-                libc::IPC_CREAT | libc::IPC_EXCL | OWNER_ONLY as i32,
-            )
-        };
-        if id < 0 {
-            return Err(last_error("msgget"));
-        }
-        cleanup.push(Object::SysvMsg(id));
+        let (id, record) = registry::create_sysv(Kind::SysvMsg, |key| {
+            // SAFETY: plain system call with integer arguments.
+            let id =
+                unsafe { libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | OWNER_ONLY as i32) };
+            if id < 0 {
+                return Err(last_error("msgget"));
+            }
+            Ok(id)
+        })?;
+        cleanup.push(Object::SysvMsg(id, record));
         let ds = stat(id)?;
         check_mode(
             "System V message queue",

@@ -1,7 +1,8 @@
-//! System V semaphores: `semget(IPC_PRIVATE)`, `semtimedop`, `semctl`.
+//! System V semaphores: `semget`, `semtimedop`, `semctl`.
 //!
 //! One set of four semaphores, made in `prepare` with mode 0600 (System V
-//! modes are not reduced by the umask). `IPC_RMID` destroys a set at once,
+//! modes are not reduced by the umask) and a recorded key of ipclab's range
+//! ([`crate::objects::registry`]; the sides use the id). `IPC_RMID` destroys a set at once,
 //! waking its waiters with `EIDRM`, so only the guard removes it, after
 //! both sides are reaped.
 //!
@@ -22,6 +23,7 @@ use super::names::{OWNER_ONLY, check_mode};
 use super::region::Side;
 use super::semaphores::{Sem, Semaphores, SyncArea, WAIT_SLICE, Waited};
 use crate::machine::read_proc;
+use crate::objects::registry::{self, Kind};
 use crate::transport::Limit;
 
 fn last_error(call: &str) -> io::Error {
@@ -98,18 +100,21 @@ impl Semaphores for SysvSem {
         _: SyncArea,
         cleanup: &mut Cleanup,
     ) -> io::Result<SysvSemHandle> {
-        // SAFETY: plain system call with integer arguments.
-        let id = unsafe {
-            libc::semget(
-                libc::IPC_PRIVATE,
-                Sem::COUNT as i32,
-                libc::IPC_CREAT | libc::IPC_EXCL | OWNER_ONLY as i32,
-            )
-        };
-        if id < 0 {
-            return Err(last_error("semget"));
-        }
-        cleanup.push(Object::SysvSem(id));
+        let (id, record) = registry::create_sysv(Kind::SysvSem, |key| {
+            // SAFETY: plain system call with integer arguments.
+            let id = unsafe {
+                libc::semget(
+                    key,
+                    Sem::COUNT as i32,
+                    libc::IPC_CREAT | libc::IPC_EXCL | OWNER_ONLY as i32,
+                )
+            };
+            if id < 0 {
+                return Err(last_error("semget"));
+            }
+            Ok(id)
+        })?;
+        cleanup.push(Object::SysvSem(id, record));
         check_mode(
             "System V semaphore set",
             u32::from(stat(id)?.sem_perm.mode),

@@ -1,8 +1,8 @@
-//! System V shared memory: `shmget(IPC_PRIVATE)`, `shmat`, `shmdt`,
-//! `shmctl(IPC_RMID)`.
+//! System V shared memory: `shmget`, `shmat`, `shmdt`, `shmctl(IPC_RMID)`.
 //!
-//! `IPC_PRIVATE` needs no key and no name: the id travels to the sides
-//! across `fork`. System V modes are not reduced by the umask, so the 0600
+//! The key is a fresh one of ipclab's range, recorded in the registry
+//! first ([`crate::objects::registry`]), so that `ipclab ls` can find the
+//! segment; the sides never use it: the id travels to them across `fork`. System V modes are not reduced by the umask, so the 0600
 //! given to `shmget` is the mode. The segment is marked for removal
 //! (`IPC_RMID`) as soon as both sides are attached; the kernel frees it at
 //! the last detach, so even a `kill -9` of both sides leaves nothing.
@@ -15,6 +15,7 @@ use super::cleanup::{Cleanup, Object};
 use super::names::{OWNER_ONLY, check_mode};
 use super::region::{Init, Mapping, Region, Side};
 use crate::machine::read_proc;
+use crate::objects::registry::{self, Kind, Record};
 use crate::transport::{Limit, protocol_error};
 
 /// A System V segment, attached by id.
@@ -29,21 +30,23 @@ fn last_error(call: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{call}: {e}"))
 }
 
-/// `shmget(IPC_PRIVATE, len, IPC_CREAT|IPC_EXCL|0600)`—Creates a segment
-/// nobody can look up by key.
-fn create(len: usize) -> io::Result<i32> {
-    // SAFETY: plain system call with integer arguments.
-    let id = unsafe {
-        libc::shmget(
-            libc::IPC_PRIVATE,
-            len,
-            libc::IPC_CREAT | libc::IPC_EXCL | OWNER_ONLY as i32,
-        )
-    };
-    if id < 0 {
-        return Err(last_error("shmget"));
-    }
-    Ok(id)
+/// `shmget(key, len, IPC_CREAT|IPC_EXCL|0600)` with a recorded key of
+/// ipclab's range.
+fn create(len: usize) -> io::Result<(i32, Record)> {
+    registry::create_sysv(Kind::SysvShm, |key| {
+        // SAFETY: plain system call with integer arguments.
+        let id = unsafe {
+            libc::shmget(
+                key,
+                len,
+                libc::IPC_CREAT | libc::IPC_EXCL | OWNER_ONLY as i32,
+            )
+        };
+        if id < 0 {
+            return Err(last_error("shmget"));
+        }
+        Ok(id)
+    })
 }
 
 /// `shmctl(id, IPC_STAT)`—The segment's size, mode, creator and attaches.
@@ -106,10 +109,11 @@ impl Region for SysvShm {
     type Handle = SysvShmHandle;
 
     fn create(len: usize, cleanup: &mut Cleanup, init: Init<'_>) -> io::Result<SysvShmHandle> {
-        let id = create(len)?;
+        let (id, record) = create(len)?;
         cleanup.push(Object::SysvShm {
             id,
             creator: rustix::process::getpid().as_raw_nonzero().get(),
+            record,
         });
         check_mode(
             "System V segment",

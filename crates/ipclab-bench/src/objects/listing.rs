@@ -1,0 +1,379 @@
+//! Finding ipclab's objects: marked names in `/dev/shm`, the temporary
+//! directories and `/dev/mqueue`, and the registry's records matched to
+//! what the kernel lists.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::marks::{self, Maker};
+use super::registry::{self, Entry, Kind, Record};
+use super::sysv;
+
+/// How an object is removed.
+#[derive(Debug, Clone)]
+pub(crate) enum Removal {
+    File(PathBuf),
+    Tree(PathBuf),
+    PosixMq(String),
+    Sysv {
+        kind: Kind,
+        id: i32,
+        key: i32,
+        cuid: u32,
+        cpid: Option<i32>,
+    },
+    Iceoryx2 {
+        root: PathBuf,
+        prefix: String,
+    },
+}
+
+/// One object of ipclab's (or shmchan's).
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// `posix-shm`, `posix-sem`, `shmchan`, `dir`, `posix-mq`,
+    /// `sysv-shm`, `sysv-sem`, `sysv-msg` or `iceoryx2`.
+    pub kind: &'static str,
+    /// Path, name or key.
+    pub name: String,
+    /// The System V id.
+    pub id: Option<i32>,
+    /// The process that created it.
+    pub pid: i32,
+    /// Whether `/proc/<pid>` exists.
+    pub alive: bool,
+    /// Bytes, or for a semaphore set `N sems`.
+    pub size: String,
+    /// Seconds since it was made, when known.
+    pub age_s: Option<u64>,
+    pub(crate) removal: Removal,
+    /// The registry record to remove after the object.
+    pub(crate) record: Option<Record>,
+}
+
+/// A registry file without its object: a record whose object is gone, or
+/// a writer's leftover `tmp-<pid>-…` file.
+#[derive(Debug, Clone)]
+pub struct Stale {
+    pub record: Record,
+    pub pid: i32,
+    pub alive: bool,
+}
+
+/// Everything of ipclab's on this machine that belongs to our user.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<Found>,
+    pub stale: Vec<Stale>,
+}
+
+/// Whether process `pid` exists. A reused pid counts as alive: the safe
+/// direction, an object is kept rather than removed under a live creator.
+pub fn alive(pid: i32) -> bool {
+    pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn age_of(meta: &std::fs::Metadata) -> Option<u64> {
+    let made = meta.created().or_else(|_| meta.modified()).ok()?;
+    Some(
+        SystemTime::now()
+            .duration_since(made)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// The directories where ipclab makes its private directories.
+pub fn temp_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![std::env::temp_dir()];
+    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from)
+        && xdg.is_absolute()
+        && !dirs.contains(&xdg)
+    {
+        dirs.push(xdg);
+    }
+    dirs
+}
+
+/// Bytes in the files under `dir` (not following symlinks).
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| Some((e.path(), std::fs::symlink_metadata(e.path()).ok()?)))
+        .map(|(p, m)| if m.is_dir() { tree_size(&p) } else { m.len() })
+        .sum()
+}
+
+/// Lists every object of ours; an error only if the registry cannot be
+/// read.
+pub fn list() -> io::Result<Listing> {
+    let mut out = Listing::default();
+    let uid = euid();
+    // POSIX shared memory, named semaphores, shmchan segments.
+    for entry in std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let (sem, bare) = match file.strip_prefix("sem.") {
+            Some(bare) => (true, bare),
+            None => (false, file.as_str()),
+        };
+        let Some((maker, pid)) = marks::parse(bare) else {
+            continue;
+        };
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        if !meta.is_file() || meta.uid() != uid || (sem && maker == Maker::Shmchan) {
+            continue;
+        }
+        let kind = match (maker, sem) {
+            (Maker::Shmchan, _) => "shmchan",
+            (_, true) => "posix-sem",
+            _ => "posix-shm",
+        };
+        out.objects.push(named(
+            kind,
+            entry.path(),
+            pid,
+            &meta,
+            Removal::File(entry.path()),
+        ));
+    }
+    // Private directories (mmap-file, fifo).
+    for dir in temp_dirs() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let Some((Maker::Ipclab, pid)) = marks::parse(&file) else {
+                continue;
+            };
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() && meta.uid() == uid {
+                let mut found = named("dir", entry.path(), pid, &meta, Removal::Tree(entry.path()));
+                found.size = tree_size(&entry.path()).to_string();
+                out.objects.push(found);
+            }
+        }
+    }
+    // POSIX message queues, where they can be listed.
+    let mut queues_seen = BTreeSet::new();
+    for entry in std::fs::read_dir("/dev/mqueue")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let (Some((Maker::Ipclab, pid)), Ok(meta)) =
+            (marks::parse(&file), std::fs::symlink_metadata(entry.path()))
+        else {
+            continue;
+        };
+        if meta.uid() == uid {
+            let name = format!("/{file}");
+            queues_seen.insert(name.clone());
+            out.objects.push(named(
+                "posix-mq",
+                name.clone().into(),
+                pid,
+                &meta,
+                Removal::PosixMq(name),
+            ));
+        }
+    }
+    // The registry.
+    let (entries, partial) = registry::read_all()?;
+    let tables: Vec<(Kind, Vec<sysv::Row>)> = [Kind::SysvShm, Kind::SysvSem, Kind::SysvMsg]
+        .into_iter()
+        .map(|k| (k, sysv::rows(k)))
+        .collect();
+    for e in entries {
+        let found = match e.kind {
+            Kind::SysvShm | Kind::SysvSem | Kind::SysvMsg => {
+                let rows = &tables.iter().find(|(k, _)| *k == e.kind).expect("three").1;
+                sysv_object(&e, rows, uid)
+            }
+            Kind::PosixMq => match e.get("name") {
+                Some(name) if queues_seen.contains(name) => {
+                    // Listed from /dev/mqueue already: attach the record.
+                    if let Some(f) = out.objects.iter_mut().find(|f| f.name == name) {
+                        f.record = Some(e.record.clone());
+                    }
+                    continue;
+                }
+                Some(name) => posix_mq(&e, name),
+                None => None,
+            },
+            Kind::Iceoryx2 => iceoryx2(&e),
+        };
+        match found {
+            Some(f) => out.objects.push(f),
+            None => out.stale.push(Stale {
+                alive: alive(e.pid),
+                pid: e.pid,
+                record: e.record,
+            }),
+        }
+    }
+    out.stale
+        .extend(partial.into_iter().map(|(record, pid)| Stale {
+            record,
+            pid,
+            alive: alive(pid),
+        }));
+    Ok(out)
+}
+
+fn named(
+    kind: &'static str,
+    path: PathBuf,
+    pid: i32,
+    meta: &std::fs::Metadata,
+    removal: Removal,
+) -> Found {
+    Found {
+        kind,
+        name: path.display().to_string(),
+        id: None,
+        pid,
+        alive: alive(pid),
+        size: meta.len().to_string(),
+        age_s: age_of(meta),
+        removal,
+        record: None,
+    }
+}
+
+fn recorded(e: &Entry, kind: &'static str, name: String, size: String, removal: Removal) -> Found {
+    Found {
+        kind,
+        name,
+        id: None,
+        pid: e.pid,
+        alive: alive(e.pid),
+        size,
+        age_s: Some(now_s().saturating_sub(e.time)),
+        removal,
+        record: Some(e.record.clone()),
+    }
+}
+
+/// The System V object `e` records, if the kernel lists it: same key, made
+/// by our uid, with the recorded id (or, if the creator died before
+/// recording it, made after the record), and for a segment made by the
+/// recorded pid. A removed segment still attached has key 0: not listed.
+fn sysv_object(e: &Entry, rows: &[sysv::Row], uid: u32) -> Option<Found> {
+    let key = e.number("key").filter(|&k| registry::is_ipclab_key(k))?;
+    let id = e.number("id");
+    let row = rows.iter().find(|r| {
+        r.key == key
+            && r.cuid == uid
+            && id.is_none_or(|id| r.id == id)
+            && (id.is_some() || r.ctime >= e.time)
+            && (e.kind != Kind::SysvShm || r.cpid == Some(e.pid))
+    })?;
+    let size = match e.kind {
+        Kind::SysvSem => format!("{} sems", row.size),
+        _ => row.size.to_string(),
+    };
+    let removal = Removal::Sysv {
+        kind: e.kind,
+        id: row.id,
+        key,
+        cuid: uid,
+        cpid: row.cpid.filter(|_| e.kind == Kind::SysvShm),
+    };
+    let mut f = recorded(
+        e,
+        e.kind.as_str(),
+        format!("key {key:#010x}"),
+        size,
+        removal,
+    );
+    f.id = Some(row.id);
+    Some(f)
+}
+
+/// The queue `e` records, if it still has its name.
+fn posix_mq(e: &Entry, name: &str) -> Option<Found> {
+    use nix::mqueue::{MQ_OFlag, mq_close, mq_getattr, mq_open};
+    let q = mq_open(
+        name,
+        MQ_OFlag::O_RDONLY | MQ_OFlag::O_NONBLOCK | MQ_OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+        None,
+    );
+    let size = match q {
+        Err(nix::errno::Errno::ENOENT) => return None,
+        Err(_) => "?".to_string(),
+        Ok(q) => {
+            let size =
+                mq_getattr(&q).map_or("?".to_string(), |a| (a.maxmsg() * a.msgsize()).to_string());
+            let _ = mq_close(q);
+            size
+        }
+    };
+    let removal = Removal::PosixMq(name.to_string());
+    Some(recorded(e, "posix-mq", name.to_string(), size, removal))
+}
+
+/// iceoryx2's root directory and `/dev/shm/<prefix>*` files that `e`
+/// records, if any is left.
+fn iceoryx2(e: &Entry) -> Option<Found> {
+    let (root, prefix) = (PathBuf::from(e.get("root")?), e.get("prefix")?.to_string());
+    // Only the shapes ipclab makes: `<temp dir>/ipclab-<32 hex>` and
+    // `iox2_<16 hex>_`.
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let root_ok = root
+        .parent()
+        .is_some_and(|p| temp_dirs().iter().any(|t| t == p))
+        && root
+            .file_name()
+            .and_then(|n| n.to_str()?.strip_prefix(marks::PREFIX))
+            .is_some_and(|h| hex(h, 32));
+    let prefix_ok = prefix
+        .strip_prefix("iox2_")
+        .and_then(|p| p.strip_suffix('_'))
+        .is_some_and(|h| hex(h, 16));
+    if !root_ok || !prefix_ok {
+        return None;
+    }
+    let files: Vec<u64> = std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with(&prefix))
+        .filter_map(|f| f.metadata().ok().map(|m| m.len()))
+        .collect();
+    let root_exists = std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir());
+    if files.is_empty() && !root_exists {
+        return None;
+    }
+    let size = (tree_size(&root) + files.iter().sum::<u64>()).to_string();
+    let name = format!("{} + /dev/shm/{prefix}*", root.display());
+    Some(recorded(
+        e,
+        "iceoryx2",
+        name,
+        size,
+        Removal::Iceoryx2 { root, prefix },
+    ))
+}

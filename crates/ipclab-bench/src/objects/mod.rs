@@ -1,0 +1,28 @@
+//! ipclab's IPC objects, made recognisable, listed and cleaned
+//! (`ipclab ls`, `ipclab clean`).
+//!
+//! Two marks make "ipclab's" exact:
+//! - a *name* `ipclab-<creator pid>-<32 hex>` ([`marks`]) for everything
+//!   that has a listable name: POSIX shared memory and named semaphores
+//!   (`/dev/shm`), private directories in the temporary directory (mmap-file,
+//!   fifo); shmchan names its segments `shmchan-<pid>-<32 hex>`;
+//! - a *record* in a private registry ([`registry`]) for the rest: System V
+//!   segments, semaphore sets and queues (keys in `0x1cab0000..=0x1cabffff`),
+//!   POSIX message queues, iceoryx2's files. Written before the object is
+//!   made, removed after it is gone.
+//!
+//! | file | concern |
+//! |---|---|
+//! | `marks.rs` | marked names: make, recognise |
+//! | `registry.rs` | the records; System V keys |
+//! | `sysv.rs` | `/proc/sysvipc` and checked `IPC_RMID` |
+//! | `listing.rs` | `ls`: find everything of ours |
+//! | `cleaning.rs` | `clean`: remove what a dead creator left |
+//! | `show.rs` | `ls` output |
+
+pub mod cleaning;
+pub mod listing;
+pub mod marks;
+pub mod registry;
+pub mod show;
+pub mod sysv;
