@@ -207,7 +207,9 @@ fn posix_mq_refuses_a_planted_queue() {
     mq_send(&planted, CONTENTS.as_bytes(), 0).unwrap();
 
     let got = create_queue_named(name.clone(), 64, 4);
-    let e = got.err().expect("creation over a planted queue succeeded");
+    let Err(e) = got else {
+        panic!("creation over a planted queue succeeded");
+    };
     let unlinked = mq_unlink(name.as_str());
     assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
     assert!(e.to_string().contains("EEXIST"), "{e}");

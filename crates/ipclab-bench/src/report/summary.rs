@@ -116,9 +116,9 @@ mod tests {
     use crate::vs_limit::tests::row;
 
     fn run_of(rows: Vec<Row>) -> Run {
-        let mut run: Run = serde_json::from_str(&format!(
-            r#"{{"schema":1,"ipclab_version":"0","started_at":"now","machine":{{"kernel":"k","cpu_model":"c","cpu_count":2,"cpus_allowed":[0,1],"virtualised":false,"clock_source":"tsc"}},"timer":{{"overhead_ns":20.0,"resolution_ns":1}},"settings":{{"mechanisms":[],"sizes":[],"patterns":[],"placements":[],"warmup_ns":0,"duration_ns":0,"iterations":null,"verify":true,"segment_size":null,"segments":0}},"rows":[],"failures":[],"skipped":[],"complete":true}}"#
-        ))
+        let mut run: Run = serde_json::from_str(
+            r#"{"schema":1,"ipclab_version":"0","started_at":"now","machine":{"kernel":"k","cpu_model":"c","cpu_count":2,"cpus_allowed":[0,1],"virtualised":false,"clock_source":"tsc"},"timer":{"overhead_ns":20.0,"resolution_ns":1},"settings":{"mechanisms":[],"sizes":[],"patterns":[],"placements":[],"warmup_ns":0,"duration_ns":0,"iterations":null,"verify":true,"segment_size":null,"segments":0},"rows":[],"failures":[],"skipped":[],"complete":true}"#
+        )
         .unwrap();
         run.rows = rows;
         run
