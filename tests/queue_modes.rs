@@ -5,6 +5,8 @@
 //! process, so the check runs in a fresh copy of this test binary that runs
 //! nothing else ([`check_in_child`]), once per umask.
 
+mod common;
+
 use std::process::Command;
 
 use std::collections::BTreeSet;
@@ -72,11 +74,7 @@ fn check_in_child() {
                 .unwrap()
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| {
-                    let n = p.file_name().unwrap().to_string_lossy().to_string();
-                    n.strip_prefix("ipclab-")
-                        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-                })
+                .filter(|p| common::is_ipclab_dir(&p.file_name().unwrap().to_string_lossy()))
                 .collect()
         };
         let before = private();
