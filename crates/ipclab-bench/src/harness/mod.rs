@@ -6,6 +6,7 @@
 
 pub mod cell;
 pub mod clock;
+pub mod fault;
 pub mod sides;
 pub mod spec;
 pub mod supervisor;

@@ -20,6 +20,7 @@ use rustix::fs::{MemfdFlags, memfd_create};
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, pidfd_open, waitpid};
 
 use super::clock::mono_ns;
+use super::fault;
 use super::sides;
 use super::spec::{CellOutcome, CellSpec, OneshotSample, Pattern, SideReport};
 use crate::mechanisms;
@@ -50,9 +51,19 @@ pub fn cell_main() -> ! {
                 error: Some(format!("bad cell spec: {e}")),
                 ..Default::default()
             },
-            Ok(spec) => run(&spec, &stop).unwrap_or_else(|e| CellOutcome {
-                error: Some(format!("{e:#}")),
-                ..Default::default()
+            Ok(spec) => run(&spec, &stop).unwrap_or_else(|e| {
+                // A failed channel still tells what each side got (for the
+                // counts of fault injection).
+                let (client, server) = match e.downcast_ref::<SidesFailed>() {
+                    Some(f) => (f.client.clone(), f.server.clone()),
+                    None => Default::default(),
+                };
+                CellOutcome {
+                    error: Some(format!("{e:#}")),
+                    client,
+                    server,
+                    ..Default::default()
+                }
             }),
         },
     };
@@ -148,6 +159,22 @@ struct Once {
     guard_drop_ns: u64,
 }
 
+/// A side failed: its error, with both sides' reports.
+#[derive(Debug)]
+struct SidesFailed {
+    errors: String,
+    client: SideReport,
+    server: SideReport,
+}
+
+impl std::fmt::Display for SidesFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.errors)
+    }
+}
+
+impl std::error::Error for SidesFailed {}
+
 #[derive(Clone, Copy)]
 enum Role {
     Server,
@@ -170,6 +197,15 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
         .with_context(|| format!("{}: preparing the channel", spec.mechanism))?;
     let guard = prepared.guard;
     let mut pair = Some(prepared.pair);
+    // Fault injection (tests only): the shared memory, mapped before the
+    // sides can remove its name, for a scribbler forked below.
+    let scribble = fault::scribble_seed();
+    let targets = match (scribble, pair.as_mut()) {
+        (Some(_), Some(pair)) => pair
+            .shared_memory()
+            .context("mapping the shared memory to scribble on")?,
+        _ => Vec::new(),
+    };
     let mut children = Vec::new();
     for role in [Role::Server, Role::Client] {
         let report = memfd_create("ipclab-report", MemfdFlags::CLOEXEC).context("memfd_create")?;
@@ -198,7 +234,18 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
     }
     // Our copy of both ends goes, so that each side sees the other's death.
     drop(pair);
+    // Forked after the drop: the scribbler holds the mappings, nothing else
+    // of the channel.
+    let scribbler = match scribble {
+        Some(seed) if !targets.is_empty() => Some(fault::start_scribbler(seed, spec, &targets)?),
+        _ => None,
+    };
+    drop(targets);
     let waited = wait_all(spec, &mut children, stop);
+    if let Some(pid) = scribbler {
+        let _ = kill_process(pid, Signal::KILL);
+        let _ = waitpid(Some(pid), WaitOptions::empty());
+    }
     let t = mono_ns();
     drop(guard);
     let guard_drop_ns = mono_ns() - t;
@@ -211,17 +258,24 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
         .map(|c| {
             c.read_report().unwrap_or_else(|e| SideReport {
                 error: Some(format!("{e:#}")),
+                error_kind: Some(fault::died(c.status)),
                 ..Default::default()
             })
         })
         .collect();
     let errors: Vec<&str> = reports.iter().filter_map(|s| s.error.as_deref()).collect();
-    if !errors.is_empty() {
-        bail!("{}", errors.join("; "));
-    }
+    let errors = errors.join("; ");
     let mut reports = reports.into_iter();
     let server = reports.next().expect("two children");
     let client = reports.next().expect("two children");
+    if !errors.is_empty() {
+        return Err(SidesFailed {
+            errors,
+            client,
+            server,
+        }
+        .into());
+    }
     Ok(Once {
         client,
         server,
@@ -340,6 +394,8 @@ fn side_main(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, report: OwnedFd) 
         Ok(Ok(r)) => r,
         Ok(Err(e)) => SideReport {
             error: Some(sides::describe(spec, role.name(), &e)),
+            error_kind: Some(fault::classify(&e)),
+            received: sides::received(),
             ..Default::default()
         },
         Err(panic) => {
@@ -355,6 +411,8 @@ fn side_main(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, report: OwnedFd) 
                     spec.pattern,
                     role.name()
                 )),
+                error_kind: Some("panic".into()),
+                received: sides::received(),
                 ..Default::default()
             }
         }
@@ -397,5 +455,6 @@ fn side(spec: &CellSpec, role: Role, pair: Box<dyn Pair>) -> Result<SideReport> 
     drop(ep);
     report.teardown_ns = mono_ns() - t;
     report.attached_at_ns = attached_at_ns;
+    report.received = sides::received();
     Ok(report)
 }

@@ -61,6 +61,10 @@ impl Region for MmapFile {
     }
 
     fn attach(handle: &mut MmapFileHandle, _: Side, len: usize) -> io::Result<Mapping> {
+        Self::map_again(handle, len)
+    }
+
+    fn map_again(handle: &MmapFileHandle, len: usize) -> io::Result<Mapping> {
         let fd = open(
             &handle.file,
             OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,

@@ -30,6 +30,17 @@ fn nofollow() -> shm::OFlags {
     shm::OFlags::from_bits_retain(rustix::fs::OFlags::NOFOLLOW.bits())
 }
 
+/// Opens the object by name, checks it and maps it.
+fn map(handle: &PosixShmHandle, len: usize) -> io::Result<Mapping> {
+    let fd = shm::open(
+        handle.name.as_str(),
+        shm::OFlags::RDWR | nofollow(),
+        Mode::empty(),
+    )?;
+    check_file("the shared memory object", &fd, len)?;
+    Mapping::shared_fd(&fd, len)
+}
+
 impl Region for PosixShm {
     type Handle = PosixShmHandle;
 
@@ -48,13 +59,11 @@ impl Region for PosixShm {
     }
 
     fn attach(handle: &mut PosixShmHandle, _: Side, len: usize) -> io::Result<Mapping> {
-        let fd = shm::open(
-            handle.name.as_str(),
-            shm::OFlags::RDWR | nofollow(),
-            Mode::empty(),
-        )?;
-        check_file("the shared memory object", &fd, len)?;
-        Mapping::shared_fd(&fd, len)
+        map(handle, len)
+    }
+
+    fn map_again(handle: &PosixShmHandle, len: usize) -> io::Result<Mapping> {
+        map(handle, len)
     }
 
     fn unlink(handle: &PosixShmHandle) -> io::Result<()> {
