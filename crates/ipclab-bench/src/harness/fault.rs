@@ -221,3 +221,40 @@ pub fn died(status: Option<i32>) -> String {
         Some(s) => format!("status {s}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::protocol_error;
+
+    #[test]
+    fn errors_are_named_by_where_and_what() {
+        let e =
+            anyhow::Error::from(protocol_error("buffer 1 holds chunk 9")).context("receive failed");
+        assert_eq!(classify(&e), "recv: protocol");
+        let e =
+            anyhow::Error::from(io::Error::from(io::ErrorKind::BrokenPipe)).context("send failed");
+        assert_eq!(classify(&e), "send: peer gone");
+        let e = anyhow::anyhow!("integrity error: shm-spin size 12 sequence 3: byte 0");
+        assert_eq!(classify(&e), "recv: integrity");
+        let e =
+            anyhow::Error::from(protocol_error("wrong magic")).context("opening the server end");
+        assert_eq!(classify(&e), "open: protocol");
+    }
+
+    #[test]
+    fn deaths_are_named_by_their_signal() {
+        assert_eq!(died(Some(libc::SIGKILL)), "killed");
+        assert_eq!(died(Some(libc::SIGSEGV)), "signal 11");
+        assert_eq!(died(Some(libc::SIGABRT | 0x80)), "signal 6");
+        assert_eq!(died(Some(3 << 8)), "exit 3");
+    }
+
+    #[test]
+    fn without_the_variable_nothing_scribbles() {
+        // The test runner never sets it; the supervisor then maps nothing.
+        if std::env::var_os(SCRIBBLE).is_none() {
+            assert_eq!(scribble_seed(), None);
+        }
+    }
+}
