@@ -237,7 +237,16 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
     // Forked after the drop: the scribbler holds the mappings, nothing else
     // of the channel.
     let scribbler = match scribble {
-        Some(seed) if !targets.is_empty() => Some(fault::start_scribbler(seed, spec, &targets)?),
+        Some(seed) if !targets.is_empty() => match fault::start_scribbler(seed, spec, &targets) {
+            Ok(pid) => Some(pid),
+            Err(e) => {
+                for c in &children {
+                    let _ = kill_process(c.pid, Signal::KILL);
+                    let _ = waitpid(Some(c.pid), WaitOptions::empty());
+                }
+                return Err(e);
+            }
+        },
         _ => None,
     };
     drop(targets);
