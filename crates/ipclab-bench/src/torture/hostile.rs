@@ -389,17 +389,25 @@ fn row(out: &mut String, name: &str, t: &Tally, width: usize) {
     out.push('\n');
 }
 
-/// IPC objects that could be ipclab's: `/dev/shm` entries, System V ids,
-/// and `ipclab-*` entries of the temporary directory.
+/// IPC objects that could be a channel's: files in `/dev/shm` (shared
+/// memory objects, named semaphores; no mechanism makes directories
+/// there), System V ids, and the private directories `ipclab-<32 hex>`
+/// of the temporary directory (mmap-file's).
 fn objects() -> BTreeSet<String> {
     let mut all = BTreeSet::new();
-    for dir in [Path::new("/dev/shm"), &std::env::temp_dir()] {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if dir == Path::new("/dev/shm") || name.starts_with("ipclab-") {
-                    all.insert(e.path().display().to_string());
-                }
+    if let Ok(entries) = std::fs::read_dir("/dev/shm") {
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                all.insert(e.path().display().to_string());
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hex = name.strip_prefix("ipclab-").unwrap_or_default();
+            if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                all.insert(e.path().display().to_string());
             }
         }
     }
