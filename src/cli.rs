@@ -52,6 +52,9 @@ pub enum Command {
                       removed."
     )]
     Clean(CleanArgs),
+    /// Long runs under faults; they print counts, not timings.
+    #[command(subcommand)]
+    Torture(TortureCommand),
     /// Internal: supervise one cell (started by `ipclab run`).
     #[command(name = "__cell", hide = true)]
     Cell,
@@ -264,4 +267,45 @@ pub struct CleanArgs {
     /// Print what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Subcommand)]
+pub enum TortureCommand {
+    /// A third process overwrites each channel's shared memory with random
+    /// bytes while the two sides run; every receive must end in a verified
+    /// message or an error: no panic, no crash, no leak, no hang past the
+    /// watchdog.
+    Hostile(HostileArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct HostileArgs {
+    /// Mechanisms: names, or the groups shared-memory and limits.
+    #[arg(
+        short,
+        long,
+        default_value = "shared-memory,limits",
+        value_name = "LIST"
+    )]
+    pub mechanisms: String,
+
+    /// Rounds (cells) per mechanism, instead of --duration.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rounds: Option<u64>,
+
+    /// Total time, shared between the mechanisms.
+    #[arg(long, value_parser = parse_duration_ns, default_value = "60s", value_name = "TIME")]
+    pub duration: u64,
+
+    /// Seed of the rounds' choices and scribblers (default: random; printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Measured time of each round's cell.
+    #[arg(long, value_parser = parse_duration_ns, default_value = "150ms", value_name = "TIME")]
+    pub cell_duration: u64,
+
+    /// Watchdog of each round's cell.
+    #[arg(long, value_parser = parse_duration_ns, default_value = "5s", value_name = "TIME")]
+    pub timeout: u64,
 }

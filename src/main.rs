@@ -14,7 +14,7 @@ use ipclab_bench::report::{self, Exports, compare, json, table};
 use ipclab_bench::suite::{self, Options};
 use ipclab_bench::{list, mechanisms};
 
-use cli::{CleanArgs, Cli, Command, CompareArgs, RunArgs, SeedArgs};
+use cli::{CleanArgs, Cli, Command, CompareArgs, HostileArgs, RunArgs, SeedArgs, TortureCommand};
 
 /// Exit status for bad input (the same as clap's).
 const USAGE: u8 = 2;
@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Some(Command::Compare(args)) => compare(args),
         Some(Command::Seed(args)) => seed(args),
         Some(Command::Run(args)) => run(*args),
+        Some(Command::Torture(TortureCommand::Hostile(args))) => hostile(args),
         None => default_run(),
     };
     match result {
@@ -92,6 +93,31 @@ fn print(text: &str) -> Result<ExitCode> {
             .map(|_| ExitCode::SUCCESS)
             .context("writing to standard output"),
     }
+}
+
+/// `ipclab torture hostile`: exit status 1 on any panic, crash or leak.
+fn hostile(args: HostileArgs) -> Result<ExitCode> {
+    use ipclab_bench::torture::hostile;
+    let mechanisms = hostile::select(&args.mechanisms).map_err(usage)?;
+    let seed = args.seed.unwrap_or_else(hostile::random_seed);
+    eprintln!("seed {seed} (--seed {seed} replays the rounds)");
+    ipclab_bench::harness::cell::handle_interrupts();
+    let exe = std::env::current_exe().context("finding the ipclab binary")?;
+    let opts = hostile::Options {
+        mechanisms,
+        rounds: args.rounds,
+        duration_ns: args.duration,
+        seed,
+        cell_ns: args.cell_duration,
+        timeout_ns: args.timeout,
+    };
+    let results = hostile::run(&exe, &opts, &mut std::io::stderr())?;
+    print(&hostile::render(&results))?;
+    Ok(if results.iter().any(|(_, t)| t.failed()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `ipclab` with no command: the default suite, its files kept in

@@ -7,6 +7,7 @@
 //! - [`harness`]: processes, pinning, clocks, and the patterns;
 //! - [`suite`]: a whole run, cell by cell;
 //! - [`seed`]: the blog post's experiment (`ipclab seed`);
+//! - [`torture`]: long runs under faults (`ipclab torture`);
 //! - [`report`]: tables, JSON, CSV and Markdown files, plots and pages;
 //! - [`vs_limit`]: each row against the floor measured in the same run.
 
@@ -23,6 +24,7 @@ pub mod results;
 pub mod seed;
 pub mod stats;
 pub mod suite;
+pub mod torture;
 pub mod transport;
 pub mod units;
 pub mod vs_limit;

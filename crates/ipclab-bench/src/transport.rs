@@ -166,6 +166,23 @@ pub trait Pair {
     fn server(self: Box<Self>) -> io::Result<Box<dyn Endpoint>>;
     /// Runs in the client process after the fork.
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>>;
+
+    /// Fault injection only (`IPCLAB_FAULT_SCRIBBLE`, see
+    /// `harness::fault`): maps the channel's shared memory in the
+    /// supervisor, before the fork, as a side would, for a third process
+    /// to overwrite while the sides run. Empty (the default) for a
+    /// mechanism that keeps no state in shared memory.
+    fn shared_memory(&mut self) -> io::Result<Vec<SharedMemory>> {
+        Ok(Vec::new())
+    }
+}
+
+/// A mapping of a channel's shared memory, for fault injection.
+pub struct SharedMemory {
+    pub map: crate::mechanisms::shm::region::Mapping,
+    /// Bytes at the start of `map` that hold headers, indices and sync
+    /// words; the rest is payload.
+    pub control: usize,
 }
 
 /// What [`Endpoint::recv`] found.

@@ -7,6 +7,7 @@
 pub mod cell;
 pub mod clock;
 mod fault;
+pub mod scribbler;
 pub mod sides;
 pub mod sigbus;
 pub mod spec;

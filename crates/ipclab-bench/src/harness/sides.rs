@@ -7,6 +7,7 @@
 //! measured window once `warmup_ns` has passed on their own side.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -19,6 +20,16 @@ use crate::transport::{Endpoint, Received};
 /// Messages between clock reads where a loop only needs to know whether
 /// its time is up.
 const CLOCK_EVERY: u64 = 16;
+
+/// Messages this side process has received and verified (each side is
+/// its own process, so one counter per side).
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+/// Messages received and verified so far by this side.
+pub fn received() -> u64 {
+    // Relaxed: read by the same thread that counts.
+    RECEIVED.load(Ordering::Relaxed)
+}
 
 /// The payload check of one side.
 struct Integrity<'a> {
@@ -71,6 +82,8 @@ impl<'a> Integrity<'a> {
                 size
             )
         })?;
+        // Relaxed: a count read by this thread only.
+        RECEIVED.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
 }

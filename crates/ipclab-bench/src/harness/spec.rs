@@ -142,6 +142,15 @@ pub struct SideReport {
     /// The CPUs this side was seen running on.
     pub cpus_seen: Vec<usize>,
     pub error: Option<String>,
+    /// Messages this side received whole and verified, also when it then
+    /// failed (for fault injection's counts).
+    #[serde(default)]
+    pub received: u64,
+    /// What ended a failed side, for fault injection's counts: `where:
+    /// what`, e.g. `recv: protocol`, `send: peer gone`, `panic`, `signal
+    /// 11` (see `harness::scribbler::classify`).
+    #[serde(default)]
+    pub error_kind: Option<String>,
 }
 
 /// One fresh-process iteration of the `oneshot` pattern.

@@ -21,6 +21,7 @@ use rustix::process::{Pid, Signal, WaitOptions, kill_process, pidfd_open, waitpi
 
 use super::clock::mono_ns;
 use super::fault::Fault;
+use super::scribbler;
 use super::sides;
 use super::sigbus;
 use super::spec::{CellOutcome, CellSpec, OneshotSample, Pattern, SideReport};
@@ -52,9 +53,19 @@ pub fn cell_main() -> ! {
                 error: Some(format!("bad cell spec: {e}")),
                 ..Default::default()
             },
-            Ok(spec) => run(&spec, &stop).unwrap_or_else(|e| CellOutcome {
-                error: Some(format!("{e:#}")),
-                ..Default::default()
+            Ok(spec) => run(&spec, &stop).unwrap_or_else(|e| {
+                // A failed channel still tells what each side got (for the
+                // counts of fault injection).
+                let (client, server) = match e.downcast_ref::<SidesFailed>() {
+                    Some(f) => (f.client.clone(), f.server.clone()),
+                    None => Default::default(),
+                };
+                CellOutcome {
+                    error: Some(format!("{e:#}")),
+                    client,
+                    server,
+                    ..Default::default()
+                }
             }),
         },
     };
@@ -152,6 +163,22 @@ struct Once {
     guard_drop_ns: u64,
 }
 
+/// A side failed: its error, with both sides' reports.
+#[derive(Debug)]
+struct SidesFailed {
+    errors: String,
+    client: SideReport,
+    server: SideReport,
+}
+
+impl std::fmt::Display for SidesFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.errors)
+    }
+}
+
+impl std::error::Error for SidesFailed {}
+
 #[derive(Clone, Copy)]
 enum Role {
     Server,
@@ -180,6 +207,15 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
     }
     let guard = prepared.guard;
     let mut pair = Some(prepared.pair);
+    // Fault injection (tests only): the shared memory, mapped before the
+    // sides can remove its name, for a scribbler forked below.
+    let scribble = scribbler::scribble_seed();
+    let targets = match (scribble, pair.as_mut()) {
+        (Some(_), Some(pair)) => pair
+            .shared_memory()
+            .context("mapping the shared memory to scribble on")?,
+        _ => Vec::new(),
+    };
     let mut children = Vec::new();
     for role in [Role::Server, Role::Client] {
         let report = memfd_create("ipclab-report", MemfdFlags::CLOEXEC).context("memfd_create")?;
@@ -209,8 +245,30 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
     }
     // Our copy of both ends goes, so that each side sees the other's death.
     drop(pair);
+    // Forked after the drop: the scribbler holds the mappings, nothing else
+    // of the channel.
+    let scribbler = match scribble {
+        Some(seed) if !targets.is_empty() => {
+            match scribbler::start_scribbler(seed, spec, &targets) {
+                Ok(pid) => Some(pid),
+                Err(e) => {
+                    for c in &children {
+                        let _ = kill_process(c.pid, Signal::KILL);
+                        let _ = waitpid(Some(c.pid), WaitOptions::empty());
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+    drop(targets);
     let fault = fault.map(|f| (f, mono_ns() + f.delay_ns));
     let waited = wait_all(spec, &mut children, stop, fault);
+    if let Some(pid) = scribbler {
+        let _ = kill_process(pid, Signal::KILL);
+        let _ = waitpid(Some(pid), WaitOptions::empty());
+    }
     let t = mono_ns();
     drop(guard);
     let guard_drop_ns = mono_ns() - t;
@@ -232,10 +290,12 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
                     Some(_) => c.why_ended(),
                     None => format!("{e:#}"),
                 }),
+                error_kind: Some(scribbler::died(c.status)),
                 ..Default::default()
             })
         })
         .collect();
+    // The side a fault hit first, then its survivor's view of it.
     let faulted = |i: usize| {
         children[i]
             .ended_by
@@ -245,14 +305,23 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
     let mut errors: Vec<(bool, &str)> = (0..reports.len())
         .filter_map(|i| Some((!faulted(i), reports[i].error.as_deref()?)))
         .collect();
-    if !errors.is_empty() {
-        errors.sort_by_key(|&(later, _)| later);
-        let lines: Vec<&str> = errors.iter().map(|&(_, line)| line).collect();
-        bail!("{}", lines.join("; "));
-    }
+    errors.sort_by_key(|&(later, _)| later);
+    let errors = errors
+        .iter()
+        .map(|&(_, line)| line)
+        .collect::<Vec<_>>()
+        .join("; ");
     let mut reports = reports.into_iter();
     let server = reports.next().expect("two children");
     let client = reports.next().expect("two children");
+    if !errors.is_empty() {
+        return Err(SidesFailed {
+            errors,
+            client,
+            server,
+        }
+        .into());
+    }
     Ok(Once {
         client,
         server,
@@ -454,6 +523,8 @@ fn side_main(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, report: OwnedFd) 
         Ok(Ok(r)) => r,
         Ok(Err(e)) => SideReport {
             error: Some(sides::describe(spec, role.name(), &e)),
+            error_kind: Some(scribbler::classify(&e)),
+            received: sides::received(),
             ..Default::default()
         },
         Err(panic) => {
@@ -469,6 +540,8 @@ fn side_main(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, report: OwnedFd) 
                     spec.pattern,
                     role.name()
                 )),
+                error_kind: Some("panic".into()),
+                received: sides::received(),
                 ..Default::default()
             }
         }
@@ -511,5 +584,6 @@ fn side(spec: &CellSpec, role: Role, pair: Box<dyn Pair>) -> Result<SideReport> 
     drop(ep);
     report.teardown_ns = mono_ns() - t;
     report.attached_at_ns = attached_at_ns;
+    report.received = sides::received();
     Ok(report)
 }

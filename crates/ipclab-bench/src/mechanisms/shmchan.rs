@@ -14,9 +14,10 @@ use std::os::fd::OwnedFd;
 
 use ::shmchan::{DEFAULT_CAPACITY, Error, Options, Receiver, Sender, Wait};
 
+use crate::mechanisms::shm::region::Mapping;
 use crate::transport::{
-    ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
-    protocol_error,
+    ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
+    SharedMemory, Transport, protocol_error,
 };
 
 /// The default ring for messages of `size` bytes: room for four of them
@@ -114,7 +115,24 @@ impl Pair for Segments {
         let rx = opts.receiver_from_fd(self.to_client)?;
         Ok(Box::new(Side::new(tx, rx)))
     }
+
+    fn shared_memory(&mut self) -> io::Result<Vec<SharedMemory>> {
+        [&self.to_server, &self.to_client]
+            .into_iter()
+            .map(|fd| {
+                let len = rustix::fs::fstat(fd)?.st_size as usize;
+                Ok(SharedMemory {
+                    map: Mapping::shared_fd(fd, len)?,
+                    // shmchan's header page: indices, flags, waiter words.
+                    control: SHMCHAN_HEADER.min(len),
+                })
+            })
+            .collect()
+    }
 }
+
+/// Bytes of a shmchan segment before its ring.
+const SHMCHAN_HEADER: usize = 4096;
 
 /// One side: its sending end (gone after `finish`) and receiving end.
 struct Side {

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::shared::{Shared, SharedPair, peer_gone};
 use crate::mechanisms::shm::region::Side;
 use crate::transport::{
-    ChannelConfig, Check, Endpoint, Family, Fill, Info, Pair, Prepared, Received, Transport,
-    protocol_error,
+    ChannelConfig, Check, Endpoint, Family, Fill, Info, Pair, Prepared, Received, SharedMemory,
+    Transport, protocol_error,
 };
 
 pub struct Copy;
@@ -137,6 +137,10 @@ impl Pair for CopyPair {
 
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
         Ok(self.take(Side::Client))
+    }
+
+    fn shared_memory(&mut self) -> io::Result<Vec<SharedMemory>> {
+        self.shared.shared_memory(DATA)
     }
 }
 

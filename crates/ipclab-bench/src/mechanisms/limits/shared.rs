@@ -7,6 +7,7 @@ use std::io;
 
 use crate::mechanisms::lifeline::{Lifeline, lifelines};
 use crate::mechanisms::shm::region::{Mapping, Side};
+use crate::transport::SharedMemory;
 
 /// Polls between looks at the lifeline (one `poll` system call, so a few
 /// microseconds of spinning per look: nothing on the measured path).
@@ -28,6 +29,15 @@ impl SharedPair {
             server,
             client,
         })
+    }
+
+    /// A second mapping of the memory, for fault injection; its first
+    /// `control` bytes hold the counters.
+    pub fn shared_memory(&self, control: usize) -> io::Result<Vec<SharedMemory>> {
+        Ok(vec![SharedMemory {
+            map: self.map.duplicate()?,
+            control,
+        }])
     }
 
     /// This side's share; the peer's lifeline end is closed here, so that

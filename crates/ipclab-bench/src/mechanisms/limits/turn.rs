@@ -18,7 +18,7 @@ use super::shared::{Shared, SharedPair, no_payload, peer_gone};
 use crate::mechanisms::shm::region::Side;
 use crate::mechanisms::shm::semaphores::WAIT_SLICE;
 use crate::transport::{
-    ChannelConfig, Check, Endpoint, Fill, Info, Pair, Prepared, Received, Transport,
+    ChannelConfig, Check, Endpoint, Fill, Info, Pair, Prepared, Received, SharedMemory, Transport,
 };
 
 /// `limit-spin` (`futex: false`) or `limit-futex`.
@@ -83,6 +83,10 @@ impl Pair for TurnPair {
 
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
         Ok(self.take(Side::Client))
+    }
+
+    fn shared_memory(&mut self) -> io::Result<Vec<SharedMemory>> {
+        self.shared.shared_memory(size_of::<Line>())
     }
 }
 

@@ -24,4 +24,11 @@ impl Region for ForkShared {
             .take()
             .ok_or_else(|| io::Error::other("the inherited mapping was taken twice"))
     }
+
+    fn map_again(handle: &Option<Mapping>, _: usize) -> io::Result<Mapping> {
+        handle
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the inherited mapping was taken"))?
+            .duplicate()
+    }
 }

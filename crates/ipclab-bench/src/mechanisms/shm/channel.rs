@@ -11,7 +11,9 @@ use super::region::{Region, Side};
 use super::ring::Ring;
 use super::semaphores::Semaphores;
 use crate::mechanisms::lifeline::{Lifeline, lifelines};
-use crate::transport::{ChannelConfig, Endpoint, Info, Limit, Pair, Prepared, Transport};
+use crate::transport::{
+    ChannelConfig, Endpoint, Info, Limit, Pair, Prepared, SharedMemory, Transport,
+};
 
 /// The mechanism made of region kind `R` and synchronisation kind `S`.
 pub struct Shm<R, S> {
@@ -117,5 +119,12 @@ impl<R: Region, S: Semaphores> Pair for ShmPair<R, S> {
 
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
         (*self).open(Side::Client)
+    }
+
+    fn shared_memory(&mut self) -> io::Result<Vec<SharedMemory>> {
+        Ok(vec![SharedMemory {
+            map: R::map_again(&self.region, self.layout.len)?,
+            control: self.layout.control_len(),
+        }])
     }
 }

@@ -8,6 +8,7 @@
 //! mappings).
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use rustix::fs::{Mode, OFlags, fchmod, mkdir, open};
@@ -43,15 +44,13 @@ impl Region for MmapFile {
     }
 
     fn attach(handle: &mut MmapFileHandle, side: Side, len: usize) -> io::Result<Mapping> {
-        let fd = open(
-            &handle.file,
-            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| named_error(&format!("opening {}", handle.file.display()), e))?;
-        check_file("the mapped file", &fd, len)?;
+        let fd = open_checked(handle, len)?;
         fault_truncate_later(&fd, side)?;
         Mapping::shared_fd(&fd, len)
+    }
+
+    fn map_again(handle: &MmapFileHandle, len: usize) -> io::Result<Mapping> {
+        Mapping::shared_fd(&open_checked(handle, len)?, len)
     }
 
     fn unlink(handle: &MmapFileHandle) -> io::Result<()> {
@@ -105,4 +104,16 @@ impl MmapFile {
         init(&Mapping::shared_fd(&fd, len)?, cleanup)?;
         Ok(MmapFileHandle { dir, file })
     }
+}
+
+/// Opens the channel's file (never through a symlink) and checks it.
+fn open_checked(handle: &MmapFileHandle, len: usize) -> io::Result<OwnedFd> {
+    let fd = open(
+        &handle.file,
+        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| named_error(&format!("opening {}", handle.file.display()), e))?;
+    check_file("the mapped file", &fd, len)?;
+    Ok(fd)
 }

@@ -156,6 +156,12 @@ impl Layout {
         counts
     }
 
+    /// Bytes before the first buffer's data: header, lifecycle, sync area
+    /// and buffer headers.
+    pub fn control_len(&self) -> usize {
+        self.data_off
+    }
+
     /// How many chunks (hand-overs) a message of `len` bytes takes: a
     /// 0-byte message still takes one.
     pub fn chunks(&self, len: usize) -> usize {

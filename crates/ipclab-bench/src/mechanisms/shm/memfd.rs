@@ -133,6 +133,14 @@ impl Region for Memfd {
         })
     }
 
+    fn map_again(handle: &MemfdHandle, len: usize) -> io::Result<Mapping> {
+        let memfd = handle
+            .memfd
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the memfd handle was used"))?;
+        Mapping::shared_fd(memfd, len)
+    }
+
     fn attach(handle: &mut MemfdHandle, side: Side, len: usize) -> io::Result<Mapping> {
         let missing = || io::Error::other("the memfd handle was used twice");
         match side {

@@ -8,6 +8,7 @@
 //! is unlinked.
 
 use std::io;
+use std::os::fd::OwnedFd;
 
 use rustix::fs::{Mode, fchmod};
 use rustix::shm;
@@ -31,6 +32,18 @@ pub struct PosixShmHandle {
 /// `ELOOP`); rustix's does not, so we ask for it.
 fn nofollow() -> shm::OFlags {
     shm::OFlags::from_bits_retain(rustix::fs::OFlags::NOFOLLOW.bits())
+}
+
+/// Opens the object by name (never through a symlink) and checks it.
+fn open_checked(handle: &PosixShmHandle, len: usize) -> io::Result<OwnedFd> {
+    let fd = shm::open(
+        handle.name.as_str(),
+        shm::OFlags::RDWR | nofollow(),
+        Mode::empty(),
+    )
+    .map_err(|e| named_error(&format!("opening {}", shm_path(&handle.name)), e))?;
+    check_file("the shared memory object", &fd, len)?;
+    Ok(fd)
 }
 
 impl PosixShm {
@@ -64,15 +77,13 @@ impl Region for PosixShm {
     }
 
     fn attach(handle: &mut PosixShmHandle, side: Side, len: usize) -> io::Result<Mapping> {
-        let fd = shm::open(
-            handle.name.as_str(),
-            shm::OFlags::RDWR | nofollow(),
-            Mode::empty(),
-        )
-        .map_err(|e| named_error(&format!("opening {}", shm_path(&handle.name)), e))?;
-        check_file("the shared memory object", &fd, len)?;
+        let fd = open_checked(handle, len)?;
         fault_truncate_later(&fd, side)?;
         Mapping::shared_fd(&fd, len)
+    }
+
+    fn map_again(handle: &PosixShmHandle, len: usize) -> io::Result<Mapping> {
+        Mapping::shared_fd(&open_checked(handle, len)?, len)
     }
 
     fn unlink(handle: &PosixShmHandle) -> io::Result<()> {

@@ -77,6 +77,10 @@ pub trait Region: 'static {
     fn limits() -> Vec<Limit> {
         Vec::new()
     }
+
+    /// Another mapping of the region, made in the supervisor before the
+    /// fork, for fault injection (`Pair::shared_memory`).
+    fn map_again(handle: &Self::Handle, len: usize) -> io::Result<Mapping>;
 }
 
 /// Sizes `fd` to `len` bytes, allocated now.
@@ -206,6 +210,36 @@ impl Mapping {
             len,
             detach: Detach::Shmdt,
         }
+    }
+
+    /// `mremap(ptr, 0, len, MREMAP_MAYMOVE)`—A second mapping of the same
+    /// shared pages (a mapping made by `mmap` with `MAP_SHARED`), unmapped
+    /// on its own drop.
+    pub fn duplicate(&self) -> io::Result<Mapping> {
+        if !matches!(self.detach, Detach::Munmap) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "only an mmap'ed mapping can be duplicated",
+            ));
+        }
+        // SAFETY: with an old size of 0, mremap leaves the shared mapping at
+        // `ptr` as it is and creates a new one of the same pages at an
+        // address the kernel picks, overlapping no Rust object; the
+        // returned value owns it.
+        let ptr = unsafe {
+            rustix::mm::mremap(
+                self.ptr.as_ptr().cast(),
+                0,
+                self.len,
+                rustix::mm::MremapFlags::MAYMOVE,
+            )?
+        };
+        Ok(Mapping {
+            ptr: NonNull::new(ptr.cast())
+                .ok_or_else(|| io::Error::other("mremap returned NULL"))?,
+            len: self.len,
+            detach: Detach::Munmap,
+        })
     }
 
     pub fn as_ptr(&self) -> *mut u8 {

@@ -135,6 +135,10 @@ impl Region for SysvShm {
         remove(handle.id)
     }
 
+    fn map_again(handle: &SysvShmHandle, len: usize) -> io::Result<Mapping> {
+        attach(handle.id, len)
+    }
+
     fn limits() -> Vec<Limit> {
         ["shmmax", "shmall", "shmmni", "shm_rmid_forced"]
             .iter()

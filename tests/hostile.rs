@@ -1,0 +1,98 @@
+//! A hostile writer: `ipclab torture hostile` runs every shared-memory
+//! mechanism and limit a few rounds with a third process overwriting the
+//! channel's shared memory (`IPCLAB_FAULT_SCRIBBLE`). Every side must end
+//! with messages or errors: no panic, no crash, no leak; hangs end at the
+//! cell's watchdog. The long run is the same command with `--duration`
+//! (see the README).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipclab_bench::torture::hostile;
+
+/// Kills the run and fails after this long (it takes well under a minute).
+const WATCHDOG: Duration = Duration::from_secs(300);
+
+fn column(header: &str, row: &str, name: &str) -> u64 {
+    let names: Vec<&str> = header.split_whitespace().collect();
+    let at = names.iter().position(|n| *n == name).expect("a column");
+    row.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
+#[test]
+fn every_shared_memory_mechanism_survives_a_scribbler() {
+    let before = common::ipc_objects();
+    let seed = hostile::random_seed();
+    eprintln!("seed {seed}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipclab"))
+        .args([
+            "torture",
+            "hostile",
+            "--rounds",
+            "5",
+            "--cell-duration",
+            "50ms",
+        ])
+        .args(["--timeout", "10s", "--seed", &seed.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + WATCHDOG;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("watchdog: the torture run did not end");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(out.status.success(), "{}", out.status);
+
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.take_while(|l| !l.is_empty()).collect();
+    let expected = hostile::select("shared-memory,limits").unwrap();
+    for t in &expected {
+        let name = t.info().name;
+        let row = rows
+            .iter()
+            .find(|r| r.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}"));
+        assert_eq!(column(header, row, "rounds"), 5, "{row}");
+    }
+    let total = rows.iter().find(|r| r.starts_with("total")).unwrap();
+    for must_be_zero in ["panics", "crashes", "leaks"] {
+        assert_eq!(column(header, total, must_be_zero), 0, "{must_be_zero}");
+    }
+    // The scribbler did hit: some sides ended with an error.
+    assert!(column(header, total, "errors") > 0, "{total}");
+    assert!(column(header, total, "valid") > 0, "{total}");
+    assert_eq!(common::new_objects(&before), Vec::<String>::new());
+}
+
+/// The groups leave out what trusts its peer, and take names of limits.
+#[test]
+fn the_hostile_run_leaves_out_mechanisms_that_trust_their_peer() {
+    let names = |list| -> Vec<&str> {
+        hostile::select(list)
+            .unwrap()
+            .iter()
+            .map(|t| t.info().name)
+            .collect()
+    };
+    let group = names("shared-memory");
+    assert!(group.contains(&"shm-futex") && group.contains(&"shmchan-block"));
+    assert!(!group.contains(&"shm-pthread") && !group.contains(&"cma"));
+    assert_eq!(names("limits"), ["limit-spin", "limit-futex", "limit-copy"]);
+    assert_eq!(
+        names("shm-pthread,limit-copy"),
+        ["shm-pthread", "limit-copy"]
+    );
+    assert!(hostile::select("pipe2").is_err());
+}
