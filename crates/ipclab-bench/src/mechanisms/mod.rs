@@ -29,6 +29,7 @@ mod udp_flow;
 mod unix_dgram;
 mod unix_seqpacket;
 mod unix_stream;
+mod wake_timer;
 
 /// Every mechanism, in the order tables list them.
 pub static REGISTRY: &[&dyn Transport] = &[

@@ -22,15 +22,22 @@
 //! removes them, after both sides are reaped.
 //!
 //! A queue does not notice that the process at its other end died, and
-//! `msgrcv` has no timeout. That very removal is the way out: a side that
-//! gives up (an error or a panic drops its endpoint before the stream
-//! ended) removes both queues, and its peer's `msgsnd`/`msgrcv` fails at
-//! once with `EIDRM`. A peer killed outright is the supervisor's watchdog's
-//! to catch.
+//! `msgrcv`/`msgsnd` have no timeout. A side that gives up (an error or a
+//! panic drops its endpoint before the stream ended) removes both queues,
+//! and its peer's `msgsnd`/`msgrcv` fails at once with `EIDRM`. A peer
+//! killed outright removes nothing: each side holds one end of a
+//! [`Lifeline`], which the kernel hangs up when the peer dies, and a
+//! [`WakeTimer`] interrupts a blocked call every [`TICK`](super::wake_timer::TICK)
+//! with `EINTR`; only then does the side look at its lifeline (one `poll`),
+//! and, the peer gone, takes what it left in the queue (`IPC_NOWAIT`)
+//! before it reports the peer's death. A call that does not block costs
+//! nothing more.
 
 use std::io;
 
+use super::lifeline::{Lifeline, lifelines};
 use super::pieces::{self, Kind, Pieces};
+use super::wake_timer::WakeTimer;
 use crate::machine::read_proc;
 use crate::objects::registry::{self, Kind as RecordKind, Record};
 use crate::transport::{
@@ -167,8 +174,15 @@ impl MsgBuf {
         &mut self.bytes[s..s + len]
     }
 
-    /// Sends `mtype` with the first `len` text bytes; retries on EINTR.
-    fn send(&mut self, q: QueueId, mtype: libc::c_long, len: usize) -> io::Result<()> {
+    /// Sends `mtype` with the first `len` text bytes. On EINTR (the wake
+    /// timer's tick) fails if the peer died, else waits again.
+    fn send(
+        &mut self,
+        q: QueueId,
+        mtype: libc::c_long,
+        len: usize,
+        life: &Lifeline,
+    ) -> io::Result<()> {
         assert!(len <= self.cap, "a piece never exceeds the buffer");
         self.set_mtype(mtype);
         let record = &self.bytes[self.start()..];
@@ -184,29 +198,46 @@ impl MsgBuf {
             if e.raw_os_error() != Some(libc::EINTR) {
                 return Err(queue_error("msgsnd", e));
             }
+            // Nobody reads a dead peer's queue: this would block forever.
+            life.check("room in the queue")?;
         }
     }
 
     /// Takes the oldest message (at most `cap` text bytes); returns its
-    /// `mtype` and length. Retries on EINTR.
-    fn recv(&mut self, q: QueueId) -> io::Result<(libc::c_long, usize)> {
+    /// `mtype` and length. On EINTR (the wake timer's tick) looks at the
+    /// lifeline: a dead peer's last messages are still taken, then its
+    /// death is an error.
+    fn recv(&mut self, q: QueueId, life: &Lifeline) -> io::Result<(libc::c_long, usize)> {
         let start = self.start();
         let cap = self.cap;
         let record = &mut self.bytes[start..];
+        let mut flags = 0;
         loop {
             // SAFETY: `record` is long-aligned and holds a `long` plus `cap`
             // bytes, borrowed mutably for the call; msgrcv writes at most
             // that much (a longer message fails with E2BIG, no MSG_NOERROR).
-            let r = unsafe { libc::msgrcv(q.0, record.as_mut_ptr().cast(), cap, 0, 0) };
+            let r = unsafe { libc::msgrcv(q.0, record.as_mut_ptr().cast(), cap, 0, flags) };
             if r >= 0 {
                 return Ok((self.mtype(), r as usize));
             }
             let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(queue_error("msgrcv", e));
+            match e.raw_os_error() {
+                // The peer sent all it sent before its lifeline end closed:
+                // one look without waiting finds whatever it left.
+                Some(libc::EINTR) if life.peer_gone()? => flags = libc::IPC_NOWAIT,
+                Some(libc::EINTR) => {}
+                Some(libc::ENOMSG) if flags != 0 => return Err(peer_died("a message")),
+                _ => return Err(queue_error("msgrcv", e)),
             }
         }
     }
+}
+
+fn peer_died(waiting_for: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        format!("the peer process went away while this side waited for {waiting_for}"),
+    )
 }
 
 /// Names the call, and says what a removed queue means.
@@ -228,6 +259,9 @@ struct Queues {
     to_server: QueueId,
     to_client: QueueId,
     chunk: usize,
+    /// The server's and the client's: each side keeps its own and closes
+    /// the other's, so that the kernel tells it when the peer dies.
+    lifelines: (Lifeline, Lifeline),
 }
 
 impl Transport for SysvMq {
@@ -271,6 +305,7 @@ impl Transport for SysvMq {
             to_server: to_server.id(),
             to_client: to_client.id(),
             chunk,
+            lifelines: lifelines()?,
         };
         Ok(Prepared::with_guard(pair, (to_server, to_client)))
     }
@@ -278,19 +313,23 @@ impl Transport for SysvMq {
 
 impl Pair for Queues {
     fn server(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
+        let (life, _) = self.lifelines;
         Ok(Box::new(QueueEnd::new(
             self.to_server,
             self.to_client,
             self.chunk,
-        )))
+            life,
+        )?))
     }
 
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
+        let (_, life) = self.lifelines;
         Ok(Box::new(QueueEnd::new(
             self.to_client,
             self.to_server,
             self.chunk,
-        )))
+            life,
+        )?))
     }
 }
 
@@ -303,11 +342,17 @@ struct QueueEnd {
     rounds: u64,
     finished: bool,
     peer_finished: bool,
+    /// Hung up by the kernel when the peer process dies.
+    life: Lifeline,
+    /// Interrupts a blocked `msgrcv`/`msgsnd` so that it looks at `life`.
+    _wake: WakeTimer,
 }
 
 impl QueueEnd {
-    fn new(rx: QueueId, tx: QueueId, chunk: usize) -> Self {
-        QueueEnd {
+    /// Runs in the side's process, on the thread that will use it (the
+    /// wake timer interrupts this thread).
+    fn new(rx: QueueId, tx: QueueId, chunk: usize, life: Lifeline) -> io::Result<Self> {
+        Ok(QueueEnd {
             rx,
             tx,
             chunk,
@@ -315,7 +360,9 @@ impl QueueEnd {
             rounds: 0,
             finished: false,
             peer_finished: false,
-        }
+            life,
+            _wake: WakeTimer::start()?,
+        })
     }
 }
 
@@ -326,7 +373,7 @@ impl Endpoint for QueueEnd {
         }
         for (offset, n) in pieces::split(len, self.chunk) {
             fill(offset, self.buf.text_mut(n));
-            self.buf.send(self.tx, DATA, n)?;
+            self.buf.send(self.tx, DATA, n, &self.life)?;
         }
         Ok(())
     }
@@ -337,7 +384,7 @@ impl Endpoint for QueueEnd {
         }
         let mut pieces = Pieces::new(len, self.chunk);
         loop {
-            let (mtype, n) = self.buf.recv(self.rx)?;
+            let (mtype, n) = self.buf.recv(self.rx, &self.life)?;
             let Some(offset) = pieces.take(
                 match mtype {
                     DATA => Kind::Data,
@@ -361,7 +408,7 @@ impl Endpoint for QueueEnd {
     fn finish(&mut self) -> io::Result<()> {
         if !self.finished {
             self.finished = true;
-            self.buf.send(self.tx, END, 0)?;
+            self.buf.send(self.tx, END, 0, &self.life)?;
         }
         Ok(())
     }

@@ -16,9 +16,10 @@
 //! A peer that closes sets its `closed` flag and wakes us. A peer killed
 //! outright sets nothing: each side also holds one end of a [`Lifeline`],
 //! which the kernel hangs up when the peer process dies. A wait that comes
-//! back empty (`Waited::Nothing`: a time slice passed, or a spin budget)
-//! looks at the lifeline at most every [`LOOK_EVERY`], so a side that
-//! finds a unit at once never makes the extra system call.
+//! back empty (`Waited::Nothing`: a time slice passed, a spin budget, or
+//! a wake timer's tick on a System V queue) looks at the lifeline at most
+//! every [`LOOK_EVERY`], so a side that finds a unit at once never makes
+//! the extra system call.
 
 use std::io;
 use std::sync::atomic::Ordering;

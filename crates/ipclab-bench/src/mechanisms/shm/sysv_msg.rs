@@ -12,11 +12,11 @@
 //! [`CLOSED`] to wake its peer. `IPC_RMID` destroys a queue at once, so
 //! the guard removes it after both sides are reaped.
 //!
-//! A peer killed outright sends nothing, and a waiter blocked in `msgrcv`
-//! never comes back to look at the ring's lifeline: the supervisor stops it
-//! after its grace period. Waking it would take a timer signal or a second
-//! thread in the side process; a non-blocking `msgrcv` followed by a
-//! bounded wait is impossible, since a queue cannot be polled.
+//! A peer killed outright sends nothing, and a queue cannot be polled. So
+//! each side's [`WakeTimer`] interrupts a blocked `msgrcv` every
+//! [`TICK`](crate::mechanisms::wake_timer::TICK); the `EINTR` comes back as
+//! [`Waited::Nothing`], and the ring looks at its lifeline as after any
+//! empty wait. Sends never block (`IPC_NOWAIT`).
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -28,6 +28,7 @@ use super::names::{OWNER_ONLY, check_mode};
 use super::region::Side;
 use super::semaphores::{CLOSED, Sem, Semaphores, SyncArea, Waited};
 use crate::machine::read_proc;
+use crate::mechanisms::wake_timer::WakeTimer;
 use crate::objects::registry::{self, Kind};
 use crate::transport::{Limit, protocol_error};
 
@@ -92,6 +93,9 @@ fn send(id: i32, sem: Sem, slot: u32) -> io::Result<()> {
 /// Message queue "semaphores": posting sends the buffer id.
 pub struct SysvMsg {
     id: i32,
+    /// Interrupts a blocked `msgrcv`, so that the ring looks whether the
+    /// peer lives.
+    _wake: WakeTimer,
 }
 
 pub struct SysvMsgHandle {
@@ -148,7 +152,11 @@ impl Semaphores for SysvMsg {
         _: Side,
         _: [u32; Sem::COUNT],
     ) -> io::Result<Self> {
-        Ok(SysvMsg { id: handle.id })
+        // Opened in the side's process, on the thread that waits.
+        Ok(SysvMsg {
+            id: handle.id,
+            _wake: WakeTimer::start()?,
+        })
     }
 
     fn post(&mut self, sem: Sem, slot: u32) -> io::Result<()> {
@@ -170,6 +178,7 @@ impl Semaphores for SysvMsg {
         if n < 0 {
             let e = io::Error::last_os_error();
             return match Errno::from_io_error(&e) {
+                // The wake timer's tick: the ring looks at its lifeline.
                 Some(Errno::INTR) => Ok(Waited::Nothing),
                 _ => Err(io::Error::new(e.kind(), format!("msgrcv: {e}"))),
             };
