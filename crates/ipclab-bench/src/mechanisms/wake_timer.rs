@@ -178,4 +178,29 @@ mod tests {
         drop(timer);
         drop(again);
     }
+
+    /// A server end whose client is gone (its lifeline end closed with the
+    /// pair, no message ever sent): the blocked `msgrcv` is woken by the
+    /// timer, and the receive fails with the peer's death instead of
+    /// blocking forever.
+    #[test]
+    fn a_system_v_queue_end_notices_that_its_peer_is_gone() {
+        let config = crate::transport::ChannelConfig {
+            size: 12,
+            segment_size: None,
+            segments: 1,
+        };
+        for name in ["sysv-mq", "shm-mq"] {
+            let prepared = crate::mechanisms::find(name)
+                .unwrap()
+                .prepare(&config)
+                .unwrap();
+            let mut ep = prepared.pair.server().unwrap();
+            let e = ep.recv(12, &mut |_, _| {}).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{name}: {e}");
+            assert!(e.to_string().contains("peer process"), "{name}: {e}");
+            drop(ep);
+            drop(prepared.guard);
+        }
+    }
 }
