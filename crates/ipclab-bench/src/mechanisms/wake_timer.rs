@@ -202,5 +202,8 @@ mod tests {
             drop(ep);
             drop(prepared.guard);
         }
+        // The queues' records went with the guards; the empty registry
+        // directory goes too, as a supervisor's exit would remove it.
+        crate::objects::registry::tidy();
     }
 }
