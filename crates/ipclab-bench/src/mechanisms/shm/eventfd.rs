@@ -6,24 +6,27 @@
 //! process holding them. A closing side adds a spare unit to wake its peer,
 //! which then sees that it closed.
 //!
-//! A `read` has no timeout, and a peer that is killed wakes nobody: the
-//! eventfds are non-blocking, and a `read` that finds no unit is followed
-//! by a `poll` of [`WAIT_SLICE`], so that the ring gets to look at its
-//! lifeline now and then. A unit that is there is still one `read`.
+//! A `read` has no timeout, and a peer that is killed wakes nobody: each
+//! side's [`WakeTimer`] interrupts a blocked `read` every 100 ms (`EINTR`),
+//! so that the ring gets to look at its lifeline now and then. The wait
+//! itself stays one blocking `read`, as an eventfd user would write it.
 
 use std::io;
 use std::os::fd::OwnedFd;
 
-use rustix::event::{EventfdFlags, PollFd, PollFlags, eventfd, poll};
+use rustix::event::{EventfdFlags, eventfd};
 use rustix::io::{Errno, read, write};
 
 use super::cleanup::Cleanup;
 use super::region::Side;
-use super::semaphores::{Sem, Semaphores, SyncArea, WAIT_SLICE, Waited};
+use super::semaphores::{Sem, Semaphores, SyncArea, Waited};
+use crate::mechanisms::wake_timer::WakeTimer;
 
 /// Four eventfds in semaphore mode.
 pub struct EventFd {
     fds: Vec<OwnedFd>,
+    /// Breaks a blocked `read` now and then (see the module's notes).
+    _wake: WakeTimer,
 }
 
 impl Semaphores for EventFd {
@@ -36,11 +39,7 @@ impl Semaphores for EventFd {
     ) -> io::Result<Vec<OwnedFd>> {
         initial
             .iter()
-            .map(|&v| {
-                let flags =
-                    EventfdFlags::SEMAPHORE | EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK;
-                Ok(eventfd(v, flags)?)
-            })
+            .map(|&v| Ok(eventfd(v, EventfdFlags::SEMAPHORE | EventfdFlags::CLOEXEC)?))
             .collect()
     }
 
@@ -52,6 +51,7 @@ impl Semaphores for EventFd {
     ) -> io::Result<Self> {
         Ok(EventFd {
             fds: std::mem::take(handle),
+            _wake: WakeTimer::start()?,
         })
     }
 
@@ -64,39 +64,22 @@ impl Semaphores for EventFd {
     }
 
     fn wait(&mut self, sem: Sem) -> io::Result<Waited> {
-        let fd = &self.fds[sem.index()];
-        match take(fd)? {
-            Waited::Nothing => {
-                let slice = rustix::time::Timespec {
-                    tv_sec: WAIT_SLICE.as_secs() as _,
-                    tv_nsec: WAIT_SLICE.subsec_nanos() as _,
-                };
-                match poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&slice)) {
-                    Ok(0) | Err(Errno::INTR) => Ok(Waited::Nothing),
-                    Ok(_) => take(fd),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            unit => Ok(unit),
+        let mut buf = [0u8; 8];
+        match read(&self.fds[sem.index()], &mut buf) {
+            // EFD_SEMAPHORE: each read takes exactly 1.
+            Ok(8) if u64::from_ne_bytes(buf) == 1 => Ok(Waited::Unit),
+            Ok(n) => Err(io::Error::other(format!(
+                "eventfd read of {n} bytes, value {}",
+                u64::from_ne_bytes(buf)
+            ))),
+            // The wake timer's tick (or any signal): the ring looks at its
+            // lifeline, then waits again.
+            Err(Errno::INTR) => Ok(Waited::Nothing),
+            Err(e) => Err(e.into()),
         }
     }
 
     fn interrupt(&mut self, sem: Sem) {
         let _ = self.post(sem, 0);
-    }
-}
-
-/// One non-blocking `read`: a unit, or nothing there.
-fn take(fd: &OwnedFd) -> io::Result<Waited> {
-    let mut buf = [0u8; 8];
-    match read(fd, &mut buf) {
-        // EFD_SEMAPHORE: each read takes exactly 1.
-        Ok(8) if u64::from_ne_bytes(buf) == 1 => Ok(Waited::Unit),
-        Ok(n) => Err(io::Error::other(format!(
-            "eventfd read of {n} bytes, value {}",
-            u64::from_ne_bytes(buf)
-        ))),
-        Err(Errno::AGAIN | Errno::INTR) => Ok(Waited::Nothing),
-        Err(e) => Err(e.into()),
     }
 }
