@@ -302,10 +302,10 @@ pub struct HostileArgs {
     pub seed: Option<u64>,
 
     /// Measured time of each round's cell.
-    #[arg(long, value_parser = parse_duration_ns, default_value = "150ms", value_name = "TIME")]
+    #[arg(long, value_parser = parse_nonzero_duration, default_value = "150ms", value_name = "TIME")]
     pub cell_duration: u64,
 
     /// Watchdog of each round's cell.
-    #[arg(long, value_parser = parse_duration_ns, default_value = "5s", value_name = "TIME")]
+    #[arg(long, value_parser = parse_nonzero_duration, default_value = "5s", value_name = "TIME")]
     pub timeout: u64,
 }

@@ -282,6 +282,12 @@ fn bad_input_is_one_line_and_status_2() {
         (&["seed", "--warmup", "bad"], "'bad' is not a duration"),
         (&["seed", "--duration", "-1s"], "'-1s' is not a duration"),
         (&["seed", "extra"], "unexpected argument 'extra'"),
+        // torture hostile
+        (&["torture", "hostile", "--timeout", "0s"], "'0s' is zero"),
+        (
+            &["torture", "hostile", "--cell-duration", "0ms"],
+            "'0ms' is zero",
+        ),
         // no such subcommand
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
         (&["--frob"], "unexpected argument '--frob'"),

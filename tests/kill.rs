@@ -269,11 +269,18 @@ fn kill_jobs(rng: &mut Rng, rounds: u64) -> Vec<Job> {
     jobs
 }
 
+/// No failure, and every mechanism was hit (its cell failed because of the
+/// signal) at least once: a run whose faults never fire proves nothing.
 fn check(what: &str, failures: Vec<String>, tally: &BTreeMap<&str, (u32, u32)>) {
     for (m, (hits, noticed)) in tally {
         eprintln!("{what}: {m}: {hits} hit, the survivor noticed by itself {noticed} times");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let missed: Vec<&str> = names()
+        .into_iter()
+        .filter(|m| tally.get(m).is_none_or(|t| t.0 == 0))
+        .collect();
+    assert!(missed.is_empty(), "{what}: never hit: {missed:?}");
 }
 
 #[test]
@@ -317,6 +324,8 @@ fn a_stopped_side_times_the_cell_out_and_leaves_nothing() {
         .collect();
     // Stopped and blocked sides mostly sleep: more threads than cores.
     let (failures, tally) = run_all(jobs, 4);
+    // One job per mechanism, each stopped well inside its cell: `check`
+    // requires every one of them to have failed as stopped and timed out.
     check("stop", failures, &tally);
     assert_eq!(common::new_objects(&before), Vec::<String>::new());
 }

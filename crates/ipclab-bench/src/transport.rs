@@ -168,7 +168,7 @@ pub trait Pair {
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>>;
 
     /// Fault injection only (`IPCLAB_FAULT_SCRIBBLE`, see
-    /// `harness::fault`): maps the channel's shared memory in the
+    /// `harness::scribbler`): maps the channel's shared memory in the
     /// supervisor, before the fork, as a side would, for a third process
     /// to overwrite while the sides run. Empty (the default) for a
     /// mechanism that keeps no state in shared memory.

@@ -32,8 +32,9 @@ use crate::sync::{AtomicU32, AtomicU64};
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"shmchan\0");
 /// The layout version; bump it with any change to this file.
 pub(crate) const VERSION: u32 = 1;
-/// Bytes before the data area: one page, so that the data is page-aligned.
-pub(crate) const HEADER_SIZE: usize = 4096;
+/// Bytes of a segment before its data area (the header): one page, so that
+/// the data is page-aligned.
+pub const HEADER_SIZE: usize = 4096;
 /// The smallest data area a segment may have.
 pub const MIN_CAPACITY: usize = 4096;
 /// The largest data area a segment may have.

@@ -189,7 +189,7 @@ mod sender;
 pub mod typed;
 
 pub use error::{Error, SendTimeoutError, TrySendError};
-pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
+pub use layout::{HEADER_SIZE, MAX_CAPACITY, MIN_CAPACITY};
 pub use wait::Wait;
 
 #[cfg(not(loom))]

@@ -39,12 +39,25 @@ pub fn scribble_seed() -> Option<u64> {
 
 /// Forks the scribbler over `targets`; it runs until killed.
 pub fn start_scribbler(seed: u64, spec: &CellSpec, targets: &[SharedMemory]) -> Result<Pid> {
+    let supervisor = rustix::process::getpid();
     // SAFETY: the supervisor is single-threaded (see `supervisor::once`),
     // so the child may do anything the parent could.
     match unsafe { fork() }.context("fork (scribbler)")? {
         ForkResult::Child => {
-            let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
-            scribble(seed, spec, targets)
+            // The child must never return or unwind into the supervisor's
+            // code: that would drop the supervisor's guards here and remove
+            // objects under the running sides.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+                // The supervisor died before the signal was set: nobody
+                // would kill us.
+                if rustix::process::getppid() == Some(supervisor) {
+                    scribble(seed, spec, targets)
+                }
+            }));
+            // SAFETY: `_exit` ends the process at once, without running the
+            // supervisor's exit handlers or destructors.
+            unsafe { libc::_exit(1) }
         }
         ForkResult::Parent { child } => {
             Ok(Pid::from_raw(child.as_raw()).expect("fork returns a positive pid"))
@@ -52,18 +65,19 @@ pub fn start_scribbler(seed: u64, spec: &CellSpec, targets: &[SharedMemory]) -> 
     }
 }
 
-/// xorshift64*: reproducible from the seed.
-struct Noise(u64);
+/// xorshift64*: reproducible from the seed (also the rounds' choices of
+/// `ipclab torture hostile`). The seed must not be 0.
+pub(crate) struct Noise(pub(crate) u64);
 
 impl Noise {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }

@@ -263,7 +263,7 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
         _ => None,
     };
     drop(targets);
-    let fault = fault.map(|f| (f, mono_ns() + f.delay_ns));
+    let fault = fault.map(|f| (f, mono_ns().saturating_add(f.delay_ns)));
     let waited = wait_all(spec, &mut children, stop, fault);
     if let Some(pid) = scribbler {
         let _ = kill_process(pid, Signal::KILL);

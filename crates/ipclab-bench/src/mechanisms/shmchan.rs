@@ -124,15 +124,12 @@ impl Pair for Segments {
                 Ok(SharedMemory {
                     map: Mapping::shared_fd(fd, len)?,
                     // shmchan's header page: indices, flags, waiter words.
-                    control: SHMCHAN_HEADER.min(len),
+                    control: shmchan::HEADER_SIZE.min(len),
                 })
             })
             .collect()
     }
 }
-
-/// Bytes of a shmchan segment before its ring.
-const SHMCHAN_HEADER: usize = 4096;
 
 /// One side: its sending end (gone after `finish`) and receiving end.
 struct Side {

@@ -1,6 +1,6 @@
 //! `ipclab torture hostile`: every shared-memory mechanism, round after
 //! round, with a hostile third process overwriting its shared memory while
-//! the two sides run (see `harness::fault`).
+//! the two sides run (see `harness::scribbler`).
 //!
 //! A round is one cell (fresh supervisor, channel and processes) with a
 //! random pattern, size, buffer count and scribbler seed, run by the same
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::harness::scribbler::SCRIBBLE;
+use crate::harness::scribbler::{Noise, SCRIBBLE};
 use crate::harness::spec::{CellOutcome, CellSpec, Pattern, Placement, SideReport};
 use crate::mechanisms::{self, limits};
 use crate::transport::{ChannelConfig, Family, Transport};
@@ -168,22 +168,6 @@ impl Tally {
             }
             Some(_) => {}
         }
-    }
-}
-
-/// xorshift64*, for the rounds' choices.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
     }
 }
 

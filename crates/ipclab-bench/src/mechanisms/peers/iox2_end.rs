@@ -1,6 +1,11 @@
 //! One side of an `iceoryx2` or `iceoryx2-event` channel: its node, its
 //! services, its ports, and the send and receive loops (see `iceoryx2.rs`
 //! for the set-up).
+//!
+//! Known window: iceoryx2 creates its global management segment mode 0666
+//! (hard-coded, not configurable); `restrict_global_mgmt` makes it 0600 right
+//! after the node exists, but a descriptor another user opened before that
+//! fchmod keeps its access. The segment holds only a node counter.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -44,11 +49,21 @@ pub struct Ports {
 
 /// iceoryx2 makes its global management segment (a node counter,
 /// `/dev/shm/<prefix>node.<version>.global_mgmt`) readable and writable by
-/// every user (`enable_global_access`, whatever the umask). Both sides are
-/// the same user, so ours is made 0600 as soon as the node exists; only
-/// objects of ours are touched, opened without following a symlink.
+/// every user (`enable_global_access(true)` is hard-coded in iceoryx2's
+/// `GlobalManagementSegment::open_or_create`; no config setting turns it
+/// off, and the umask does not apply). Both sides are the same user, so ours
+/// is made 0600 as soon as the node exists.
+///
+/// Known window: from iceoryx2's creation of the segment until this fchmod
+/// it is 0666, and a descriptor another user opens in that window keeps its
+/// access. It holds only a node counter (no payload), under an unguessable
+/// prefix.
+///
+/// Each candidate is opened non-blocking (a FIFO planted under the name
+/// must not block us) and without following a symlink, and is changed only
+/// if it is a regular file owned by us.
 fn restrict_global_mgmt(prefix: &str) -> io::Result<()> {
-    use rustix::fs::{Mode, OFlags, fchmod, fstat, open};
+    use rustix::fs::{FileType, Mode, OFlags, fchmod, fstat, open};
     for entry in std::fs::read_dir("/dev/shm")?.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -57,10 +72,13 @@ fn restrict_global_mgmt(prefix: &str) -> io::Result<()> {
         }
         let fd = open(
             entry.path(),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        if fstat(&fd)?.st_uid == rustix::process::geteuid().as_raw() {
+        let stat = fstat(&fd)?;
+        if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+            && stat.st_uid == rustix::process::geteuid().as_raw()
+        {
             fchmod(&fd, Mode::from_raw_mode(0o600))?;
         }
     }

@@ -248,7 +248,14 @@ mod tests {
         )
         .unwrap();
         let (pipe_r, _pipe_w) = rustix::pipe::pipe().unwrap();
-        let file = tempfile_fd();
+        // Not a regular file: on a tmpfs one, F_GET_SEALS succeeds.
+        let (socket, _peer) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
         refused(
             "unsealed",
             attach_after(&[&memfd(LEN, SealFlags::empty())]),
@@ -275,7 +282,7 @@ mod tests {
             "not open read-write",
         );
         refused("a pipe", attach_after(&[&pipe_r]), "is not a memfd");
-        refused("a regular file", attach_after(&[&file]), "is not a memfd");
+        refused("a socket", attach_after(&[&socket]), "is not a memfd");
         refused("no descriptor", attach_after(&[]), "received 0");
         refused(
             "two descriptors",
@@ -303,17 +310,5 @@ mod tests {
             },
             "closed the socket",
         );
-    }
-
-    /// An unlinked regular file in the temporary directory.
-    fn tempfile_fd() -> OwnedFd {
-        let fd = rustix::fs::open(
-            std::env::temp_dir(),
-            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .unwrap();
-        ftruncate(&fd, LEN as u64).unwrap();
-        fd
     }
 }

@@ -3,11 +3,12 @@
 //! anonymous mapping), and the [`Mapping`] that unmaps it.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 use rustix::fs::{FallocateFlags, fallocate, fstat, ftruncate};
 use rustix::mm::{MapFlags, ProtFlags, mmap, mmap_anonymous, munmap};
+use rustix::process::Signal;
 
 use super::cleanup::Cleanup;
 use super::names::{OWNER_ONLY, check_mode};
@@ -127,10 +128,28 @@ pub fn fault_truncate_later(fd: &OwnedFd, side: Side) -> io::Result<()> {
     if side != Side::Server {
         return Ok(());
     }
-    // SAFETY: the child makes only system calls (nanosleep, ftruncate,
-    // _exit), all async-signal-safe, so it is sound whatever other threads
-    // this process has.
+    let server = rustix::process::getpid();
+    // SAFETY: the child makes only system calls (prctl, getppid,
+    // close_range, nanosleep, ftruncate, _exit), all async-signal-safe, so
+    // it is sound whatever other threads this process has.
     if let nix::unistd::ForkResult::Child = unsafe { nix::unistd::fork() }? {
+        // Dies with the server (which never reaps it), and holds nothing
+        // but `fd`: an inherited lifeline end would hide the server's death
+        // from the client.
+        let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+        if rustix::process::getppid() != Some(server) {
+            // SAFETY: as below.
+            unsafe { libc::_exit(0) }
+        }
+        let keep = fd.as_raw_fd() as libc::c_uint;
+        // SAFETY: close_range closes descriptors only; no Rust object of
+        // this child uses them again before `_exit` (`fd` is kept).
+        unsafe {
+            if keep > 0 {
+                libc::syscall(libc::SYS_close_range, 0, keep - 1, 0);
+            }
+            libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
+        }
         let delay = rustix::time::Timespec {
             tv_sec: (delay_us / 1_000_000) as _,
             tv_nsec: ((delay_us % 1_000_000) * 1000) as _,
