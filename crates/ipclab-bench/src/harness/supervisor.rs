@@ -217,6 +217,7 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
         _ => Vec::new(),
     };
     let mut children = Vec::new();
+    let supervisor = rustix::process::getpid();
     for role in [Role::Server, Role::Client] {
         let report = memfd_create("ipclab-report", MemfdFlags::CLOEXEC).context("memfd_create")?;
         // SAFETY: the supervisor is single-threaded (it is its own process,
@@ -228,7 +229,7 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
                 // remove the channel's objects when it exits.
                 std::mem::forget(guard);
                 let pair = pair.take().expect("each child takes the pair once");
-                side_main(spec, role, pair, report);
+                side_main(spec, role, pair, report, supervisor);
             }
             ForkResult::Parent { child } => {
                 let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
@@ -495,8 +496,20 @@ fn reap(children: &mut [Child]) {
 }
 
 /// A side's whole life after the fork; never returns.
-fn side_main(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, report: OwnedFd) -> ! {
+fn side_main(
+    spec: &CellSpec,
+    role: Role,
+    pair: Box<dyn Pair>,
+    report: OwnedFd,
+    supervisor: Pid,
+) -> ! {
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    if rustix::process::getppid() != Some(supervisor) {
+        // The supervisor died before the death signal was set: nobody
+        // would ever stop us.
+        // SAFETY: `_exit` ends the process at once; nothing of ours runs.
+        unsafe { libc::_exit(1) }
+    }
     // The supervisor's Ctrl-C handler was inherited; a side just dies.
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: restoring the default disposition is always sound; no
