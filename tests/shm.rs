@@ -157,15 +157,20 @@ fn every_object_is_owner_only_whatever_the_umask() {
     }
 }
 
-/// Names in `/dev/shm` and System V ids that look like ipclab's.
+/// Names in `/dev/shm` and System V ids that look like ipclab's, and
+/// ipclab's registry directory.
 fn ipc_snapshot() -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        // The registry's directory comes and goes with other cells' records.
-        if name.contains("ipclab-") && !name.starts_with("ipclab-registry-") {
+        // The registry's directory too: it goes with its last record.
+        if name.contains("ipclab-") {
             seen.insert(format!("/dev/shm/{name}"));
         }
+    }
+    let registry = ipclab_bench::objects::registry::dir();
+    if registry.exists() {
+        seen.insert(registry.display().to_string());
     }
     for kind in ["shm", "sem", "msg"] {
         let table = std::fs::read_to_string(format!("/proc/sysvipc/{kind}")).unwrap();

@@ -21,8 +21,9 @@ pub fn is_ipclab_dir(name: &str) -> bool {
 /// Every IPC object ipclab could have left behind: `/dev/shm` entries,
 /// System V ids with their keys, private directories (see
 /// [`is_ipclab_dir`]) in the temporary directory and `$XDG_RUNTIME_DIR`,
-/// the records of ipclab's registry (in `/dev/shm/ipclab-registry-<uid>`,
-/// a directory that comes and goes with them), and anything in iceoryx2's
+/// ipclab's registry directory and its records (the directory goes with its
+/// last record, so one left behind is a leak too; see
+/// `ipclab_bench::objects::registry::dir`), and anything in iceoryx2's
 /// default folder
 /// `/tmp/iceoryx2` (ipclab points iceoryx2 at a private root, so nothing
 /// should ever appear there).
@@ -42,12 +43,17 @@ pub fn ipc_objects() -> BTreeSet<String> {
     if let Ok(dir) = std::fs::read_dir("/dev/shm") {
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            all.insert(format!("/dev/shm/{name}"));
             if name.starts_with("ipclab-registry-") {
                 walk(&e.path(), &mut all);
-            } else {
-                all.insert(format!("/dev/shm/{name}"));
             }
         }
+    }
+    // The registry in `$XDG_RUNTIME_DIR`, when it is there.
+    let registry = ipclab_bench::objects::registry::dir();
+    if registry.exists() {
+        all.insert(registry.display().to_string());
+        walk(&registry, &mut all);
     }
     for (file, kind) in [
         ("/proc/sysvipc/shm", "shm"),
