@@ -131,8 +131,11 @@ impl Dir {
         ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) if !create => return Ok(None),
-            // A symlink (ELOOP) or a file (ENOTDIR) in the way.
-            Err(e @ (Errno::LOOP | Errno::NOTDIR)) => return Err(taken(&path, e.into())),
+            // Someone else's directory (EACCES), a symlink (ELOOP) or a
+            // file (ENOTDIR) in the way.
+            Err(e @ (Errno::ACCESS | Errno::LOOP | Errno::NOTDIR)) => {
+                return Err(taken(&path, e.into()));
+            }
             Err(e) => return Err(in_registry(&path, e.into())),
         };
         let st = rustix::fs::fstat(&fd)?;
