@@ -283,10 +283,7 @@ fn clean_never_touches_what_is_not_ipclabs() {
     let _serial = serial();
     let mut planted = Planted::default();
     let private = planted.segment(libc::IPC_PRIVATE);
-    let registry = std::path::PathBuf::from(format!(
-        "/dev/shm/ipclab-registry-{}",
-        rustix::process::geteuid().as_raw()
-    ));
+    let registry = ipclab_bench::objects::registry::dir();
     let free_key = |tag: &str| loop {
         let key = 0x1cab_0000 | i32::from_str_radix(&hex32()[..4], 16).unwrap();
         if !registry.join(format!("{tag}-{key:08x}")).exists() {

@@ -157,15 +157,22 @@ fn every_object_is_owner_only_whatever_the_umask() {
     }
 }
 
-/// Names in `/dev/shm` and System V ids that look like ipclab's.
+/// Names in `/dev/shm` and System V ids that look like ipclab's, and
+/// ipclab's registry directory if it is left empty.
 fn ipc_snapshot() -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        // The registry's directory comes and goes with other cells' records.
+        // The registry's directory counts below.
         if name.contains("ipclab-") && !name.starts_with("ipclab-registry-") {
             seen.insert(format!("/dev/shm/{name}"));
         }
+    }
+    // Left behind without a record (with records, other cells of ours may
+    // be using it: their objects count).
+    let registry = ipclab_bench::objects::registry::dir();
+    if std::fs::read_dir(&registry).is_ok_and(|mut d| d.next().is_none()) {
+        seen.insert(registry.display().to_string());
     }
     for kind in ["shm", "sem", "msg"] {
         let table = std::fs::read_to_string(format!("/proc/sysvipc/{kind}")).unwrap();

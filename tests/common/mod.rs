@@ -21,8 +21,9 @@ pub fn is_ipclab_dir(name: &str) -> bool {
 /// Every IPC object ipclab could have left behind: `/dev/shm` entries,
 /// System V ids with their keys, private directories (see
 /// [`is_ipclab_dir`]) in the temporary directory and `$XDG_RUNTIME_DIR`,
-/// the records of ipclab's registry (in `/dev/shm/ipclab-registry-<uid>`,
-/// a directory that comes and goes with them), and anything in iceoryx2's
+/// ipclab's registry records (`ipclab_bench::objects::registry::dir`) and
+/// the registry directory if it is left empty ([`empty_registry`]), and
+/// anything in iceoryx2's
 /// default folder
 /// `/tmp/iceoryx2` (ipclab points iceoryx2 at a private root, so nothing
 /// should ever appear there).
@@ -42,12 +43,15 @@ pub fn ipc_objects() -> BTreeSet<String> {
     if let Ok(dir) = std::fs::read_dir("/dev/shm") {
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("ipclab-registry-") {
-                walk(&e.path(), &mut all);
-            } else {
+            if !name.starts_with("ipclab-registry-") {
                 all.insert(format!("/dev/shm/{name}"));
             }
         }
+    }
+    let registry = ipclab_bench::objects::registry::dir();
+    walk(&registry, &mut all);
+    if empty_registry(&registry) {
+        all.insert(registry.display().to_string());
     }
     for (file, kind) in [
         ("/proc/sysvipc/shm", "shm"),
@@ -76,6 +80,14 @@ pub fn new_objects(before: &BTreeSet<String>) -> Vec<String> {
     }
     std::thread::sleep(std::time::Duration::from_millis(1500));
     ipc_objects().intersection(&first).cloned().collect()
+}
+
+/// Whether ipclab's registry directory is there without a record: it
+/// goes with its last record, so one left behind is a leak. (While it
+/// holds records, other processes of the same user may be using it: the
+/// records count, not the directory.)
+pub fn empty_registry(registry: &std::path::Path) -> bool {
+    std::fs::read_dir(registry).is_ok_and(|mut d| d.next().is_none())
 }
 
 /// Every path under `dir`, recursively (nothing if it does not exist).

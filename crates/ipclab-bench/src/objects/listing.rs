@@ -222,7 +222,12 @@ pub fn list() -> io::Result<Listing> {
                 Some(name) => posix_mq(&e, name),
                 None => None,
             },
-            Kind::Iceoryx2 => iceoryx2(&e),
+            Kind::Iceoryx2 => match iceoryx2(&e) {
+                Iox2::Left(f) => Some(f),
+                Iox2::Gone => None,
+                // Neither listed nor pruned.
+                Iox2::Unsure => continue,
+            },
         };
         match found {
             Some(f) => out.objects.push(f),
@@ -335,16 +340,27 @@ fn posix_mq(e: &Entry, name: &str) -> Option<Found> {
     Some(recorded(e, "posix-mq", name.to_string(), size, removal))
 }
 
+/// What is left of an iceoryx2 record's objects.
+enum Iox2 {
+    Left(Found),
+    Gone,
+    /// The record is not of the shape ipclab writes, or the recorded paths
+    /// cannot be looked at: its objects might exist, so the record stays.
+    Unsure,
+}
+
 /// iceoryx2's root directory and `/dev/shm/<prefix>*` files that `e`
-/// records, if any is left.
-fn iceoryx2(e: &Entry) -> Option<Found> {
-    let (root, prefix) = (PathBuf::from(e.get("root")?), e.get("prefix")?.to_string());
-    // Only the shapes ipclab makes: `<temp dir>/ipclab-<32 hex>` and
+/// records, looked for where the record says (wherever the temporary
+/// directory of the process listing is).
+fn iceoryx2(e: &Entry) -> Iox2 {
+    let (Some(root), Some(prefix)) = (e.get("root"), e.get("prefix")) else {
+        return Iox2::Unsure;
+    };
+    let (root, prefix) = (PathBuf::from(root), prefix.to_string());
+    // Only the shapes ipclab makes: an absolute `…/ipclab-<32 hex>` and
     // `iox2_<16 hex>_`.
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let root_ok = root
-        .parent()
-        .is_some_and(|p| temp_dirs().iter().any(|t| t == p))
+    let root_ok = root.is_absolute()
         && root
             .file_name()
             .and_then(|n| n.to_str()?.strip_prefix(marks::PREFIX))
@@ -354,26 +370,66 @@ fn iceoryx2(e: &Entry) -> Option<Found> {
         .and_then(|p| p.strip_suffix('_'))
         .is_some_and(|h| hex(h, 16));
     if !root_ok || !prefix_ok {
-        return None;
+        return Iox2::Unsure;
     }
-    let files: Vec<u64> = std::fs::read_dir("/dev/shm")
-        .into_iter()
-        .flatten()
+    let Ok(shm) = std::fs::read_dir("/dev/shm") else {
+        return Iox2::Unsure;
+    };
+    let files: Vec<u64> = shm
         .flatten()
         .filter(|f| f.file_name().to_string_lossy().starts_with(&prefix))
         .filter_map(|f| f.metadata().ok().map(|m| m.len()))
         .collect();
-    let root_exists = std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir());
+    let root_exists = match std::fs::symlink_metadata(&root) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        // EACCES on a parent, say: it may well be there.
+        Err(_) => return Iox2::Unsure,
+    };
     if files.is_empty() && !root_exists {
-        return None;
+        return Iox2::Gone;
     }
     let size = (tree_size(&root) + files.iter().sum::<u64>()).to_string();
     let name = format!("{} + /dev/shm/{prefix}*", root.display());
-    Some(recorded(
+    Iox2::Left(recorded(
         e,
         "iceoryx2",
         name,
         size,
         Removal::Iceoryx2 { root, prefix },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::marks::random_hex;
+
+    /// An iceoryx2 record is matched where it says its root is, not under
+    /// the temporary directory of whoever lists; one of a shape ipclab
+    /// does not write is never taken for object-less.
+    #[test]
+    fn iceoryx2_roots_are_found_where_recorded() {
+        let elsewhere = std::env::temp_dir().join(format!("other-tmp-{}", random_hex(8).unwrap()));
+        let root = elsewhere.join(format!("{}{}", marks::PREFIX, random_hex(16).unwrap()));
+        std::fs::create_dir_all(&root).unwrap();
+        let prefix = format!("iox2_{}_", random_hex(8).unwrap());
+        let fields = [("root", root.display().to_string()), ("prefix", prefix)];
+        let rec = registry::record(Kind::Iceoryx2, &random_hex(8).unwrap(), &fields).unwrap();
+        let odd = registry::record(
+            Kind::Iceoryx2,
+            &random_hex(8).unwrap(),
+            &[("root", "relative".into()), ("prefix", "iox2_".into())],
+        )
+        .unwrap();
+        let listing = list();
+        let _ = std::fs::remove_dir_all(&elsewhere);
+        rec.remove().unwrap();
+        odd.remove().unwrap();
+        let listing = listing.unwrap();
+        let found = |r: &Record| listing.objects.iter().any(|f| f.record.as_ref() == Some(r));
+        let stale = |r: &Record| listing.stale.iter().any(|s| &s.record == r);
+        assert!(found(&rec) && !stale(&rec));
+        assert!(!found(&odd) && !stale(&odd));
+    }
 }

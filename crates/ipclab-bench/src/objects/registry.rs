@@ -3,10 +3,15 @@
 //! cannot be listed where `/dev/mqueue` is not mounted; iceoryx2's files,
 //! whose names iceoryx2 shapes).
 //!
-//! The records live in `/dev/shm/ipclab-registry-<uid>`, a directory of
-//! mode 0700 that must belong to us (a symlink or someone else's directory
-//! is an error), opened once per process and removed again by a
-//! supervisor's exit or `ipclab clean` when empty ([`tidy`]). In memory
+//! The records live in `$XDG_RUNTIME_DIR/ipclab-registry` when
+//! `XDG_RUNTIME_DIR` is a private directory of ours (absolute, owned by us,
+//! not writable by group or others), else in `/dev/shm/ipclab-registry-<uid>`
+//! (a predictable name in a world-writable directory: another user can take
+//! it first, and then every recorded mechanism fails with one line saying
+//! to set `XDG_RUNTIME_DIR`). Either way a directory of mode 0700 that must
+//! belong to us (a symlink or someone else's directory is an error), opened
+//! once per process and removed again with its last record, by a
+//! supervisor's exit or by `ipclab clean` when empty ([`tidy`]). In memory
 //! (tmpfs), like the objects, and gone with them at a reboot; a record
 //! costs a few file operations there (on a disk file system it cost
 //! hundreds of microseconds, a visible part of a cell's set-up). A record
@@ -73,8 +78,24 @@ pub fn is_ipclab_key(key: i32) -> bool {
 /// How often a taken key is given up for another before failing.
 const TRIES: usize = 64;
 
-/// Where the records live.
+/// Where the records live: `$XDG_RUNTIME_DIR/ipclab-registry` if
+/// [`private_runtime_dir`] allows, else `/dev/shm/ipclab-registry-<uid>`.
 pub fn dir() -> PathBuf {
+    private_runtime_dir().map_or_else(fallback_dir, |d| d.join("ipclab-registry"))
+}
+
+/// `$XDG_RUNTIME_DIR`, if it is set, absolute, and a directory owned by us
+/// that group and others cannot write.
+fn private_runtime_dir() -> Option<PathBuf> {
+    let xdg = PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR")?);
+    let st = rustix::fs::stat(&xdg).ok()?;
+    let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir();
+    let ours = st.st_uid == rustix::process::geteuid().as_raw();
+    (xdg.is_absolute() && is_dir && ours && st.st_mode & 0o022 == 0).then_some(xdg)
+}
+
+/// The registry without a private `$XDG_RUNTIME_DIR`.
+fn fallback_dir() -> PathBuf {
     PathBuf::from(format!(
         "/dev/shm/ipclab-registry-{}",
         rustix::process::geteuid().as_raw()
@@ -93,7 +114,10 @@ impl Dir {
     /// it is missing and not `create`. An error if it is a symlink, or not
     /// a directory of ours.
     fn open(create: bool) -> io::Result<Option<Dir>> {
-        let path = dir();
+        Dir::open_at(dir(), create)
+    }
+
+    fn open_at(path: PathBuf, create: bool) -> io::Result<Option<Dir>> {
         if create {
             match rustix::fs::mkdir(&path, Mode::RWXU) {
                 Ok(()) | Err(Errno::EXIST) => {}
@@ -107,16 +131,21 @@ impl Dir {
         ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) if !create => return Ok(None),
+            // Someone else's directory (EACCES), a symlink (ELOOP) or a
+            // file (ENOTDIR) in the way.
+            Err(e @ (Errno::ACCESS | Errno::LOOP | Errno::NOTDIR)) => {
+                return Err(taken(&path, e.into()));
+            }
             Err(e) => return Err(in_registry(&path, e.into())),
         };
         let st = rustix::fs::fstat(&fd)?;
         if st.st_uid != rustix::process::geteuid().as_raw() {
-            return Err(in_registry(&path, io::Error::other("not owned by us")));
+            return Err(taken(&path, io::Error::other("not owned by us")));
         }
-        if st.st_mode & 0o077 != 0 {
-            // Ours but open to others (mkdir's 0700 minus the umask cannot
-            // be): close it again.
-            rustix::fs::fchmod(&fd, Mode::RWXU)?;
+        if st.st_mode & 0o777 != 0o700 {
+            // Ours but open to others, or short of our own bits (mkdir's
+            // 0700 minus a umask such as 0277 is 0500): exactly 0700.
+            rustix::fs::fchmod(&fd, Mode::RWXU).map_err(|e| in_registry(&path, e.into()))?;
         }
         Ok(Some(Dir { fd, path }))
     }
@@ -160,7 +189,23 @@ fn forget() {
 /// gone makes it again.
 pub fn tidy() {
     forget();
+    // ENOTEMPTY (records left), ENOENT (gone already): nothing to do.
     let _ = unlinkat(CWD, dir(), AtFlags::REMOVEDIR);
+}
+
+/// The registry directory is someone else's (or not a directory): one
+/// line that says what to do, since nothing can be recorded (and so
+/// nothing made) until it is fixed.
+fn taken(path: &Path, e: io::Error) -> io::Error {
+    let hint = if private_runtime_dir().is_some() {
+        ""
+    } else {
+        "; set XDG_RUNTIME_DIR to a private directory of yours to keep the registry there"
+    };
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("registry {}: {e}{hint}", path.display()),
+    )
 }
 
 fn in_registry(path: &Path, e: io::Error) -> io::Error {
@@ -229,9 +274,12 @@ impl Record {
         }
     }
 
-    /// Adds `field=value` to the record (one append).
+    /// Adds `field=value` to the record (one append); an error of kind
+    /// `NotFound` if the record is gone.
     pub fn add(&self, field: &str, value: &str) -> io::Result<()> {
-        let dir = opened()?;
+        let Some(dir) = Dir::open(false)? else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
         let fd = openat(
             &dir.fd,
             self.name.as_str(),
@@ -241,13 +289,22 @@ impl Record {
         std::fs::File::from(fd).write_all(format!("{field}={value}\n").as_bytes())
     }
 
-    /// Removes the record; one already gone is no error.
+    /// Removes the record (one already gone is no error), then the
+    /// registry directory if that was its last record: the directory is
+    /// there only while it holds records. (A writer that finds it gone
+    /// makes it again.)
     pub fn remove(&self) -> io::Result<()> {
-        match opened()?.unlink(&self.name) {
+        // Never made just to unlink a file in it.
+        let Some(dir) = Dir::open(false)? else {
+            return Ok(());
+        };
+        match dir.unlink(&self.name) {
             // Removed with its directory: gone too.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
         }
+        tidy();
+        Ok(())
     }
 
     /// Where the file is (to show it).
@@ -412,5 +469,48 @@ mod tests {
         rec.remove().unwrap();
         assert!(!rec.path().exists());
         tidy();
+    }
+
+    /// A scratch directory path under the temporary directory.
+    fn scratch() -> PathBuf {
+        std::env::temp_dir().join(format!("registry-test-{}", random_hex(8).unwrap()))
+    }
+
+    #[test]
+    fn a_directory_short_of_our_bits_is_made_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = scratch();
+        std::fs::create_dir(&path).unwrap();
+        // What mkdir(0700) gives under umask 0277.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o500)).unwrap();
+        let opened = Dir::open_at(path.clone(), false);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        std::fs::remove_dir(&path).unwrap();
+        assert!(opened.unwrap().is_some());
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn someone_elses_directory_is_one_clear_line() {
+        let path = scratch();
+        std::os::unix::fs::symlink("/", &path).unwrap();
+        let e = Dir::open_at(path.clone(), true).err();
+        std::fs::remove_file(&path).unwrap();
+        let text = e.expect("a symlink is refused").to_string();
+        assert!(
+            !text.contains('\n') && text.contains(&*path.to_string_lossy()),
+            "{text}"
+        );
+        if rustix::process::geteuid().is_root() {
+            // Root can hand a directory to another user.
+            std::fs::create_dir(&path).unwrap();
+            let nobody = rustix::process::Uid::from_raw(65534);
+            rustix::fs::chown(&path, Some(nobody), None).unwrap();
+            let e = Dir::open_at(path.clone(), true).err();
+            std::fs::remove_dir(&path).unwrap();
+            let e = e.expect("someone else's directory is refused");
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+            assert!(e.to_string().contains("not owned by us"), "{e}");
+        }
     }
 }

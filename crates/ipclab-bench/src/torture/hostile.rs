@@ -7,7 +7,8 @@
 //! supervisor as `ipclab run` with `IPCLAB_FAULT_SCRIBBLE` set. What
 //! counts: every receive ends in a verified message or an error; no side
 //! panics, no process dies of a signal it did not get from the supervisor,
-//! and nothing is left behind. A side stuck on a word the scribbler broke
+//! and nothing is left behind (no ipclab object of a dead creator, as
+//! `ipclab ls` sees them). A side stuck on a word the scribbler broke
 //! is ended by the cell's watchdog: counted as a timeout, allowed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -373,48 +374,41 @@ fn row(out: &mut String, name: &str, t: &Tally, width: usize) {
     out.push('\n');
 }
 
-/// IPC objects that could be a channel's: files in `/dev/shm` (shared
-/// memory objects, named semaphores; no mechanism makes directories
-/// there), System V ids, and the private directories `ipclab-<32 hex>`
-/// of the temporary directory (mmap-file's).
-fn objects() -> BTreeSet<String> {
-    let mut all = BTreeSet::new();
-    if let Ok(entries) = std::fs::read_dir("/dev/shm") {
-        for e in entries.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                all.insert(e.path().display().to_string());
-            }
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let hex = name.strip_prefix("ipclab-").unwrap_or_default();
-            if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                all.insert(e.path().display().to_string());
-            }
-        }
-    }
-    for kind in ["shm", "sem", "msg"] {
-        if let Ok(text) = std::fs::read_to_string(format!("/proc/sysvipc/{kind}")) {
-            for line in text.lines().skip(1) {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                if cols.len() > 1 {
-                    all.insert(format!("System V {kind} key {} id {}", cols[0], cols[1]));
-                }
-            }
-        }
-    }
-    all
+/// ipclab's objects now, each with whether its creator is alive: what
+/// `ipclab ls` finds ([`crate::objects::listing`]: objects with ipclab's
+/// marked names, objects its registry records, and records left without
+/// an object). Another program's objects are never counted.
+fn objects() -> BTreeMap<String, bool> {
+    let listing = match crate::objects::listing::list() {
+        Ok(listing) => listing,
+        // Counted as a leak if it persists: nothing could be checked.
+        Err(e) => return BTreeMap::from([(format!("ipclab ls failed: {e}"), false)]),
+    };
+    let found = listing.objects.iter().map(|f| {
+        let id = f.id.map_or(String::new(), |id| format!(" id {id}"));
+        (format!("{} {}{id}", f.kind, f.name), f.alive)
+    });
+    let stale = listing.stale.iter().map(|s| {
+        let path = s.record.path();
+        (format!("registry record {}", path.display()), s.alive)
+    });
+    found.chain(stale).collect()
 }
 
-/// Objects that appeared since `before` and are still there a moment
-/// later (another program's short-lived objects are not leaks).
-fn leaks(before: &BTreeSet<String>) -> Vec<String> {
-    let new: BTreeSet<String> = objects().difference(before).cloned().collect();
+/// ipclab objects that appeared since `before` and whose creator is dead,
+/// still there a moment later (one being removed as we look is no leak).
+fn leaks(before: &BTreeMap<String, bool>) -> Vec<String> {
+    let dead_new = || -> BTreeSet<String> {
+        objects()
+            .into_iter()
+            .filter(|(name, alive)| !alive && !before.contains_key(name))
+            .map(|(name, _)| name)
+            .collect()
+    };
+    let new = dead_new();
     if new.is_empty() {
         return Vec::new();
     }
     std::thread::sleep(Duration::from_millis(1500));
-    objects().intersection(&new).cloned().collect()
+    dead_new().intersection(&new).cloned().collect()
 }
