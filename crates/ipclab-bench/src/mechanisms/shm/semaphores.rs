@@ -117,8 +117,8 @@ pub trait Semaphores: Sized + 'static {
     fn post(&mut self, sem: Sem, slot: u32) -> io::Result<()>;
 
     /// Takes one unit of `sem`, blocking for about [`WAIT_SLICE`] at most
-    /// (System V queues block until a unit, an interrupt or the wake
-    /// timer's tick arrives).
+    /// (System V queues and eventfds block until a unit, an interrupt or
+    /// the wake timer's tick arrives).
     fn wait(&mut self, sem: Sem) -> io::Result<Waited>;
 
     /// Wakes the peer if it waits on `sem`, when this side closes. Kinds
