@@ -100,16 +100,15 @@ const LIMITS_ALWAYS: &str = "the limits (limit-spin, limit-futex, limit-copy) ar
 /// `shared-memory`, `peer`, `all`), keeping registry order and dropping
 /// repeats. The limits are no mechanisms to choose: every run has them.
 pub fn select(list: &str) -> Result<Vec<&'static dyn Transport>, String> {
-    let mut chosen: Vec<&'static dyn Transport> = Vec::new();
-    for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        let group = |family: Option<Family>| -> Vec<&'static dyn Transport> {
-            REGISTRY
-                .iter()
-                .copied()
-                .filter(|t| family.is_none_or(|f| t.info().family == f))
-                .collect()
-        };
-        let add = match word {
+    let group = |family: Option<Family>| -> Vec<&'static dyn Transport> {
+        REGISTRY
+            .iter()
+            .copied()
+            .filter(|t| family.is_none_or(|f| t.info().family == f))
+            .collect()
+    };
+    let mut chosen = select_words(list, |word| {
+        Ok(match word {
             "all" => group(None),
             "message-passing" => group(Some(Family::MessagePassing)),
             "shared-memory" => group(Some(Family::SharedMemory)),
@@ -124,8 +123,23 @@ pub fn select(list: &str) -> Result<Vec<&'static dyn Transport>, String> {
                     known_names()
                 )
             })?],
-        };
-        for t in add {
+        })
+    })?;
+    let order = |t: &&dyn Transport| REGISTRY.iter().position(|r| r.info().name == t.info().name);
+    chosen.sort_by_key(order);
+    Ok(chosen)
+}
+
+/// The transports a comma-separated `list` names, in order, each once:
+/// `resolve` turns one word (a name or a group) into transports. An empty
+/// list is an error.
+pub fn select_words(
+    list: &str,
+    mut resolve: impl FnMut(&str) -> Result<Vec<&'static dyn Transport>, String>,
+) -> Result<Vec<&'static dyn Transport>, String> {
+    let mut chosen: Vec<&'static dyn Transport> = Vec::new();
+    for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        for t in resolve(word)? {
             if !chosen.iter().any(|c| c.info().name == t.info().name) {
                 chosen.push(t);
             }
@@ -134,7 +148,5 @@ pub fn select(list: &str) -> Result<Vec<&'static dyn Transport>, String> {
     if chosen.is_empty() {
         return Err("no mechanism given".into());
     }
-    let order = |t: &&dyn Transport| REGISTRY.iter().position(|r| r.info().name == t.info().name);
-    chosen.sort_by_key(order);
     Ok(chosen)
 }

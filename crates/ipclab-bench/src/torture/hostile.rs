@@ -63,9 +63,8 @@ pub const TRUSTS_PEER: &[&str] = &["cma", "shm-pthread"];
 /// `shared-memory` (the ring engine's and shmchan's, but for
 /// [`TRUSTS_PEER`]) and `limits`. Default: both groups.
 pub fn select(list: &str) -> Result<Vec<&'static dyn Transport>, String> {
-    let mut chosen: Vec<&'static dyn Transport> = Vec::new();
-    for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-        let add: Vec<&'static dyn Transport> = match word {
+    mechanisms::select_words(list, |word| {
+        Ok(match word {
             "shared-memory" => mechanisms::REGISTRY
                 .iter()
                 .copied()
@@ -77,17 +76,8 @@ pub fn select(list: &str) -> Result<Vec<&'static dyn Transport>, String> {
             name => vec![mechanisms::find(name).ok_or_else(|| {
                 format!("unknown mechanism '{name}' (groups: shared-memory, limits)")
             })?],
-        };
-        for t in add {
-            if !chosen.iter().any(|c| c.info().name == t.info().name) {
-                chosen.push(t);
-            }
-        }
-    }
-    if chosen.is_empty() {
-        return Err("no mechanism given".into());
-    }
-    Ok(chosen)
+        })
+    })
 }
 
 /// The counts of one mechanism.
