@@ -18,7 +18,13 @@ fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_ipclab"))
 }
 
-fn spec(t: &dyn Transport, pattern: Pattern, size: usize, iterations: u64) -> CellSpec {
+fn spec(
+    t: &dyn Transport,
+    pattern: Pattern,
+    size: usize,
+    iterations: u64,
+    warmup_ns: u64,
+) -> CellSpec {
     CellSpec {
         mechanism: t.info().name.to_string(),
         pattern,
@@ -31,7 +37,7 @@ fn spec(t: &dyn Transport, pattern: Pattern, size: usize, iterations: u64) -> Ce
         // also pass on a one-CPU machine.
         placement: Placement::Unpinned,
         cpus: None,
-        warmup_ns: 0,
+        warmup_ns,
         duration_ns: 0,
         iterations: Some(iterations),
         min_iterations: 1,
@@ -42,7 +48,17 @@ fn spec(t: &dyn Transport, pattern: Pattern, size: usize, iterations: u64) -> Ce
 }
 
 fn cell(t: &dyn Transport, pattern: Pattern, size: usize, n: u64) -> Result<CellOutcome, String> {
-    let spec = spec(t, pattern, size, n);
+    warmed_cell(t, pattern, size, n, 0)
+}
+
+fn warmed_cell(
+    t: &dyn Transport,
+    pattern: Pattern,
+    size: usize,
+    n: u64,
+    warmup_ns: u64,
+) -> Result<CellOutcome, String> {
+    let spec = spec(t, pattern, size, n, warmup_ns);
     run_cell(exe(), &spec).map_err(|e| format!("{} {pattern} size {size}: {e:#}", spec.mechanism))
 }
 
@@ -63,6 +79,7 @@ pub fn conforms(t: &dyn Transport) -> Result<(), String> {
         let o = cell(t, Pattern::Pingpong, size, n)?;
         let at = |what: &str| format!("{name} pingpong size {size}: {what}");
         expect(&at("round trips timed"), o.client.measured, n)?;
+        expect(&at("round trips the server measured"), o.server.measured, n)?;
         expect(&at("requests the server took"), o.server.total, n)?;
         let samples: u64 = o.client.histogram.iter().map(|(_, c)| c).sum();
         expect(&at("round-trip samples"), samples, n)?;
@@ -72,8 +89,28 @@ pub fn conforms(t: &dyn Transport) -> Result<(), String> {
         let at = |what: &str| format!("{name} stream size {size}: {what}");
         expect(&at("messages sent"), o.client.total, n)?;
         expect(&at("messages received"), o.server.total, n)?;
+        expect(&at("messages the client measured"), o.client.measured, n)?;
+        expect(&at("messages the server measured"), o.server.measured, n)?;
         if o.server.rounds < n {
             return Err(at(&format!("{} rounds for {n} messages", o.server.rounds)));
+        }
+    }
+    // With a warm-up, both sides must still count exactly the messages
+    // asked for (a stream's server used to open its window on its own
+    // clock and count some of the warm-up, or none at all).
+    for pattern in [Pattern::Pingpong, Pattern::Stream] {
+        for size in [12, 4097] {
+            let n = 16;
+            let o = warmed_cell(t, pattern, size, n, 20_000_000)?;
+            let at = |what: &str| format!("{name} {pattern} size {size} after a warm-up: {what}");
+            expect(&at("client measured"), o.client.measured, n)?;
+            expect(&at("server measured"), o.server.measured, n)?;
+            if o.client.total <= n || o.server.total != o.client.total {
+                return Err(at(&format!(
+                    "{} sent and {} received in all, expected a warm-up before the {n}",
+                    o.client.total, o.server.total
+                )));
+            }
         }
     }
     for size in [12, 4097] {

@@ -12,3 +12,4 @@ pub mod sides;
 pub mod sigbus;
 pub mod spec;
 pub mod supervisor;
+pub mod window;

@@ -3,8 +3,9 @@
 //! The client leads: it sends, times and decides when to stop, then calls
 //! [`Endpoint::finish`]. The server follows until it sees
 //! [`Received::Closed`]. Both check every byte they receive against what the
-//! other must have sent (unless verification is off), and both start the
-//! measured window once `warmup_ns` has passed on their own side.
+//! other must have sent (unless verification is off). The client ends its
+//! warm-up after `warmup_ns` and publishes the first measured sequence
+//! number ([`Window`]); the server's window holds the same messages.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::clock::{cpu_ns, mono_ns};
-use super::spec::{CellSpec, SideReport};
+use super::spec::{CellSpec, Pattern, SideReport};
+use super::window::Window;
 use crate::payload::{Payload, Verifier};
 use crate::stats::new_histogram;
 use crate::transport::{Endpoint, Received};
@@ -111,7 +113,11 @@ fn closed_early(who: &str, seq: u64) -> anyhow::Error {
 }
 
 /// Pingpong, client side: times every round trip.
-pub fn pingpong_client(spec: &CellSpec, ep: &mut dyn Endpoint) -> Result<SideReport> {
+pub fn pingpong_client(
+    spec: &CellSpec,
+    ep: &mut dyn Endpoint,
+    window: &Window,
+) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
     let mut hist = new_histogram();
@@ -131,6 +137,7 @@ pub fn pingpong_client(spec: &CellSpec, ep: &mut dyn Endpoint) -> Result<SideRep
         seq += 1;
     }
     let (cpu0, begin) = (cpu_ns(), mono_ns());
+    window.open(seq, begin);
     let mut t0 = begin;
     let mut measured = 0;
     loop {
@@ -171,49 +178,72 @@ pub fn pingpong_client(spec: &CellSpec, ep: &mut dyn Endpoint) -> Result<SideRep
 
 /// The receiving side of pingpong and stream: takes messages until the
 /// client finishes, replying to each when `reply` is set.
-pub fn server(spec: &CellSpec, ep: &mut dyn Endpoint, reply: bool) -> Result<SideReport> {
+///
+/// Its measured window holds the same messages as the client's: from the
+/// first sequence number the client published in `window` on. The window's
+/// time starts at the arrival of the message before that one (the last of
+/// the warm-up), or at the client's start when there was no warm-up, so that
+/// N messages span N intervals; it ends at the arrival of the N-th when the
+/// count is known (`--iterations`), else when the client finishes.
+pub fn server(
+    spec: &CellSpec,
+    ep: &mut dyn Endpoint,
+    window: &Window,
+    reply: bool,
+) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
     let mut cpus = CpuTrace::default();
     cpus.sample();
     let mut seq = 0;
-    // The measured window opens at the first message after the warm-up.
-    let mut window: Option<(u64, u64, u64, u64)> = None; // (seq, time, cpu, rounds)
-    let mut warm_end = u64::MAX;
+    // (first measured seq, time, cpu time) once the window is open.
+    let mut opened: Option<(u64, u64, u64)> = None;
+    // The last measured message, when the count is known, and when it came.
+    let mut last = None;
+    let mut ended: Option<(u64, u64)> = None;
+    // Until the window opens, the arrival time of each message (the warm-up
+    // only: no clock read per message inside the window).
+    let mut previous_arrival = 0;
     loop {
         if !io.recv(ep, Payload::request(seq, size), seq)? {
             break;
         }
-        if window.is_none() {
-            if seq == 0 {
-                warm_end = mono_ns() + spec.warmup_ns;
-            }
-            if (seq % CLOCK_EVERY == 0 || reply) && mono_ns() >= warm_end {
-                window = Some((seq, mono_ns(), cpu_ns(), ep.rounds()));
+        if opened.is_none() {
+            let now = mono_ns();
+            match window.first() {
+                Some((first, client_begin)) if seq >= first => {
+                    let begin = if seq == 0 {
+                        client_begin
+                    } else {
+                        previous_arrival
+                    };
+                    opened = Some((seq, begin, cpu_ns()));
+                    last = spec
+                        .iterations
+                        .and_then(|n| n.checked_sub(1))
+                        .map(|k| seq + k);
+                }
+                _ => previous_arrival = now,
             }
         }
         if reply {
             io.send(ep, Payload::reply(seq, size), seq)?;
+        }
+        if last == Some(seq) {
+            ended = Some((mono_ns(), cpu_ns()));
         }
         seq += 1;
         if seq % 1024 == 0 {
             cpus.sample();
         }
     }
-    let (end, cpu_end) = (mono_ns(), cpu_ns());
+    let (end, cpu_end) = ended.unwrap_or_else(|| (mono_ns(), cpu_ns()));
     cpus.sample();
-    let (first, begin, cpu0, _) = window.unwrap_or((seq, end, cpu_end, ep.rounds()));
-    // With replies, the message that opened the window was itself served
-    // inside it; without, the window runs from its arrival to the last one.
-    let measured = if reply {
-        seq - first
-    } else {
-        (seq - first).saturating_sub(1)
-    };
+    let (first, begin, cpu0) = opened.unwrap_or((seq, end, cpu_end));
     Ok(SideReport {
-        measured,
+        measured: seq - first,
         total: seq,
-        wall_ns: end - begin,
+        wall_ns: end.saturating_sub(begin),
         cpu_ns: cpu_end - cpu0,
         rounds: ep.rounds(),
         cpus_seen: cpus.0,
@@ -222,7 +252,11 @@ pub fn server(spec: &CellSpec, ep: &mut dyn Endpoint, reply: bool) -> Result<Sid
 }
 
 /// Stream, client side: sends as fast as the channel takes messages.
-pub fn stream_client(spec: &CellSpec, ep: &mut dyn Endpoint) -> Result<SideReport> {
+pub fn stream_client(
+    spec: &CellSpec,
+    ep: &mut dyn Endpoint,
+    window: &Window,
+) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
     let mut cpus = CpuTrace::default();
@@ -234,6 +268,7 @@ pub fn stream_client(spec: &CellSpec, ep: &mut dyn Endpoint) -> Result<SideRepor
         seq += 1;
     }
     let (cpu0, begin) = (cpu_ns(), mono_ns());
+    window.open(seq, begin);
     let mut measured = 0;
     loop {
         if let Some(n) = spec.iterations {
@@ -267,9 +302,14 @@ pub fn stream_client(spec: &CellSpec, ep: &mut dyn Endpoint) -> Result<SideRepor
 }
 
 /// Oneshot, client side: one round trip on a channel made for it.
-pub fn oneshot_client(spec: &CellSpec, ep: &mut dyn Endpoint) -> Result<SideReport> {
+pub fn oneshot_client(
+    spec: &CellSpec,
+    ep: &mut dyn Endpoint,
+    window: &Window,
+) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
+    window.open(0, mono_ns());
     io.send(ep, Payload::request(0, size), 0)?;
     if !io.recv(ep, Payload::reply(0, size), 0)? {
         return Err(closed_early("server", 0));
@@ -284,8 +324,12 @@ pub fn oneshot_client(spec: &CellSpec, ep: &mut dyn Endpoint) -> Result<SideRepo
 }
 
 /// Oneshot, server side: answers the one request, then waits for the end.
-pub fn oneshot_server(spec: &CellSpec, ep: &mut dyn Endpoint) -> Result<SideReport> {
-    let report = server(spec, ep, true)?;
+pub fn oneshot_server(
+    spec: &CellSpec,
+    ep: &mut dyn Endpoint,
+    window: &Window,
+) -> Result<SideReport> {
+    let report = server(spec, ep, window, true)?;
     if report.total != 1 {
         bail!("oneshot server took {} requests, expected 1", report.total);
     }
@@ -304,4 +348,86 @@ pub fn describe(spec: &CellSpec, side: &str, e: &anyhow::Error) -> String {
         line.push_str(" (the peer went away)");
     }
     line
+}
+
+/// Checks that both sides measured the same messages, as many as asked
+/// (exactly `iterations`, or at least `min_iterations` and never none): a
+/// loop that ended early is a failed cell, never a short row.
+pub fn check_counts(spec: &CellSpec, client: &SideReport, server: &SideReport) -> Result<()> {
+    let (c, s) = (client.measured, server.measured);
+    let unit = match spec.pattern {
+        Pattern::Stream => "messages",
+        Pattern::Pingpong | Pattern::Oneshot => "round trips",
+    };
+    let wanted = match spec.iterations {
+        Some(n) => format!("exactly {n} (--iterations)"),
+        None => format!("at least {}", spec.min_iterations.max(1)),
+    };
+    let enough = match spec.iterations {
+        Some(n) => c == n,
+        None => c >= spec.min_iterations.max(1),
+    };
+    if c != s || !enough {
+        bail!(
+            "{} {} size {}: the client measured {c} {unit} and the server {s}; expected {wanted} on both sides",
+            spec.mechanism,
+            spec.pattern,
+            spec.channel.size
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::spec::Placement;
+    use crate::transport::ChannelConfig;
+
+    fn spec(iterations: Option<u64>) -> CellSpec {
+        CellSpec {
+            mechanism: "pipe".into(),
+            pattern: Pattern::Stream,
+            channel: ChannelConfig {
+                size: 64,
+                segment_size: None,
+                segments: 0,
+            },
+            placement: Placement::Unpinned,
+            cpus: None,
+            warmup_ns: 0,
+            duration_ns: 0,
+            iterations,
+            min_iterations: 10,
+            verify: true,
+            timeout_ns: 1,
+        }
+    }
+
+    fn sides(client: u64, server: u64) -> (SideReport, SideReport) {
+        let side = |measured| SideReport {
+            measured,
+            ..SideReport::default()
+        };
+        (side(client), side(server))
+    }
+
+    #[test]
+    fn a_short_or_empty_window_fails_the_cell() {
+        let exact = spec(Some(20));
+        let (c, s) = sides(20, 20);
+        assert!(check_counts(&exact, &c, &s).is_ok());
+        for (c, s) in [(20, 0), (20, 19), (0, 0), (19, 19), (20, 611)] {
+            let (c, s) = sides(c, s);
+            let e = check_counts(&exact, &c, &s).expect_err("a wrong count");
+            assert!(e.to_string().starts_with("pipe stream size 64:"), "{e}");
+        }
+        let timed = spec(None);
+        let (c, s) = sides(500, 500);
+        assert!(check_counts(&timed, &c, &s).is_ok());
+        for (c, s) in [(0, 0), (9, 9), (500, 499)] {
+            let (c, s) = sides(c, s);
+            assert!(check_counts(&timed, &c, &s).is_err());
+        }
+    }
 }

@@ -25,6 +25,7 @@ use super::scribbler;
 use super::sides;
 use super::sigbus;
 use super::spec::{CellOutcome, CellSpec, OneshotSample, Pattern, SideReport};
+use super::window::Window;
 use crate::mechanisms;
 use crate::transport::{Endpoint, Pair, Transport};
 
@@ -94,6 +95,7 @@ fn run(spec: &CellSpec, stop: &AtomicBool) -> Result<CellOutcome> {
             let start = mono_ns();
             let run = once(spec, transport, stop)?;
             let (client, server) = (run.client, run.server);
+            sides::check_counts(spec, &client, &server)?;
             Ok(CellOutcome {
                 setup_ns: client
                     .attached_at_ns
@@ -216,6 +218,7 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
             .context("mapping the shared memory to scribble on")?,
         _ => Vec::new(),
     };
+    let window = Window::new().context("mapping the measured window's page")?;
     let mut children = Vec::new();
     let supervisor = rustix::process::getpid();
     for role in [Role::Server, Role::Client] {
@@ -229,7 +232,7 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
                 // remove the channel's objects when it exits.
                 std::mem::forget(guard);
                 let pair = pair.take().expect("each child takes the pair once");
-                side_main(spec, role, pair, report, supervisor);
+                side_main(spec, role, pair, &window, report, supervisor);
             }
             ForkResult::Parent { child } => {
                 let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
@@ -500,6 +503,7 @@ fn side_main(
     spec: &CellSpec,
     role: Role,
     pair: Box<dyn Pair>,
+    window: &Window,
     report: OwnedFd,
     supervisor: Pid,
 ) -> ! {
@@ -531,7 +535,9 @@ fn side_main(
     if let Ok(json) = serde_json::to_vec(&truncated) {
         let _ = sigbus::report_on_sigbus(report.as_fd(), json);
     }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| side(spec, role, pair)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        side(spec, role, pair, window)
+    }));
     let report_value = match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => SideReport {
@@ -568,7 +574,7 @@ fn side_main(
     unsafe { libc::_exit(if failed { 1 } else { 0 }) }
 }
 
-fn side(spec: &CellSpec, role: Role, pair: Box<dyn Pair>) -> Result<SideReport> {
+fn side(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, window: &Window) -> Result<SideReport> {
     if let Some((client_cpu, server_cpu)) = spec.cpus {
         let cpu = match role {
             Role::Client => client_cpu,
@@ -586,12 +592,12 @@ fn side(spec: &CellSpec, role: Role, pair: Box<dyn Pair>) -> Result<SideReport> 
     .with_context(|| format!("opening the {} end", role.name()))?;
     let attached_at_ns = mono_ns();
     let mut report = match (spec.pattern, role) {
-        (Pattern::Pingpong, Role::Client) => sides::pingpong_client(spec, &mut *ep),
-        (Pattern::Pingpong, Role::Server) => sides::server(spec, &mut *ep, true),
-        (Pattern::Stream, Role::Client) => sides::stream_client(spec, &mut *ep),
-        (Pattern::Stream, Role::Server) => sides::server(spec, &mut *ep, false),
-        (Pattern::Oneshot, Role::Client) => sides::oneshot_client(spec, &mut *ep),
-        (Pattern::Oneshot, Role::Server) => sides::oneshot_server(spec, &mut *ep),
+        (Pattern::Pingpong, Role::Client) => sides::pingpong_client(spec, &mut *ep, window),
+        (Pattern::Pingpong, Role::Server) => sides::server(spec, &mut *ep, window, true),
+        (Pattern::Stream, Role::Client) => sides::stream_client(spec, &mut *ep, window),
+        (Pattern::Stream, Role::Server) => sides::server(spec, &mut *ep, window, false),
+        (Pattern::Oneshot, Role::Client) => sides::oneshot_client(spec, &mut *ep, window),
+        (Pattern::Oneshot, Role::Server) => sides::oneshot_server(spec, &mut *ep, window),
     }?;
     let t = mono_ns();
     drop(ep);
