@@ -120,6 +120,14 @@ pub fn conforms(t: &dyn Transport) -> Result<(), String> {
             o.oneshot.len() as u64,
             2,
         )?;
+        // Where each side ran is recorded for every pattern (the oneshot
+        // table's header said "client on CPU ," without it).
+        if o.client.cpus_seen.is_empty() || o.server.cpus_seen.is_empty() {
+            return Err(format!(
+                "{name} oneshot size {size}: CPUs not recorded (client {:?}, server {:?})",
+                o.client.cpus_seen, o.server.cpus_seen
+            ));
+        }
     }
     Ok(())
 }

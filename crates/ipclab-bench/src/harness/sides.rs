@@ -309,16 +309,20 @@ pub fn oneshot_client(
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
+    let mut cpus = CpuTrace::default();
+    cpus.sample();
     window.open(0, mono_ns());
     io.send(ep, Payload::request(0, size), 0)?;
     if !io.recv(ep, Payload::reply(0, size), 0)? {
         return Err(closed_early("server", 0));
     }
     ep.finish().context("finish failed")?;
+    cpus.sample();
     Ok(SideReport {
         measured: 1,
         total: 1,
         rounds: ep.rounds(),
+        cpus_seen: cpus.0,
         ..SideReport::default()
     })
 }

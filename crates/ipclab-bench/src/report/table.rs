@@ -79,11 +79,13 @@ pub fn grids(run: &Run) -> Vec<Grid> {
 }
 
 fn placement_note(r: &Row) -> String {
-    let list = |c: &[usize]| {
-        c.iter()
+    let list = |c: &[usize]| match c {
+        [] => "?".to_string(),
+        _ => c
+            .iter()
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
-            .join(",")
+            .join(","),
     };
     format!(
         " (client on CPU {}, server on CPU {})",
