@@ -159,3 +159,43 @@ fn a_limit_is_no_mechanism_to_choose() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("measured in every run"));
 }
+
+/// `--iterations` is the user's count for the rows they asked for; the
+/// limits keep to the time budget, so that a spinning limit on one CPU
+/// (a time slice per round trip) never fails or stalls the run.
+#[test]
+fn same_core_iterations_leave_the_limits_to_the_duration() {
+    let dir = std::env::temp_dir().join(format!("ipclab-limits-same-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("run.json");
+    let out = ipclab()
+        .args(["run", "-m", "pipe", "-s", "64", "-p", "pingpong,stream"])
+        .args(["--iterations", "2000", "--warmup", "0ms"])
+        .args(["--placement", "same-core", "--json"])
+        .arg(&json)
+        .timeout(std::time::Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap())
+        .unwrap_or(serde_json::Value::Null);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(v["failures"], serde_json::json!([]), "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    for r in rows {
+        let n = r["iterations"].as_u64().unwrap();
+        match r["mechanism"].as_str().unwrap() {
+            "pipe" => assert_eq!(n, 2000, "{r}"),
+            _ => assert!(n >= 1, "{r}"),
+        }
+    }
+    assert_eq!(
+        rows.len(),
+        6,
+        "pipe and limit-copy twice, limit-spin, limit-futex"
+    );
+}

@@ -16,7 +16,7 @@ use crate::results::{
     CpuPerMessage, Cpus, Failure, Row, Run, SCHEMA, Settings, Skipped, Throughput,
 };
 use crate::stats::{Stats, cdf, histogram};
-use crate::transport::{ChannelConfig, Transport};
+use crate::transport::{ChannelConfig, Family, Transport};
 use crate::units;
 use crate::vs_limit;
 
@@ -180,7 +180,16 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
             },
             warmup_ns: options.warmup_ns,
             duration_ns: options.duration_ns,
-            iterations: options.iterations,
+            // The limits run for the cell's time budget (`--duration`),
+            // never for the user's count: a spinning limit on one CPU pays
+            // a scheduler time slice per round trip (milliseconds), so
+            // `--iterations 20000 --placement same-core` would keep it
+            // busy for minutes on rows nobody asked for. Their rows say
+            // how many they measured.
+            iterations: match info.family {
+                Family::Limit => None,
+                _ => options.iterations,
+            },
             min_iterations: MIN_ITERATIONS,
             verify: options.verify,
             timeout_ns: options.timeout_ns,
