@@ -30,6 +30,8 @@ pub(crate) mod posix_shm;
 mod pthread;
 pub mod region;
 pub mod ring;
+#[cfg(test)]
+mod ring_fuzz;
 pub mod semaphores;
 mod spin;
 mod sysv_msg;
