@@ -160,6 +160,9 @@
 //! versions: `cargo test -p shmchan --release -- --ignored`. The loom
 //! models of the ring indices and of the wait/wake protocol:
 //! `RUSTFLAGS="--cfg loom" cargo test -p shmchan --release --lib loom`.
+//! The fuzz target of the receiver over hostile memory (proptest):
+//! `PROPTEST_CASES=1000000 cargo test -p shmchan --release --test
+//! fuzz_consumer`.
 //! The crate's tests turn the feature `typed` on (a dev-dependency on
 //! itself), so the typed two-process tests run with the others.
 

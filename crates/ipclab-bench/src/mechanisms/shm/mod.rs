@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `layout.rs` | where header, semaphores, buffer headers and data sit |
 //! | `ring.rs` | the hand-over protocol (the `Endpoint`) |
+//! | `ring_fuzz.rs` | tests: fuzzing of the reader over hostile memory (proptest) |
 //! | `channel.rs` | region + semaphores = a `Transport` |
 //! | `cleanup.rs`, `names.rs` | the guard; random names, 0600 modes |
 //! | `sysv_shm.rs`, `posix_shm.rs`, `file.rs`, `memfd.rs`, `anon.rs` | regions |
@@ -30,6 +31,8 @@ pub(crate) mod posix_shm;
 mod pthread;
 pub mod region;
 pub mod ring;
+#[cfg(test)]
+mod ring_fuzz;
 pub mod semaphores;
 mod spin;
 mod sysv_msg;

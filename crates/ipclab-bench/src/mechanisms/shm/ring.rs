@@ -313,9 +313,8 @@ impl<S: Semaphores> Drop for Ring<S> {
 /// two sides, and spin semaphores never block while a unit is there, so
 /// every step below runs to completion without a second process.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::ErrorKind;
-    use std::os::fd::OwnedFd;
 
     use rustix::fs::{MemfdFlags, ftruncate, memfd_create};
 
@@ -326,28 +325,46 @@ mod tests {
     use crate::payload::{Payload, Verifier};
     use crate::transport::ChannelConfig;
 
-    struct Rig {
-        client: Ring<Spin>,
-        server: Ring<Spin>,
-        _fd: OwnedFd,
+    pub(in crate::mechanisms::shm) struct Rig {
+        pub client: Ring<Spin>,
+        pub server: Ring<Spin>,
+        pub layout: Layout,
+        /// A third mapping of the region (also `ring_fuzz.rs`'s pen).
+        pub region: Mapping,
+    }
+
+    /// A region of a memfd (`memfd`, `posix-shm`, `mmap-file` map a file
+    /// the same way).
+    pub(in crate::mechanisms::shm) fn memfd_region(len: usize) -> Mapping {
+        let fd = memfd_create("ipclab-test", MemfdFlags::CLOEXEC).unwrap();
+        ftruncate(&fd, len as u64).unwrap();
+        Mapping::shared_fd(&fd, len).unwrap()
     }
 
     fn rig(segment_size: usize, segments: usize) -> Rig {
+        rig_in(memfd_region, segment_size, segments)
+    }
+
+    /// Both sides over a region made by `region`; each side maps it again
+    /// (`Mapping::duplicate`), as a side's own process would.
+    pub(in crate::mechanisms::shm) fn rig_in(
+        region: fn(usize) -> Mapping,
+        segment_size: usize,
+        segments: usize,
+    ) -> Rig {
         let layout = Layout::new(&ChannelConfig {
             size: 0,
             segment_size: Some(segment_size),
             segments,
         })
         .unwrap();
-        let fd = memfd_create("ipclab-test", MemfdFlags::CLOEXEC).unwrap();
-        ftruncate(&fd, layout.len as u64).unwrap();
-        let init = Mapping::shared_fd(&fd, layout.len).unwrap();
+        let init = region(layout.len);
         layout.init(&init);
         let initial = layout.initial_counts();
         Spin::create(initial, layout.sync_area(&init), &mut Cleanup::default()).unwrap();
         let (server_line, client_line) = lifelines().unwrap();
         let side = |side, lifeline| {
-            let map = Mapping::shared_fd(&fd, layout.len).unwrap();
+            let map = init.duplicate().unwrap();
             layout.check(&map).unwrap();
             // SAFETY: the ring keeps the mapping as long as the semaphores.
             let sync =
@@ -357,7 +374,8 @@ mod tests {
         Rig {
             client: side(Side::Client, client_line),
             server: side(Side::Server, server_line),
-            _fd: fd,
+            layout,
+            region: init,
         }
     }
 
