@@ -98,7 +98,7 @@ fn shm_modes_child() {
         };
         let objects: Vec<Object> = cleanup.objects().to_vec();
         for o in &objects {
-            let want = if matches!(o, Object::Dir(_)) {
+            let want = if matches!(o, Object::Dir(..)) {
                 0o700
             } else {
                 0o600

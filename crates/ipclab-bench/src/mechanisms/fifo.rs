@@ -17,12 +17,13 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, CWD, Mode, OFlags, fchmod, mkdirat, mkfifoat, open, openat, unlinkat};
+use rustix::fs::{CWD, Mode, OFlags, fchmod, mkdirat, mkfifoat, open, openat};
 use rustix::io::Errno;
 
 use super::exclusive::named_error;
 use super::framed::FramedStream;
 use crate::machine::read_proc;
+use crate::objects::owned::{self, Identity};
 use crate::transport::{ChannelConfig, Endpoint, Family, Info, Limit, Pair, Prepared, Transport};
 
 pub struct Fifo;
@@ -44,9 +45,10 @@ fn random_name() -> io::Result<OsString> {
 }
 
 /// The private directory; removes its FIFOs and itself when dropped, if
-/// still there.
+/// still there (and still the directory made).
 pub(crate) struct FifoDir {
     path: PathBuf,
+    id: Identity,
 }
 
 impl FifoDir {
@@ -55,13 +57,24 @@ impl FifoDir {
     pub(crate) fn create_at(path: PathBuf) -> io::Result<(FifoDir, OwnedFd)> {
         mkdirat(CWD, &path, Mode::RWXU)
             .map_err(|e| named_error(&format!("creating the directory {}", path.display()), e))?;
-        let dir = FifoDir { path };
+        // Ours, just made, in a sticky (or private) directory: nobody else
+        // can have replaced it yet.
+        let dir = FifoDir {
+            id: Identity::of_ours(&path)?,
+            path,
+        };
         let fd = open(
             &dir.path,
             OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| named_error(&format!("opening the directory {}", dir.path.display()), e))?;
+        if Identity::of(&fd)? != dir.id {
+            return Err(io::Error::other(format!(
+                "{} was replaced",
+                dir.path.display()
+            )));
+        }
         // The umask may have taken bits away: set the mode exactly.
         fchmod(&fd, Mode::RWXU)?;
         Ok((dir, fd))
@@ -72,22 +85,14 @@ impl Drop for FifoDir {
     fn drop(&mut self) {
         // Errors are ignored: the usual one is ENOENT (the server already
         // removed everything), and a destructor cannot report.
-        let _ = remove(&self.path);
+        let _ = remove(&self.path, self.id);
     }
 }
 
-/// Removes both FIFOs, then the directory; a missing one is no error.
-fn remove(dir: &Path) -> io::Result<()> {
-    for name in [TO_SERVER, TO_CLIENT] {
-        match unlinkat(CWD, dir.join(name), AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    match unlinkat(CWD, dir, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+/// Removes both FIFOs, then the directory, if `dir` still leads to the
+/// directory made (`id`); a missing one is no error.
+fn remove(dir: &Path, id: Identity) -> io::Result<()> {
+    owned::remove_dir_if(dir, id, &[TO_SERVER, TO_CLIENT])
 }
 
 /// Makes FIFO `name` in `dir`, mode 0600.
@@ -123,6 +128,7 @@ fn open_fifo(dir: &OwnedFd, name: &str, access: OFlags) -> io::Result<OwnedFd> {
 struct Ends {
     dir: OwnedFd,
     path: PathBuf,
+    id: Identity,
 }
 
 impl Transport for Fifo {
@@ -153,8 +159,8 @@ impl Transport for Fifo {
         let (guard, dir) = FifoDir::create_at(base_dir().join(random_name()?))?;
         make_fifo(&dir, TO_SERVER)?;
         make_fifo(&dir, TO_CLIENT)?;
-        let path = guard.path.clone();
-        Ok(Prepared::with_guard(Ends { dir, path }, guard))
+        let (path, id) = (guard.path.clone(), guard.id);
+        Ok(Prepared::with_guard(Ends { dir, path, id }, guard))
     }
 }
 
@@ -163,7 +169,7 @@ impl Pair for Ends {
         let rx = open_fifo(&self.dir, TO_SERVER, OFlags::RDONLY)?;
         let tx = open_fifo(&self.dir, TO_CLIENT, OFlags::WRONLY)?;
         // Both sides hold both FIFOs now: the names have done their job.
-        remove(&self.path)?;
+        remove(&self.path, self.id)?;
         Ok(Box::new(FramedStream::new(rx, tx)))
     }
 

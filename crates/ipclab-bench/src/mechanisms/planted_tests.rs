@@ -264,3 +264,53 @@ impl Planted {
         assert_eq!(std::fs::read_to_string(&self.path).unwrap(), CONTENTS);
     }
 }
+
+/// A name removed by the sides (as after every attach) and planted again
+/// by another user (uid 65534: needs root) before the supervisor's guard
+/// runs: the guard leaves the planted object exactly as it was.
+#[test]
+fn a_name_planted_again_after_removal_is_left_alone() {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: planting another user's objects needs root");
+        return;
+    }
+    let replant = |path: &Path| {
+        let planted = Planted::new(path, Kind::File);
+        let nobody = Some(rustix::process::Uid::from_raw(65534));
+        rustix::fs::chown(path, nobody, None).unwrap();
+        let ino = std::fs::symlink_metadata(path).unwrap().ino();
+        (planted, ino)
+    };
+    let check = |what: &str, (planted, ino): &(Planted, u64)| {
+        let meta = std::fs::symlink_metadata(&planted.path)
+            .unwrap_or_else(|e| panic!("{what}: the planted object was removed: {e}"));
+        assert_eq!((meta.ino(), meta.uid()), (*ino, 65534), "{what}");
+        planted.assert_untouched_file();
+    };
+
+    let name = posix_name();
+    let mut cleanup = Cleanup::default();
+    PosixShm::create_named(name.clone(), 4096, &mut cleanup, &mut no_init()).unwrap();
+    std::fs::remove_file(shm_path(&name)).unwrap();
+    let shm = replant(Path::new(&shm_path(&name)));
+    let name = posix_name();
+    posix_sem::create_named(&name, 0, &mut cleanup).unwrap();
+    std::fs::remove_file(sem_path(&name)).unwrap();
+    let sem = replant(Path::new(&sem_path(&name)));
+    let dir = std::env::temp_dir().join(random_name().unwrap());
+    MmapFile::create_in(dir.clone(), 4096, &mut cleanup, &mut no_init()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let file_dir = replant(&dir);
+    drop(cleanup);
+    check("posix shm", &shm);
+    check("posix semaphore", &sem);
+    check("mmap-file directory", &file_dir);
+
+    let dir = std::env::temp_dir().join(random_name().unwrap());
+    let (guard, _fd) = FifoDir::create_at(dir.clone()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let fifo_dir = replant(&dir);
+    drop(guard);
+    check("fifo directory", &fifo_dir);
+}

@@ -1,9 +1,11 @@
 //! Removing ipclab's objects whose creator is dead (or all of them).
 
 use std::io;
+use std::path::Path;
 
 use super::listing::{self, Found, Removal};
 use super::marks;
+use super::owned;
 use super::registry;
 use super::sysv;
 
@@ -62,19 +64,23 @@ pub fn describe(f: &Found) -> String {
     format!("{} {}{id} (creator {}, {state})", f.kind, f.name, f.pid)
 }
 
-/// Removes one object, then its record.
+/// Removes one object, then its record. Each removal re-checks that the
+/// name still leads to the object listed, ours ([`owned`]): anything else
+/// found there meanwhile is left alone.
 fn remove(f: &Found) -> io::Result<()> {
-    let gone = |r: io::Result<()>| match r {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        r => r,
-    };
     match &f.removal {
-        Removal::File(path) => gone(std::fs::remove_file(path))?,
-        Removal::Tree(path) => gone(std::fs::remove_dir_all(path))?,
-        Removal::PosixMq(name) => match nix::mqueue::mq_unlink(name.as_str()) {
-            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(e.into()),
-        },
+        Removal::File(path, id) => owned::remove_if(path, *id, false)?,
+        Removal::Tree(path, id) => owned::remove_tree_if(path, *id)?,
+        Removal::PosixMq(name) => {
+            // Only while the name is still a queue of ours.
+            if let Some(q) = listing::open_our_queue(name)? {
+                let _ = nix::mqueue::mq_close(q);
+                match nix::mqueue::mq_unlink(name.as_str()) {
+                    Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         Removal::Sysv {
             kind,
             id,
@@ -83,23 +89,21 @@ fn remove(f: &Found) -> io::Result<()> {
             cpid,
         } => sysv::remove_checked(*kind, *id, *key, *cuid, *cpid)?,
         Removal::Iceoryx2 { root, prefix } => {
-            // Only a root named like ours: `ipclab-<32 hex>`.
+            // Only a root named like ours, `ipclab-<32 hex>`, and a
+            // directory of ours closed to others; only files of ours.
             let name = root.file_name().unwrap_or_default().to_string_lossy();
-            let ours = name
+            let named_ours = name
                 .strip_prefix(marks::PREFIX)
                 .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-            if ours {
-                gone(std::fs::remove_dir_all(root))?;
-            }
-            for entry in std::fs::read_dir("/dev/shm")?.flatten() {
-                if entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(prefix.as_str())
-                {
-                    gone(std::fs::remove_file(entry.path()))?;
+            match std::fs::symlink_metadata(root) {
+                Ok(meta) if named_ours => {
+                    owned::remove_tree_if(root, owned::Identity::from_metadata(&meta))?
                 }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
+            owned::remove_files_starting_with(Path::new("/dev/shm"), prefix)?;
         }
     }
     match &f.record {

@@ -9,14 +9,18 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::marks::{self, Maker};
+use super::owned::Identity;
 use super::registry::{self, Entry, Kind, Record};
 use super::sysv;
 
 /// How an object is removed.
 #[derive(Debug, Clone)]
 pub(crate) enum Removal {
-    File(PathBuf),
-    Tree(PathBuf),
+    /// A file, removed only while the name still leads to the one listed.
+    File(PathBuf, Identity),
+    /// A private directory, removed (all in it) only while the name still
+    /// leads to the one listed, ours and closed to group and others.
+    Tree(PathBuf, Identity),
     PosixMq(String),
     Sysv {
         kind: Kind,
@@ -154,7 +158,7 @@ pub fn list() -> io::Result<Listing> {
             entry.path(),
             pid,
             &meta,
-            Removal::File(entry.path()),
+            Removal::File(entry.path(), Identity::from_metadata(&meta)),
         ));
     }
     // Private directories (mmap-file, fifo).
@@ -168,7 +172,8 @@ pub fn list() -> io::Result<Listing> {
                 continue;
             };
             if meta.is_dir() && meta.uid() == uid {
-                let mut found = named("dir", entry.path(), pid, &meta, Removal::Tree(entry.path()));
+                let removal = Removal::Tree(entry.path(), Identity::from_metadata(&meta));
+                let mut found = named("dir", entry.path(), pid, &meta, removal);
                 found.size = tree_size(&entry.path()).to_string();
                 out.objects.push(found);
             }
@@ -317,27 +322,40 @@ fn sysv_object(e: &Entry, rows: &[sysv::Row], uid: u32) -> Option<Found> {
     Some(f)
 }
 
-/// The queue `e` records, if it still has its name.
+/// The queue `e` records, if it still has its name (and is ours).
 fn posix_mq(e: &Entry, name: &str) -> Option<Found> {
-    use nix::mqueue::{MQ_OFlag, mq_close, mq_getattr, mq_open};
-    let q = mq_open(
-        name,
-        MQ_OFlag::O_RDONLY | MQ_OFlag::O_NONBLOCK | MQ_OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-        None,
-    );
-    let size = match q {
-        Err(nix::errno::Errno::ENOENT) => return None,
+    let size = match open_our_queue(name) {
+        Ok(None) => return None,
         Err(_) => "?".to_string(),
-        Ok(q) => {
-            let size =
-                mq_getattr(&q).map_or("?".to_string(), |a| (a.maxmsg() * a.msgsize()).to_string());
-            let _ = mq_close(q);
+        Ok(Some(q)) => {
+            let size = nix::mqueue::mq_getattr(&q)
+                .map_or("?".to_string(), |a| (a.maxmsg() * a.msgsize()).to_string());
+            let _ = nix::mqueue::mq_close(q);
             size
         }
     };
     let removal = Removal::PosixMq(name.to_string());
     Some(recorded(e, "posix-mq", name.to_string(), size, removal))
+}
+
+/// Opens queue `name` to look at it; `None` if it is gone, or is not ours
+/// (someone else's queue made under the name after ours went).
+pub(crate) fn open_our_queue(name: &str) -> io::Result<Option<nix::mqueue::MqdT>> {
+    use nix::mqueue::{MQ_OFlag, mq_close, mq_open};
+    let flags = MQ_OFlag::O_RDONLY | MQ_OFlag::O_NONBLOCK | MQ_OFlag::O_CLOEXEC;
+    match mq_open(name, flags, nix::sys::stat::Mode::empty(), None) {
+        // EACCES: ours would open.
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EACCES) => Ok(None),
+        Err(e) => Err(e.into()),
+        Ok(q) => {
+            let st = rustix::fs::fstat(&q)?;
+            if super::owned::ours(&st) {
+                return Ok(Some(q));
+            }
+            let _ = mq_close(q);
+            Ok(None)
+        }
+    }
 }
 
 /// What is left of an iceoryx2 record's objects.

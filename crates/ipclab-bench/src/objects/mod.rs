@@ -16,6 +16,7 @@
 //! | `marks.rs` | marked names: make, recognise |
 //! | `registry.rs` | the records; System V keys |
 //! | `sysv.rs` | `/proc/sysvipc` and checked `IPC_RMID` |
+//! | `owned.rs` | removing a name only while it names our object |
 //! | `listing.rs` | `ls`: find everything of ours |
 //! | `cleaning.rs` | `clean`: remove what a dead creator left |
 //! | `show.rs` | `ls` output |
@@ -23,6 +24,7 @@
 pub mod cleaning;
 pub mod listing;
 pub mod marks;
+pub mod owned;
 pub mod registry;
 pub mod show;
 pub mod sysv;

@@ -9,9 +9,13 @@
 //! (a predictable name in a world-writable directory: another user can take
 //! it first, and then every recorded mechanism fails with one line saying
 //! to set `XDG_RUNTIME_DIR`). Either way a directory of mode 0700 that must
-//! belong to us (a symlink or someone else's directory is an error), opened
-//! once per process and removed again with its last record, by a
-//! supervisor's exit or by `ipclab clean` when empty ([`tidy`]). In memory
+//! belong to us (a symlink or someone else's directory is an error, and is
+//! never removed), opened once per process and removed again with its last
+//! record, by a supervisor's exit or by `ipclab clean` when empty
+//! ([`tidy`]): only while the name still leads to the directory we opened,
+//! ours and 0700 (device and inode compared through the descriptor). A
+//! record file is likewise removed only while its name leads to the file
+//! written or read ([`super::owned`]). In memory
 //! (tmpfs), like the objects, and gone with them at a reboot; a record
 //! costs a few file operations there (on a disk file system it cost
 //! hundreds of microseconds, a visible part of a cell's set-up). A record
@@ -32,10 +36,11 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rustix::fs::{AtFlags, CWD, Mode, OFlags, linkat, openat, unlinkat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, linkat, openat};
 use rustix::io::Errno;
 
 use super::marks::random_hex;
+use super::owned::{self, Identity};
 
 /// What a record stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,11 +159,23 @@ impl Dir {
         in_registry(&self.path.join(name), e.into())
     }
 
-    /// Removes file `name`; one already gone is no error.
-    fn unlink(&self, name: &str) -> io::Result<()> {
-        match unlinkat(&self.fd, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(e) => Err(self.error(name, e)),
+    /// Removes file `name` if it is still `id`; one already gone (or
+    /// replaced) is no error.
+    fn unlink(&self, name: &str, id: Identity) -> io::Result<()> {
+        owned::remove_at_if(&self.fd, Path::new(name), id, false).map_err(|e| self.error(name, e))
+    }
+
+    /// Removes the directory if it is empty, still ours and 0700, and its
+    /// path still leads to the directory open here.
+    fn remove_if_empty(&self) -> io::Result<()> {
+        let st = rustix::fs::fstat(&self.fd)?;
+        if !owned::ours(&st) || st.st_mode & 0o7777 != 0o700 {
+            return Ok(());
+        }
+        // ENOTEMPTY (records left): nothing to do.
+        match owned::remove_if(&self.path, Identity::from_stat(&st), true) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(()),
+            r => r,
         }
     }
 }
@@ -187,10 +204,15 @@ fn forget() {
 /// in `/dev/shm` once every object is gone (a supervisor does this as it
 /// exits, `ipclab clean` at its end). A writer that finds the directory
 /// gone makes it again.
+///
+/// Never a directory that is not ours: someone else's (or a symlink, a
+/// file) at the registry's name makes [`Dir::open`] fail, and that name
+/// is left exactly as it was.
 pub fn tidy() {
     forget();
-    // ENOTEMPTY (records left), ENOENT (gone already): nothing to do.
-    let _ = unlinkat(CWD, dir(), AtFlags::REMOVEDIR);
+    if let Ok(Some(dir)) = Dir::open(false) {
+        let _ = dir.remove_if_empty();
+    }
 }
 
 /// The registry directory is someone else's (or not a directory): one
@@ -217,6 +239,8 @@ fn in_registry(path: &Path, e: io::Error) -> io::Error {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     name: String,
+    /// The file written (or read): only it is ever removed.
+    id: Identity,
 }
 
 impl Record {
@@ -258,16 +282,18 @@ impl Record {
             Mode::RUSR | Mode::WUSR,
         )
         .map_err(|e| dir.error(&tmp, e))?;
+        let id = Identity::of(&fd)?;
         let linked = rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR)
             .map_err(io::Error::from)
             .and_then(|()| std::fs::File::from(fd).write_all(text.as_bytes()))
             .and_then(|()| {
                 linkat(&dir.fd, tmp.as_str(), &dir.fd, file, AtFlags::empty()).map_err(Into::into)
             });
-        dir.unlink(&tmp)?;
+        dir.unlink(&tmp, id)?;
         match linked {
             Ok(()) => Ok(Some(Record {
                 name: file.to_string(),
+                id,
             })),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(dir.error(file, e)),
@@ -286,6 +312,10 @@ impl Record {
             OFlags::WRONLY | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
+        if Identity::of(&fd)? != self.id {
+            // Not the file we wrote: ours is gone.
+            return Err(io::ErrorKind::NotFound.into());
+        }
         std::fs::File::from(fd).write_all(format!("{field}={value}\n").as_bytes())
     }
 
@@ -298,7 +328,7 @@ impl Record {
         let Some(dir) = Dir::open(false)? else {
             return Ok(());
         };
-        match dir.unlink(&self.name) {
+        match dir.unlink(&self.name, self.id) {
             // Removed with its directory: gone too.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             other => other?,
@@ -416,22 +446,37 @@ pub fn read_all() -> io::Result<(Vec<Entry>, Vec<Partial>)> {
         if name == "." || name == ".." {
             continue;
         }
-        let record = Record { name: name.clone() };
         if let Some(rest) = name.strip_prefix("tmp-") {
-            if let Some(pid) = rest.split('-').next().and_then(|p| p.parse().ok()) {
-                partial.push((record, pid));
+            let st = match rustix::fs::statat(&dir.fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(dir.error(&name, e)),
+            };
+            let pid = rest.split('-').next().and_then(|p| p.parse().ok());
+            if let (Some(pid), true) = (pid, is_our_file(&st)) {
+                let id = Identity::from_stat(&st);
+                partial.push((Record { name, id }, pid));
             }
             continue;
         }
+        // Non-blocking: a FIFO in the way must not hang the listing.
         let fd = match openat(
             &dir.fd,
             name.as_str(),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) => continue,
+            Err(Errno::NOENT | Errno::LOOP) => continue,
             Err(e) => return Err(dir.error(&name, e)),
+        };
+        let st = rustix::fs::fstat(&fd).map_err(|e| dir.error(&name, e))?;
+        if !is_our_file(&st) {
+            continue;
+        }
+        let record = Record {
+            name: name.clone(),
+            id: Identity::from_stat(&st),
         };
         let mut text = String::new();
         std::fs::File::from(fd)
@@ -444,6 +489,11 @@ pub fn read_all() -> io::Result<(Vec<Entry>, Vec<Partial>)> {
     }
     entries.sort_by_key(|e| (e.time, e.record.name.clone()));
     Ok((entries, partial))
+}
+
+/// Only a regular file of ours can be a record (or a writer's leftover).
+fn is_our_file(st: &rustix::fs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && owned::ours(st)
 }
 
 #[cfg(test)]

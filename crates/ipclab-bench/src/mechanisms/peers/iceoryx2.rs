@@ -45,6 +45,7 @@ use crate::mechanisms::exclusive::named_error;
 use crate::mechanisms::shm::names::random_name;
 use crate::mechanisms::shm::region::Side;
 use crate::objects::marks::{PREFIX, random_hex};
+use crate::objects::owned::{self, Identity};
 use crate::objects::registry::{self, Kind, Record};
 use crate::transport::{ChannelConfig, Endpoint, Family, Info, Pair, Prepared, Transport};
 
@@ -170,6 +171,8 @@ pub(crate) fn root_name() -> io::Result<String> {
 /// Kept by the supervisor: removes what iceoryx2 left of a cell.
 pub(crate) struct Iox2Guard {
     pub(crate) root: PathBuf,
+    /// The root directory made: only it is ever removed.
+    id: Identity,
     pub(crate) prefix: String,
     record: Record,
 }
@@ -200,7 +203,10 @@ impl Iox2Guard {
                 e,
             ));
         }
+        // Ours, just made, in a sticky (or private) directory: nobody else
+        // can have replaced it yet.
         let guard = Iox2Guard {
+            id: Identity::of_ours(&root)?,
             root,
             prefix,
             record,
@@ -217,6 +223,12 @@ impl Iox2Guard {
             )
         })?;
         // The umask may have taken bits from mkdir's mode; fchmod's stays.
+        if Identity::of(&fd)? != guard.id {
+            return Err(io::Error::other(format!(
+                "{} was replaced after it was made",
+                guard.root.display()
+            )));
+        }
         fchmod(&fd, Mode::from_raw_mode(PRIVATE_DIR))?;
         Ok(guard)
     }
@@ -224,19 +236,11 @@ impl Iox2Guard {
 
 impl Drop for Iox2Guard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-        if let Ok(dir) = std::fs::read_dir("/dev/shm") {
-            for entry in dir.flatten() {
-                if entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(&self.prefix)
-                {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        if !self.root.exists() {
+        // Only the root we made, and only files of ours: another user's
+        // object under either name is left alone.
+        let _ = owned::remove_tree_if(&self.root, self.id);
+        let _ = owned::remove_files_starting_with(std::path::Path::new("/dev/shm"), &self.prefix);
+        if std::fs::symlink_metadata(&self.root).is_err() {
             let _ = self.record.remove();
         }
     }

@@ -8,24 +8,25 @@
 //! each object right after creating it, so a failure half-way through
 //! `prepare` also leaves nothing behind. A System V object's registry
 //! record ([`crate::objects::registry`]) goes once the object is gone.
+//! A name is removed only while it still leads to the object made (device,
+//! inode and owner, [`crate::objects::owned`]): one a side removed and
+//! someone else planted again is left alone.
 
-use std::ffi::CString;
 use std::io;
-use std::path::PathBuf;
-
-use rustix::io::Errno;
+use std::path::{Path, PathBuf};
 
 use super::names::{sem_path, shm_path};
 use super::{sysv_msg, sysv_sem, sysv_shm};
+use crate::objects::owned::{self, Identity};
 use crate::objects::registry::Record;
 
 /// One object that outlives the processes using it.
 #[derive(Debug, Clone)]
 pub enum Object {
-    /// `shm_open` name, `/dev/shm/NAME`.
-    PosixShm(String),
-    /// `sem_open` name, `/dev/shm/sem.NAME`.
-    PosixSem(String),
+    /// `shm_open` name, `/dev/shm/NAME`, and the object made.
+    PosixShm(String, Identity),
+    /// `sem_open` name, `/dev/shm/sem.NAME`, and the file made.
+    PosixSem(String, Identity),
     /// A System V segment and the process that created it (its id may be
     /// reused by someone else after the sides removed it).
     SysvShm {
@@ -35,21 +36,17 @@ pub enum Object {
     },
     SysvSem(i32, Record),
     SysvMsg(i32, Record),
-    /// A file, then the private directory holding it.
-    File(PathBuf),
-    Dir(PathBuf),
+    /// A file, then the private directory holding it (and which ones).
+    File(PathBuf, Identity),
+    Dir(PathBuf, Identity),
 }
 
 impl Object {
     /// Removes the object; one already gone is no error.
     pub fn remove(&self) -> io::Result<()> {
-        let gone = |r: io::Result<()>| match r {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            r => r,
-        };
         match self {
-            Object::PosixShm(name) => gone(rustix::shm::unlink(name.as_str()).map_err(Into::into)),
-            Object::PosixSem(name) => gone(sem_unlink(name)),
+            Object::PosixShm(name, id) => owned::remove_if(Path::new(&shm_path(name)), *id, false),
+            Object::PosixSem(name, id) => owned::remove_if(Path::new(&sem_path(name)), *id, false),
             Object::SysvShm {
                 id,
                 creator,
@@ -57,8 +54,8 @@ impl Object {
             } => sysv_shm::remove_if_created_by(*id, *creator).and_then(|()| record.remove()),
             Object::SysvSem(id, record) => sysv_sem::remove(*id).and_then(|()| record.remove()),
             Object::SysvMsg(id, record) => sysv_msg::remove(*id).and_then(|()| record.remove()),
-            Object::File(path) => gone(std::fs::remove_file(path)),
-            Object::Dir(path) => gone(std::fs::remove_dir(path)),
+            Object::File(path, id) => owned::remove_if(path, *id, false),
+            Object::Dir(path, id) => owned::remove_if(path, *id, true),
         }
     }
 
@@ -67,31 +64,21 @@ impl Object {
     pub fn mode(&self) -> io::Result<u32> {
         use std::os::unix::fs::PermissionsExt;
         let mode = match self {
-            Object::PosixShm(name) => std::fs::symlink_metadata(shm_path(name))?
+            Object::PosixShm(name, _) => std::fs::symlink_metadata(shm_path(name))?
                 .permissions()
                 .mode(),
-            Object::PosixSem(name) => std::fs::symlink_metadata(sem_path(name))?
+            Object::PosixSem(name, _) => std::fs::symlink_metadata(sem_path(name))?
                 .permissions()
                 .mode(),
             Object::SysvShm { id, .. } => sysv_shm::stat(*id)?.shm_perm.mode.into(),
             Object::SysvSem(id, _) => sysv_sem::stat(*id)?.sem_perm.mode.into(),
             Object::SysvMsg(id, _) => sysv_msg::stat(*id)?.msg_perm.mode.into(),
-            Object::File(path) | Object::Dir(path) => {
+            Object::File(path, _) | Object::Dir(path, _) => {
                 std::fs::symlink_metadata(path)?.permissions().mode()
             }
         };
         Ok(mode & 0o7777)
     }
-}
-
-/// `sem_unlink(name)`—Removes a named POSIX semaphore.
-pub fn sem_unlink(name: &str) -> io::Result<()> {
-    let c = CString::new(name).map_err(|_| Errno::INVAL)?;
-    // SAFETY: `c` is a NUL-terminated string that outlives the call.
-    if unsafe { libc::sem_unlink(c.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Everything a channel created that outlives processes, removed on drop.

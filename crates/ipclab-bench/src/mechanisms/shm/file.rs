@@ -19,6 +19,7 @@ use super::region::{
     Init, Mapping, Region, Side, check_file, fault_truncate_later, size_and_allocate,
 };
 use crate::mechanisms::exclusive::named_error;
+use crate::objects::owned::{self, Identity};
 use crate::transport::Limit;
 
 const PRIVATE_DIR: u32 = 0o700;
@@ -26,9 +27,12 @@ const PRIVATE_DIR: u32 = 0o700;
 /// A file in a private directory, opened by path.
 pub struct MmapFile;
 
+/// The paths, and the objects made there: only they are ever removed.
 pub struct MmapFileHandle {
     dir: PathBuf,
+    dir_id: Identity,
     file: PathBuf,
+    file_id: Identity,
 }
 
 impl Region for MmapFile {
@@ -54,8 +58,8 @@ impl Region for MmapFile {
     }
 
     fn unlink(handle: &MmapFileHandle) -> io::Result<()> {
-        std::fs::remove_file(&handle.file)?;
-        std::fs::remove_dir(&handle.dir)
+        owned::remove_if(&handle.file, handle.file_id, false)?;
+        owned::remove_if(&handle.dir, handle.dir_id, true)
     }
 
     fn limits() -> Vec<Limit> {
@@ -77,13 +81,19 @@ impl MmapFile {
     ) -> io::Result<MmapFileHandle> {
         mkdir(&dir, Mode::from_raw_mode(PRIVATE_DIR))
             .map_err(|e| named_error(&format!("creating the directory {}", dir.display()), e))?;
-        cleanup.push(Object::Dir(dir.clone()));
+        // Ours, just made, in a sticky (or private) directory: nobody else
+        // can have replaced it yet.
+        let dir_id = Identity::of_ours(&dir)?;
+        cleanup.push(Object::Dir(dir.clone(), dir_id));
         let dir_fd = open(
             &dir,
             OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| named_error(&format!("opening the directory {}", dir.display()), e))?;
+        if Identity::of(&dir_fd)? != dir_id {
+            return Err(io::Error::other(format!("{} was replaced", dir.display())));
+        }
         fchmod(&dir_fd, Mode::from_raw_mode(PRIVATE_DIR))?;
         check_mode(
             "the private directory",
@@ -98,11 +108,17 @@ impl MmapFile {
             Mode::from_raw_mode(OWNER_ONLY),
         )
         .map_err(|e| named_error(&format!("creating {}", file.display()), e))?;
-        cleanup.push(Object::File(file.clone()));
+        let file_id = Identity::of(&fd)?;
+        cleanup.push(Object::File(file.clone(), file_id));
         fchmod(&fd, Mode::from_raw_mode(OWNER_ONLY))?;
         size_and_allocate(&fd, len)?;
         init(&Mapping::shared_fd(&fd, len)?, cleanup)?;
-        Ok(MmapFileHandle { dir, file })
+        Ok(MmapFileHandle {
+            dir,
+            dir_id,
+            file,
+            file_id,
+        })
     }
 }
 

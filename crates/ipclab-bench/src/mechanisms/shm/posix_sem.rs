@@ -15,11 +15,12 @@ use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::time::{ClockId, clock_gettime};
 
-use super::cleanup::{Cleanup, Object, sem_unlink};
+use super::cleanup::{Cleanup, Object};
 use super::names::{OWNER_ONLY, check_mode, random_posix_name, sem_path};
 use super::region::Side;
 use super::semaphores::{Sem, Semaphores, SyncArea, WAIT_SLICE, Waited};
 use crate::mechanisms::exclusive::named_error;
+use crate::objects::owned::{self, Identity};
 
 /// An open named semaphore, closed on drop.
 struct NamedSem(NonNull<libc::sem_t>);
@@ -72,15 +73,19 @@ impl Drop for NamedSem {
 
 /// Creates the semaphore `name` (`/NAME`) holding `value`, mode 0600, and
 /// closes it; fails if the name exists (glibc links its new file to the
-/// name, and `link` never replaces nor follows what is there).
-pub(crate) fn create_named(name: &str, value: u32, cleanup: &mut Cleanup) -> io::Result<()> {
+/// name, and `link` never replaces nor follows what is there). Gives the
+/// file made: only it is ever unlinked.
+pub(crate) fn create_named(name: &str, value: u32, cleanup: &mut Cleanup) -> io::Result<Identity> {
     // Closed at once: `prepare` only makes them.
     drop(NamedSem::open(name, Some(value))?);
-    cleanup.push(Object::PosixSem(name.to_string()));
     let path = sem_path(name);
+    // Ours, just made, in sticky /dev/shm: nobody else can have replaced it.
+    let id = Identity::of_ours(std::path::Path::new(&path))?;
+    cleanup.push(Object::PosixSem(name.to_string(), id));
     // The file is ours (just created, in sticky /dev/shm): chmod by path.
     rustix::fs::chmod(path.as_str(), Mode::from_raw_mode(OWNER_ONLY))?;
-    check_mode(&path, rustix::fs::stat(path.as_str())?.st_mode, OWNER_ONLY)
+    check_mode(&path, rustix::fs::stat(path.as_str())?.st_mode, OWNER_ONLY)?;
+    Ok(id)
 }
 
 /// Four named POSIX semaphores.
@@ -89,7 +94,8 @@ pub struct PosixSem {
 }
 
 pub struct PosixSemHandle {
-    names: Vec<String>,
+    /// Each name and the file made under it.
+    names: Vec<(String, Identity)>,
 }
 
 impl Semaphores for PosixSem {
@@ -103,8 +109,8 @@ impl Semaphores for PosixSem {
         let mut names = Vec::new();
         for value in initial {
             let name = random_posix_name()?;
-            create_named(&name, value, cleanup)?;
-            names.push(name);
+            let id = create_named(&name, value, cleanup)?;
+            names.push((name, id));
         }
         Ok(PosixSemHandle { names })
     }
@@ -118,13 +124,15 @@ impl Semaphores for PosixSem {
         let sems = handle
             .names
             .iter()
-            .map(|n| NamedSem::open(n, None))
+            .map(|(n, _)| NamedSem::open(n, None))
             .collect::<io::Result<Vec<_>>>()?;
         Ok(PosixSem { sems })
     }
 
     fn unlink(handle: &PosixSemHandle) -> io::Result<()> {
-        handle.names.iter().try_for_each(|n| sem_unlink(n))
+        handle.names.iter().try_for_each(|(n, id)| {
+            owned::remove_if(std::path::Path::new(&sem_path(n)), *id, false)
+        })
     }
 
     fn post(&mut self, sem: Sem, _: u32) -> io::Result<()> {

@@ -19,6 +19,7 @@ use super::region::{
     Init, Mapping, Region, Side, check_file, fault_truncate_later, size_and_allocate,
 };
 use crate::mechanisms::exclusive::named_error;
+use crate::objects::owned::{self, Identity};
 use crate::transport::Limit;
 
 /// A POSIX shared memory object, opened by name.
@@ -26,6 +27,8 @@ pub struct PosixShm;
 
 pub struct PosixShmHandle {
     name: String,
+    /// The object made: only it is ever unlinked.
+    id: Identity,
 }
 
 /// glibc's `shm_open` adds `O_NOFOLLOW` (a planted symlink fails with
@@ -61,11 +64,12 @@ impl PosixShm {
             Mode::from_raw_mode(OWNER_ONLY),
         )
         .map_err(|e| named_error(&format!("creating {}", shm_path(&name)), e))?;
-        cleanup.push(Object::PosixShm(name.clone()));
+        let id = Identity::of(&fd)?;
+        cleanup.push(Object::PosixShm(name.clone(), id));
         fchmod(&fd, Mode::from_raw_mode(OWNER_ONLY))?;
         size_and_allocate(&fd, len)?;
         init(&Mapping::shared_fd(&fd, len)?, cleanup)?;
-        Ok(PosixShmHandle { name })
+        Ok(PosixShmHandle { name, id })
     }
 }
 
@@ -87,7 +91,11 @@ impl Region for PosixShm {
     }
 
     fn unlink(handle: &PosixShmHandle) -> io::Result<()> {
-        Ok(shm::unlink(handle.name.as_str())?)
+        owned::remove_if(
+            std::path::Path::new(&shm_path(&handle.name)),
+            handle.id,
+            false,
+        )
     }
 
     fn limits() -> Vec<Limit> {
