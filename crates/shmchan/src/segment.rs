@@ -171,9 +171,13 @@ impl Segment {
         // Attached first, so that the creator can tell our death from our
         // absence; if we die before the unlink, the creator's drop unlinks.
         seg.mark_attached();
-        match rustix::shm::unlink(name) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(e.into()),
+        // Only while the name still leads to what we opened: never remove
+        // an object someone else put there since.
+        if names_us(name, seg.fd.as_fd()) {
+            match rustix::shm::unlink(name) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         seg.name = Some(name.to_owned());
         Ok(seg)
