@@ -10,5 +10,6 @@ mod fault;
 pub mod scribbler;
 pub mod sides;
 pub mod sigbus;
+mod sigbus_cause;
 pub mod spec;
 pub mod supervisor;
