@@ -10,6 +10,7 @@ mod fault;
 pub mod scribbler;
 pub mod sides;
 pub mod sigbus;
+mod sigbus_cause;
 pub mod spec;
 pub mod supervisor;
 pub mod window;

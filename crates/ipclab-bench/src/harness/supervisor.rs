@@ -520,21 +520,21 @@ fn side_main(
         // handler of ours runs in this process afterwards.
         unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
-    // Shared memory a peer truncated: a report, not a death by signal. A
-    // failure to install it only costs that report.
-    let truncated = SideReport {
-        error: Some(format!(
-            "{} {} size {} ({}): shared memory truncated under us (SIGBUS)",
-            spec.mechanism,
-            spec.pattern,
-            spec.channel.size,
-            role.name()
-        )),
-        ..Default::default()
-    };
-    if let Ok(json) = serde_json::to_vec(&truncated) {
-        let _ = sigbus::report_on_sigbus(report.as_fd(), json);
-    }
+    // Shared memory a peer truncated or a full file system: a report, not
+    // a death by signal. A failure to install it only costs that report.
+    let _ = sigbus::report_on_sigbus(report.as_fd(), |cause| {
+        let report = SideReport {
+            error: Some(format!(
+                "{} {} size {} ({}): {cause}",
+                spec.mechanism,
+                spec.pattern,
+                spec.channel.size,
+                role.name()
+            )),
+            ..Default::default()
+        };
+        serde_json::to_vec(&report).expect("a SideReport always serialises")
+    });
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         side(spec, role, pair, window)
     }));

@@ -6,6 +6,7 @@
 
 use crate::transport::{Family, Transport};
 
+pub mod address_space;
 mod cma;
 pub mod exclusive;
 mod fifo;

@@ -130,6 +130,13 @@ impl Setup {
         Ok(config)
     }
 
+    /// The bytes of a publisher's data segment: iceoryx2 preallocates
+    /// `max_subscribers * (buffer + borrowed) + history + loaned` samples,
+    /// here `1 * (depth + 1) + 0 + 1`.
+    pub fn segment_bytes(&self) -> usize {
+        self.size.max(1).saturating_mul(self.depth + 2)
+    }
+
     /// The service carrying direction `dir` (0: client to server).
     pub fn name(&self, dir: usize, what: &str) -> io::Result<ServiceName> {
         let way = ["to-server", "to-client"][dir];

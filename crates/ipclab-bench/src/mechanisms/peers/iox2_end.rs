@@ -13,19 +13,23 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use iceoryx2::port::listener::Listener;
 use iceoryx2::port::notifier::Notifier;
-use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::publisher::{Publisher, PublisherCreateError};
 use iceoryx2::port::subscriber::Subscriber;
-use iceoryx2::port::update_connections::UpdateConnections;
-use iceoryx2::port::{BackpressureAction, BackpressureInfo};
+use iceoryx2::port::update_connections::{ConnectionFailure, UpdateConnections};
+use iceoryx2::port::{
+    BackpressureAction, BackpressureInfo, DegradationAction, DegradationCause, DegradationInfo,
+};
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::{event, publish_subscribe};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::io::Errno;
 
 use super::iceoryx2::{Setup, iox};
+use crate::mechanisms::address_space::limit_note;
 use crate::mechanisms::shm::region::Side;
 use crate::mechanisms::shm::semaphores::WAIT_SLICE;
 use crate::transport::{Check, Endpoint, Fill, Received, protocol_error};
+use crate::units;
 
 type Pubsub = publish_subscribe::PortFactory<ipc::Service, [u8], ()>;
 
@@ -140,11 +144,18 @@ impl Ports {
                     BackpressureAction::Retry
                 }
             })
+            .set_degradation_handler(fail_to_connect)
             .create()
-            .map_err(iox)?;
+            .map_err(|e| match e {
+                PublisherCreateError::UnableToCreateDataSegment => {
+                    segment_error(setup, "this side's", e)
+                }
+                e => iox(e),
+            })?;
         let subscriber = rx
             .subscriber_builder()
             .buffer_size(setup.depth)
+            .set_degradation_handler(fail_to_connect)
             .create()
             .map_err(iox)?;
         let (mut notifier, mut listener, mut event_services) = (None, None, None);
@@ -161,7 +172,12 @@ impl Ports {
         // and only then does the client start.
         let connect = || -> io::Result<()> {
             publisher.update_connections().map_err(iox)?;
-            subscriber.update_connections().map_err(iox)
+            subscriber.update_connections().map_err(|e| match e {
+                ConnectionFailure::UnableToMapSendersDataSegment(_) => {
+                    segment_error(setup, "the peer's", e)
+                }
+                e => iox(e),
+            })
         };
         match side {
             Side::Server => {
@@ -184,6 +200,32 @@ impl Ports {
             _services: (tx, rx, event_services),
             _node: node,
         })
+    }
+}
+
+/// A connection that cannot be made (the peer's data segment cannot be
+/// mapped, say) is an error from `update_connections`. iceoryx2's default
+/// only logs a warning and leaves the port unconnected: the publisher then
+/// sends to nobody and the subscriber polls forever.
+fn fail_to_connect(_: DegradationCause, _: &DegradationInfo) -> DegradationAction {
+    DegradationAction::DegradeAndFail
+}
+
+/// iceoryx2 reports a failed `mmap` of a data segment without its errno
+/// (`UnableToCreateDataSegment`, `UnableToMapSendersDataSegment
+/// (InternalError)`): names the segment, its size and, when it explains the
+/// failure, the address-space limit.
+fn segment_error(setup: &Setup, whose: &str, e: impl std::fmt::Debug) -> io::Error {
+    let bytes = setup.segment_bytes();
+    let size = units::size(bytes);
+    match limit_note(bytes) {
+        Some(note) => io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("iceoryx2: cannot map {whose} data segment of {size}: {note} [{e:?}]"),
+        ),
+        None => io::Error::other(format!(
+            "iceoryx2: cannot map {whose} data segment of {size}: {e:?}"
+        )),
     }
 }
 
@@ -294,12 +336,20 @@ impl Endpoint for Iox2End {
         fill(0, bytes);
         // SAFETY: every element was written by `fill` just above.
         let sample = unsafe { sample.assume_init() };
-        sample.send().map_err(|e| {
+        let delivered = sample.send().map_err(|e| {
             io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 format!("iceoryx2: {e:?} (the peer went away?)"),
             )
         })?;
+        // Both ends were connected before anyone sent (see `Ports::make`):
+        // a sample that reached no subscriber is a lost message.
+        if delivered == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "iceoryx2: the sample reached no subscriber (the peer went away?)",
+            ));
+        }
         if let Some(notifier) = &self.ports.notifier {
             notifier.notify().map_err(iox)?;
         }

@@ -12,6 +12,7 @@ use rustix::process::Signal;
 
 use super::cleanup::Cleanup;
 use super::names::{OWNER_ONLY, check_mode};
+use crate::mechanisms::address_space::map_error;
 use crate::transport::{Limit, protocol_error};
 
 /// Which process a side runs in.
@@ -190,7 +191,8 @@ impl Mapping {
                 MapFlags::SHARED,
                 fd,
                 0,
-            )?
+            )
+            .map_err(|e| map_error("the shared memory", len, e))?
         };
         Ok(Mapping {
             ptr: NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?,
@@ -209,7 +211,8 @@ impl Mapping {
                 len,
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
-            )?
+            )
+            .map_err(|e| map_error("the shared memory", len, e))?
         };
         Ok(Mapping {
             ptr: NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?,

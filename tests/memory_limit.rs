@@ -1,0 +1,86 @@
+//! A side that cannot map its shared memory under an address-space limit
+//! (`ulimit -v`) fails at once with an error naming the limit; its peer
+//! sees it go, and nothing is left behind.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use rustix::process::{Resource, Rlimit, setrlimit};
+
+/// The address-space limit of the runs, in KiB: room for ipclab itself
+/// (about 10 MiB mapped) and one iceoryx2 data segment of 4 MiB samples
+/// (16 MiB), not for the peer's second one. So the server creates its own
+/// segment and fails to map the client's, the case that once left both
+/// sides polling until the watchdog (iceoryx2 only warns about a connection
+/// it cannot make).
+const LIMIT_KIB: u64 = 34_000;
+
+/// `ipclab ls --json`: the listed objects, as their JSON text.
+fn listed() -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipclab"))
+        .args(["ls", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.to_string())
+        .collect()
+}
+
+#[test]
+fn iceoryx2_under_an_address_space_limit_fails_at_once_naming_it() {
+    let before = common::ipc_objects();
+    let listed_before = listed();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipclab"));
+    cmd.args(["run", "-m", "iceoryx2,iceoryx2-event", "-s", "4M"])
+        .args(["-p", "pingpong,stream", "--iterations", "20"])
+        // Only a watchdog: the cells must fail long before it.
+        .args(["--timeout", "10s", "--no-limits"]);
+    let limit = Rlimit {
+        current: Some(LIMIT_KIB * 1024),
+        maximum: Some(LIMIT_KIB * 1024),
+    };
+    // SAFETY: the closure runs between fork and exec and makes one system
+    // call (setrlimit), which is async-signal-safe; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || Ok(setrlimit(Resource::As, limit)?));
+    }
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for name in ["iceoryx2", "iceoryx2-event"] {
+        for pattern in ["pingpong", "stream"] {
+            let line = text
+                .lines()
+                .find(|l| l.contains(&format!("] {name} {pattern} 4 MiB")))
+                .unwrap_or_else(|| panic!("no line for {name} {pattern}: {text}"));
+            assert!(
+                line.contains(
+                    "(server): opening the server end: iceoryx2: cannot map the peer's \
+                     data segment of 16 MiB: out of memory (the address-space limit, \
+                     ulimit -v, is 34000 KiB"
+                ),
+                "{line}"
+            );
+            assert!(
+                line.contains("(client): opening the client end: the peer went away"),
+                "{line}"
+            );
+            assert!(!line.contains("timed out"), "{line}");
+        }
+    }
+    assert_eq!(common::new_objects(&before), Vec::<String>::new());
+    let new: Vec<String> = listed().difference(&listed_before).cloned().collect();
+    assert_eq!(
+        new,
+        Vec::<String>::new(),
+        "ipclab ls lists what the runs left"
+    );
+}
