@@ -90,6 +90,18 @@ pub struct RunArgs {
           allow_hyphen_values = true)]
     pub duration: u64,
 
+    /// Measure every cell K times, the cells shuffled anew each time; rows
+    /// pool the repetitions and give 95 % intervals. The warm-up and the
+    /// duration (or --iterations) are shared among the K.
+    #[arg(long, value_parser = parse_repeat, default_value = "3", value_name = "K",
+          allow_hyphen_values = true)]
+    pub repeat: usize,
+
+    /// Seed of the shuffled order (recorded in the JSON; the same seed
+    /// replays the order) [default: random].
+    #[arg(long, value_name = "S", value_parser = parse_seed, allow_hyphen_values = true)]
+    pub seed: Option<u64>,
+
     /// Warm-up time per cell, not measured.
     #[arg(long, value_parser = parse_duration_ns, default_value = "100ms", value_name = "TIME",
           allow_hyphen_values = true)]
@@ -180,6 +192,22 @@ pub struct CompareArgs {
     /// Exit with status 1 when any row got slower by more than PCT percent.
     #[arg(long, value_name = "PCT", value_parser = parse_percent, allow_hyphen_values = true)]
     pub fail_above: Option<f64>,
+}
+
+/// Repetitions: 1 to 100.
+fn parse_repeat(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n),
+        Ok(_) => Err(format!("--repeat takes 1 to 100, got {s}")),
+        Err(_) => Err(format!("'{s}' is not a number of repetitions")),
+    }
+}
+
+/// A seed: any unsigned 64-bit number.
+fn parse_seed(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("'{s}' is not a seed (a number from 0 to 2^64-1)"))
 }
 
 /// A whole number of iterations, at least 1.

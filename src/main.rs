@@ -169,6 +169,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         timeout_ns: args.timeout,
         fail_fast: args.fail_fast,
         limits: !args.no_limits,
+        repeat: args.repeat,
+        seed: args
+            .seed
+            .unwrap_or_else(ipclab_bench::torture::hostile::random_seed),
     };
     options.validate().map_err(|e| usage(format!("{e:#}")))?;
     let exports = Exports {

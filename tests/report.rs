@@ -89,6 +89,9 @@ fn hand_made_run() -> Run {
                         throughput: None,
                         oneshot_ns: None,
                         vs_limit: None,
+                        vs_limit_ci95: None,
+                        repetitions: Vec::new(),
+                        ci95: None,
                         cpu_ns_per_message: CpuPerMessage {
                             client: p50 as f64 / 2.0,
                             server: p50 as f64 / 3.0,
@@ -138,6 +141,8 @@ fn hand_made_run() -> Run {
             segment_size: None,
             segments: 1,
             limits: false,
+            repeat: 1,
+            seed: 0,
         },
         rows,
         failures: vec![Failure {

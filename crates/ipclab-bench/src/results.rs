@@ -4,11 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::harness::clock::TimerCalibration;
+use crate::interval::Interval;
 use crate::machine::Machine;
 use crate::stats::Stats;
 
-/// The version of the JSON layout; a reader refuses any other.
-pub const SCHEMA: u32 = 1;
+/// The version of the JSON layout. 2 added repetitions and intervals
+/// (`repeat`, `seed`, `repetitions`, `ci95`, `vs_limit_ci95`); a reader
+/// takes 1 and 2 and refuses any other.
+pub const SCHEMA: u32 = 2;
 
 /// A whole run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,6 +50,17 @@ pub struct Settings {
     /// measured beside the mechanisms.
     #[serde(default)]
     pub limits: bool,
+    /// Measurements of every cell, each in a newly shuffled order (1 in
+    /// schema 1).
+    #[serde(default = "one")]
+    pub repeat: usize,
+    /// The seed of the shuffles (`--seed` replays the order).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// One cell: a mechanism, pattern, size and placement.
@@ -93,10 +107,42 @@ pub struct Row {
     pub oneshot_ns: Option<Stats>,
     pub cpu_ns_per_message: CpuPerMessage,
     /// How many times the matching limit of the same run and placement
-    /// this row costs (see `crate::vs_limit`): 1 is at the floor. `null`
-    /// for oneshot, or when the run measured no matching limit.
+    /// this row costs (see `crate::vs_limit`): 1 is at the floor. The
+    /// median over repetitions of each repetition's figure over the limit
+    /// measured in that repetition (`crate::pooled`). `null` for oneshot,
+    /// or when the run measured no matching limit.
     #[serde(default)]
     pub vs_limit: Option<f64>,
+    /// The 95 % interval of `vs_limit` from the repetitions (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_limit_ci95: Option<Interval>,
+    /// Each repetition's headline figure ([`Row::figure`]), in the order
+    /// they ran (schema 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repetitions: Vec<f64>,
+    /// The 95 % interval of the headline figure from the repetitions
+    /// (`crate::interval`); none from a single repetition (schema 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<Interval>,
+}
+
+impl Row {
+    /// The headline figure: the p50 round trip in ns (pingpong), the p50
+    /// fresh-process run in ns (oneshot), or messages per second (stream).
+    pub fn figure(&self) -> Option<f64> {
+        if let Some(s) = &self.rtt_ns {
+            Some(s.p50 as f64)
+        } else if let Some(t) = &self.throughput {
+            Some(t.messages_per_s)
+        } else {
+            self.oneshot_ns.map(|s| s.p50 as f64)
+        }
+    }
+
+    /// Whether a larger [`Row::figure`] is better (throughput).
+    pub fn higher_is_better(&self) -> bool {
+        self.throughput.is_some()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

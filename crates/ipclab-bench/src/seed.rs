@@ -239,6 +239,8 @@ pub fn run(o: &SeedOptions, exe: &Path) -> Result<Seed> {
             fail_fast: false,
             // The post compared two mechanisms, not floors.
             limits: false,
+            repeat: 3,
+            seed: crate::torture::hostile::random_seed(),
         };
         let run = suite::run(&options, exe, &mut |_| Ok(()))?;
         warm = run.rows;

@@ -9,16 +9,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::harness::cell::{handle_interrupts, run_cell, stopped};
 use crate::harness::clock::TimerCalibration;
+use crate::harness::scribbler::Noise;
 use crate::harness::spec::{CellOutcome, CellSpec, Pattern, Placement};
 use crate::machine::{Machine, allowed_cpus};
 use crate::mechanisms::limits::{LIMIT_COPY, LIMIT_FUTEX, LIMIT_SPIN};
+use crate::pooled::{self, Key, Measured};
 use crate::results::{
     CpuPerMessage, Cpus, Failure, Row, Run, SCHEMA, Settings, Skipped, Throughput,
 };
 use crate::stats::{Stats, cdf, histogram};
 use crate::transport::{ChannelConfig, Family, Transport};
 use crate::units;
-use crate::vs_limit;
 
 /// What a run measures, as the command line gave it.
 pub struct Options {
@@ -41,12 +42,27 @@ pub struct Options {
     pub fail_fast: bool,
     /// Measure the limits (`mechanisms::limits`) beside the mechanisms.
     pub limits: bool,
+    /// Measurements of every cell (`--repeat`), each in a new order.
+    pub repeat: usize,
+    /// The seed of the shuffled orders (`--seed`).
+    pub seed: u64,
 }
 
 /// The fewest measured iterations of a cell timed by duration.
 const MIN_ITERATIONS: u64 = 10;
 
 impl Options {
+    /// Repetitions that will run: `repeat`, or fewer when `--iterations`
+    /// gives fewer round trips than that (each repetition measures at
+    /// least one).
+    pub fn repetitions(&self) -> usize {
+        let k = self.repeat.max(1);
+        match self.iterations {
+            Some(n) => k.min(n.max(1) as usize),
+            None => k,
+        }
+    }
+
     /// Checks what can be checked before anything runs; the error is one line.
     pub fn validate(&self) -> Result<(usize, usize)> {
         let allowed = allowed_cpus();
@@ -141,6 +157,8 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
             segment_size: options.segment_size,
             segments: options.segments,
             limits: options.limits,
+            repeat: options.repeat,
+            seed: options.seed,
         },
         rows: Vec::new(),
         failures: Vec::new(),
@@ -158,73 +176,124 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
         }
     }
     let cells = plan(&mechanisms, options);
-    let progress = Progress::new(cells.len() as u64);
-    for (t, pattern, size, placement) in cells {
-        if stopped() {
-            break;
-        }
-        let info = t.info();
-        let spec = CellSpec {
-            mechanism: info.name.to_string(),
-            pattern,
-            channel: ChannelConfig {
+    let order: Vec<Key> = cells
+        .iter()
+        .map(|&(t, pattern, size, placement)| {
+            (
+                t.info().name.to_string(),
+                pattern.to_string(),
                 size,
-                segment_size: options.segment_size,
-                segments: options.segments,
-            },
-            placement,
-            cpus: match placement {
-                Placement::CrossCore => Some((client_cpu, server_cpu)),
-                Placement::SameCore => Some((client_cpu, client_cpu)),
-                Placement::Unpinned => None,
-            },
-            warmup_ns: options.warmup_ns,
-            duration_ns: options.duration_ns,
-            // The limits run for the cell's time budget (`--duration`),
-            // never for the user's count: a spinning limit on one CPU pays
-            // a scheduler time slice per round trip (milliseconds), so
-            // `--iterations 20000 --placement same-core` would keep it
-            // busy for minutes on rows nobody asked for. Their rows say
-            // how many they measured.
-            iterations: match info.family {
-                Family::Limit => None,
-                _ => options.iterations,
-            },
-            min_iterations: MIN_ITERATIONS,
-            verify: options.verify,
-            timeout_ns: options.timeout_ns,
-        };
-        let label = format!("{} {pattern} {} {placement}", info.name, units::size(size));
-        progress.start(&label);
-        match run_cell(exe, &spec) {
-            Ok(outcome) => {
-                let row = row(t, &spec, outcome);
-                progress.done(&label, &headline(&row));
-                run.rows.push(row);
-                vs_limit::attach(&mut run.rows);
+                placement.to_string(),
+            )
+        })
+        .collect();
+    let repeat = options.repetitions();
+    run.settings.repeat = repeat;
+    let progress = Progress::new((cells.len() * repeat) as u64);
+    let mut shuffle = Noise(options.seed | 1);
+    let mut measured: Vec<Measured> = Vec::new();
+    'repetitions: for rep in 0..repeat {
+        let mut this = cells.clone();
+        if repeat > 1 {
+            shuffled(&mut this, &mut shuffle);
+        }
+        for (t, pattern, size, placement) in this {
+            if stopped() {
+                break 'repetitions;
             }
-            Err(_) if stopped() => break,
-            Err(e) => {
-                let error = format!("{e:#}");
-                progress.failed(&label, &error);
-                run.failures.push(Failure {
-                    mechanism: info.name.into(),
-                    pattern: pattern.to_string(),
+            let info = t.info();
+            let spec = CellSpec {
+                mechanism: info.name.to_string(),
+                pattern,
+                channel: ChannelConfig {
                     size,
-                    placement: placement.to_string(),
-                    error,
-                });
-                if options.fail_fast {
-                    on_cell(&run)?;
-                    break;
+                    segment_size: options.segment_size,
+                    segments: options.segments,
+                },
+                placement,
+                cpus: match placement {
+                    Placement::CrossCore => Some((client_cpu, server_cpu)),
+                    Placement::SameCore => Some((client_cpu, client_cpu)),
+                    Placement::Unpinned => None,
+                },
+                // Each repetition gets its share of the time, so that a
+                // run takes about as long whatever `--repeat`.
+                warmup_ns: options.warmup_ns / repeat as u64,
+                duration_ns: options.duration_ns / repeat as u64,
+                // The limits run for the cell's time budget (`--duration`),
+                // never for the user's count: a spinning limit on one CPU
+                // pays a scheduler time slice per round trip (milliseconds),
+                // so `--iterations 20000 --placement same-core` would keep
+                // it busy for minutes on rows nobody asked for. Their rows
+                // say how many they measured.
+                iterations: match info.family {
+                    Family::Limit => None,
+                    _ => options.iterations.map(|n| share(n, repeat, rep)),
+                },
+                min_iterations: MIN_ITERATIONS,
+                verify: options.verify,
+                timeout_ns: options.timeout_ns,
+            };
+            let mut label = format!("{} {pattern} {} {placement}", info.name, units::size(size));
+            if repeat > 1 {
+                label.push_str(&format!(" ({}/{repeat})", rep + 1));
+            }
+            progress.start(&label);
+            match run_cell(exe, &spec) {
+                Ok(outcome) => {
+                    let round_trips = outcome.client.histogram.clone();
+                    let oneshot_ns = outcome.oneshot.iter().map(|s| s.total_ns).collect();
+                    let row = row(t, &spec, outcome);
+                    progress.done(&label, &headline(&row));
+                    measured.push(Measured {
+                        repetition: rep,
+                        row,
+                        round_trips,
+                        oneshot_ns,
+                    });
+                    run.rows = pooled::rows(&measured, &order);
+                }
+                Err(_) if stopped() => break 'repetitions,
+                Err(e) => {
+                    let mut error = format!("{e:#}");
+                    if repeat > 1 {
+                        error = format!("repetition {} of {repeat}: {error}", rep + 1);
+                    }
+                    progress.failed(&label, &error);
+                    run.failures.push(Failure {
+                        mechanism: info.name.into(),
+                        pattern: pattern.to_string(),
+                        size,
+                        placement: placement.to_string(),
+                        error,
+                    });
+                    if options.fail_fast {
+                        on_cell(&run)?;
+                        break 'repetitions;
+                    }
                 }
             }
+            on_cell(&run)?;
         }
-        on_cell(&run)?;
     }
     progress.finish();
     run.complete = !stopped() && (run.failures.is_empty() || !options.fail_fast);
     Ok(run)
+}
+
+/// Repetition `rep`'s share of `n` iterations over `repeat` repetitions
+/// (the first `n % repeat` take one more).
+fn share(n: u64, repeat: usize, rep: usize) -> u64 {
+    let k = repeat as u64;
+    n / k + u64::from((rep as u64) < n % k)
+}
+
+/// Fisher-Yates with the run's seeded generator.
+fn shuffled<T>(cells: &mut [T], noise: &mut Noise) {
+    for i in (1..cells.len()).rev() {
+        let j = noise.below(i as u64 + 1) as usize;
+        cells.swap(i, j);
+    }
 }
 
 type Cell = (&'static dyn Transport, Pattern, usize, Placement);
@@ -298,6 +367,9 @@ fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
             server: per(server),
         },
         vs_limit: None,
+        vs_limit_ci95: None,
+        repetitions: Vec::new(),
+        ci95: None,
     };
     match spec.pattern {
         Pattern::Pingpong => {

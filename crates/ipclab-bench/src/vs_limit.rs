@@ -135,6 +135,9 @@ pub(crate) mod tests {
                 server: 0.0,
             },
             vs_limit: None,
+            vs_limit_ci95: None,
+            repetitions: Vec::new(),
+            ci95: None,
         }
     }
 

@@ -1,0 +1,152 @@
+//! Rows from repetitions: each cell is measured `--repeat` times, in a
+//! shuffled order each time, and its row pools them.
+//!
+//! - Percentiles come from the pooled round trips (one HDR histogram of
+//!   every repetition's) or fresh-process runs; throughput is every
+//!   measured message over every measured window.
+//! - `repetitions` lists each repetition's headline figure (the p50, or
+//!   messages per second) and `ci95` is the interval of the row's headline
+//!   from them (see `crate::interval`).
+//! - `vs_limit` is paired: each repetition's figure over the limit measured
+//!   in that same repetition, then the median of those ratios and their
+//!   interval. A limit measured at another moment of a drifting machine
+//!   would otherwise set the floor of every row.
+
+use crate::interval::{Interval, median};
+use crate::results::{CpuPerMessage, Row, Throughput};
+use crate::stats::{Stats, cdf, histogram};
+use crate::vs_limit;
+
+/// One repetition's measurement of one cell.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    /// 0-based.
+    pub repetition: usize,
+    /// The row of this repetition alone (its `vs_limit` is not used).
+    pub row: Row,
+    /// Round-trip times as (value, count) pairs (pingpong).
+    pub round_trips: Vec<(u64, u64)>,
+    /// Fork-to-reap times of the fresh-process runs (oneshot).
+    pub oneshot_ns: Vec<u64>,
+}
+
+/// What identifies a row: mechanism, pattern, size, placement.
+pub type Key = (String, String, usize, String);
+
+pub fn key(row: &Row) -> Key {
+    (
+        row.mechanism.clone(),
+        row.pattern.clone(),
+        row.size,
+        row.placement.clone(),
+    )
+}
+
+/// The rows of everything measured so far, in the order of `order` (the
+/// plan, unshuffled); a cell not yet measured has no row.
+pub fn rows(measured: &[Measured], order: &[Key]) -> Vec<Row> {
+    let repetitions = measured.iter().map(|m| m.repetition + 1).max().unwrap_or(0);
+    // Each repetition's ratios, against the limits of that repetition.
+    let mut ratios: Vec<Option<f64>> = vec![None; measured.len()];
+    for rep in 0..repetitions {
+        let idx: Vec<usize> = (0..measured.len())
+            .filter(|&i| measured[i].repetition == rep)
+            .collect();
+        let rep_rows: Vec<Row> = idx.iter().map(|&i| measured[i].row.clone()).collect();
+        for (&i, row) in idx.iter().zip(&rep_rows) {
+            ratios[i] = vs_limit::vs_limit(&rep_rows, row);
+        }
+    }
+    order
+        .iter()
+        .filter_map(|k| {
+            let mine: Vec<usize> = (0..measured.len())
+                .filter(|&i| key(&measured[i].row) == *k)
+                .collect();
+            if mine.is_empty() {
+                return None;
+            }
+            let parts: Vec<&Measured> = mine.iter().map(|&i| &measured[i]).collect();
+            let ratios: Vec<f64> = mine.iter().filter_map(|&i| ratios[i]).collect();
+            Some(pool(&parts, &ratios))
+        })
+        .collect()
+}
+
+/// One row from the repetitions of a cell (at least one).
+fn pool(parts: &[&Measured], ratios: &[f64]) -> Row {
+    let mut row = parts[0].row.clone();
+    let n: u64 = parts.iter().map(|m| m.row.iterations).sum();
+    // Per-message figures weighted by each repetition's messages.
+    let weighted = |f: &dyn Fn(&Row) -> f64| -> f64 {
+        if n == 0 {
+            return 0.0;
+        }
+        parts
+            .iter()
+            .map(|m| f(&m.row) * m.row.iterations as f64)
+            .sum::<f64>()
+            / n as f64
+    };
+    row.iterations = n;
+    row.verified = parts.iter().all(|m| m.row.verified);
+    row.rounds = weighted(&|r| r.rounds);
+    row.cpu_ns_per_message = CpuPerMessage {
+        client: weighted(&|r| r.cpu_ns_per_message.client),
+        server: weighted(&|r| r.cpu_ns_per_message.server),
+    };
+    let middle = |f: &dyn Fn(&Row) -> u64| -> u64 {
+        let v: Vec<f64> = parts.iter().map(|m| f(&m.row) as f64).collect();
+        median(&v).unwrap_or(0.0) as u64
+    };
+    row.setup_ns = middle(&|r| r.setup_ns);
+    row.teardown_ns = middle(&|r| r.teardown_ns);
+    for m in &parts[1..] {
+        for (all, seen) in [
+            (&mut row.cpus.client, &m.row.cpus.client),
+            (&mut row.cpus.server, &m.row.cpus.server),
+        ] {
+            all.extend(
+                seen.iter()
+                    .filter(|c| !all.contains(c))
+                    .copied()
+                    .collect::<Vec<_>>(),
+            );
+            all.sort_unstable();
+        }
+    }
+    if row.rtt_ns.is_some() {
+        let h = histogram(parts.iter().flat_map(|m| m.round_trips.iter().copied()));
+        row.rtt_ns = Some(Stats::of(&h));
+        row.rtt_cdf = cdf(&h);
+    }
+    if row.oneshot_ns.is_some() {
+        row.oneshot_ns = Some(Stats::of_samples(
+            parts.iter().flat_map(|m| m.oneshot_ns.iter().copied()),
+        ));
+    }
+    if row.throughput.is_some() {
+        // Every message over every window: a window is n / rate.
+        let wall: f64 = parts
+            .iter()
+            .filter_map(|m| {
+                let rate = m.row.throughput?.messages_per_s;
+                (rate > 0.0).then(|| m.row.iterations as f64 / rate)
+            })
+            .sum();
+        let messages_per_s = if wall > 0.0 { n as f64 / wall } else { 0.0 };
+        row.throughput = Some(Throughput {
+            bytes_per_s: messages_per_s * row.size as f64,
+            messages_per_s,
+        });
+    }
+    row.repetitions = parts.iter().filter_map(|m| m.row.figure()).collect();
+    row.ci95 = row
+        .figure()
+        .and_then(|centre| Interval::around(centre, &row.repetitions));
+    row.vs_limit = median(ratios);
+    row.vs_limit_ci95 = row
+        .vs_limit
+        .and_then(|centre| Interval::around(centre, ratios));
+    row
+}
