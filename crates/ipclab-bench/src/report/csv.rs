@@ -35,7 +35,18 @@ const HEADER: [&str; 25] = [
 pub fn render(run: &Run) -> Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<&str> = HEADER.to_vec();
-    header.extend(["oneshot_p50_ns", "oneshot_p99_ns", "vs_limit"]);
+    header.extend([
+        "oneshot_p50_ns",
+        "oneshot_p99_ns",
+        "vs_limit",
+        // The headline figure (p50 ns, or messages/s for stream): each
+        // repetition's, space-separated, and the 95 % interval.
+        "repetitions",
+        "ci95_low",
+        "ci95_high",
+        "vs_limit_ci95_low",
+        "vs_limit_ci95_high",
+    ]);
     w.write_record(&header)?;
     let opt = |v: Option<String>| v.unwrap_or_default();
     for r in &run.rows {
@@ -77,6 +88,15 @@ pub fn render(run: &Run) -> Result<String> {
             opt(r.oneshot_ns.map(|s| s.p50.to_string())),
             opt(r.oneshot_ns.map(|s| s.p99.to_string())),
             opt(r.vs_limit.map(|v| format!("{v:.3}"))),
+            r.repetitions
+                .iter()
+                .map(|x| format!("{x:.1}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            opt(r.ci95.map(|i| format!("{:.1}", i.low))),
+            opt(r.ci95.map(|i| format!("{:.1}", i.high))),
+            opt(r.vs_limit_ci95.map(|i| format!("{:.3}", i.low))),
+            opt(r.vs_limit_ci95.map(|i| format!("{:.3}", i.high))),
         ]);
         w.write_record(&rec)?;
     }

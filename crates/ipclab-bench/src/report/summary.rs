@@ -1,28 +1,30 @@
-//! The summary after the tables, in the manner of hyperfine: for each
-//! placement, pattern and size, the fastest mechanism (limits aside), and
-//! how many times faster it ran than each peer and than the best
-//! message-passing mechanism.
+//! The summary after the tables: for each placement, pattern and size
+//! (limits aside), the mechanisms in groups that the noise cannot tell
+//! apart, best first, and how many times faster each group ran than the
+//! next.
 //!
-//! Pingpong and oneshot compare p50s. The spread is hyperfine's error
-//! propagation for a ratio, `r × √((sa/a)² + (sb/b)²)`, with each row's
-//! p90 − p50 standing in for its standard deviation (a round-trip
-//! distribution has a long tail that would swamp a standard deviation).
-//! Stream compares throughputs, measured over one window each: no spread.
+//! A group is a connected set of overlapping 95 % intervals (`Row::ci95`,
+//! from the repetitions): two rows in different groups have intervals
+//! that do not overlap, and neither does any row of one group with any row
+//! of the other, so "N× faster" is only ever said where a second run is
+//! not expected to say the opposite. Its range is the ratio of the two
+//! groups' facing interval ends. Without intervals (`--repeat 1`) every row
+//! stands alone, and the summary says that the differences are untested.
 
 use crate::results::{Row, Run};
 use crate::units::{duration, rate, size};
 
 /// The summary of `run`; empty when no group has anything to compare.
 pub fn render(run: &Run) -> String {
-    let mut groups: Vec<(&str, &str, usize)> = Vec::new();
+    let mut keys: Vec<(&str, &str, usize)> = Vec::new();
     for r in &run.rows {
         let key = (r.placement.as_str(), r.pattern.as_str(), r.size);
-        if !groups.contains(&key) {
-            groups.push(key);
+        if !keys.contains(&key) {
+            keys.push(key);
         }
     }
     let mut out = String::new();
-    for (placement, pattern, bytes) in groups {
+    for (placement, pattern, bytes) in keys {
         let rows: Vec<&Row> = run
             .rows
             .iter()
@@ -33,157 +35,247 @@ pub fn render(run: &Run) -> String {
                     && r.family != "limit"
             })
             .collect();
-        out.push_str(&group(&rows));
+        out.push_str(&block(&rows));
     }
     if out.is_empty() {
         return out;
     }
-    format!(
-        "\nSummary (limits aside; p50 over p50 with ± from both rows' p90 − p50, or throughput over throughput, no spread)\n{out}"
-    )
-}
-
-/// A row's figure, lower is better, and its relative spread.
-fn figure(r: &Row) -> Option<(f64, Option<f64>)> {
-    let spread = |p50: u64, p90: u64| (p50 > 0).then(|| (p90 - p50.min(p90)) as f64 / p50 as f64);
-    if let Some(s) = r.rtt_ns.or(r.oneshot_ns) {
-        Some((s.p50 as f64, spread(s.p50, s.p90)))
+    let how = if run.rows.iter().any(|r| r.ci95.is_some()) {
+        format!(
+            "groups of overlapping 95 % intervals from {} repetitions, best first",
+            run.settings.repeat
+        )
     } else {
-        let t = r.throughput?;
-        (t.messages_per_s > 0.0).then(|| (1.0 / t.messages_per_s, None))
-    }
+        "no intervals with one repetition: differences untested, best first".to_string()
+    };
+    format!("\nSummary (limits aside; {how})\n{out}")
 }
 
-fn headline(r: &Row) -> String {
+/// A row's figure turned so that lower is better (time, or seconds per
+/// message), with its interval in the same sense: (low, centre, high).
+fn span(r: &Row) -> Option<(f64, f64, f64)> {
+    let centre = r.figure().filter(|f| *f > 0.0)?;
+    let (low, high) = r.ci95.map_or((centre, centre), |i| (i.low, i.high));
+    Some(if r.higher_is_better() {
+        (1.0 / high, 1.0 / centre, 1.0 / low)
+    } else {
+        (low, centre, high)
+    })
+}
+
+/// The rows in groups the intervals cannot tell apart, best group first;
+/// inside a group, best figure first. Rows without a figure are left out.
+pub fn verdict_groups<'a>(rows: &[&'a Row]) -> Vec<Vec<&'a Row>> {
+    let mut spans: Vec<(&Row, (f64, f64, f64))> =
+        rows.iter().filter_map(|r| Some((*r, span(r)?))).collect();
+    // Connected components of overlapping intervals are runs of the rows
+    // sorted by their interval's low end.
+    spans.sort_by(|a, b| a.1.0.total_cmp(&b.1.0));
+    let mut groups: Vec<Vec<(&Row, (f64, f64, f64))>> = Vec::new();
+    let mut reach = f64::NEG_INFINITY;
+    for entry in spans {
+        match groups.last_mut() {
+            Some(g) if entry.1.0 <= reach => g.push(entry),
+            _ => groups.push(vec![entry]),
+        }
+        reach = reach.max(entry.1.2);
+    }
+    groups
+        .into_iter()
+        .map(|mut g| {
+            g.sort_by(|a, b| a.1.1.total_cmp(&b.1.1));
+            g.into_iter().map(|(r, _)| r).collect()
+        })
+        .collect()
+}
+
+fn figure_text(r: &Row) -> String {
     let what = match (r.rtt_ns.or(r.oneshot_ns), r.throughput) {
-        (Some(s), _) => format!("p50 {}", duration(s.p50 as f64)),
+        (Some(s), _) => duration(s.p50 as f64),
         (None, Some(t)) => rate(t.bytes_per_s),
         _ => String::new(),
     };
-    match r.vs_limit {
-        Some(v) => format!("{what}, {v:.1}× limit"),
-        None => what,
+    super::table::with_interval(what, r)
+}
+
+fn name(r: &Row) -> String {
+    match r.family.as_str() {
+        "peer" => format!("{} (peer)", r.mechanism),
+        _ => r.mechanism.clone(),
     }
 }
 
+/// (lowest low, highest high) of a group, lower is better.
+fn extent(g: &[&Row]) -> (f64, f64) {
+    g.iter()
+        .filter_map(|r| span(r))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (l, _, h)| {
+            (lo.min(l), hi.max(h))
+        })
+}
+
 /// The lines of one placement, pattern and size.
-fn group(rows: &[&Row]) -> String {
-    let mut ranked: Vec<(&Row, f64, Option<f64>)> = rows
-        .iter()
-        .filter_map(|r| figure(r).map(|(f, s)| (*r, f, s)))
-        .collect();
-    ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let Some(&(best, best_figure, best_spread)) = ranked.first() else {
+fn block(rows: &[&Row]) -> String {
+    let groups = verdict_groups(rows);
+    if rows.len() < 2 || groups.is_empty() {
         return String::new();
-    };
-    let mut lines = String::new();
-    let mut compare = |(r, f, s): (&Row, f64, Option<f64>), label: &str| {
-        let ratio = f / best_figure;
-        let spread = match (best_spread, s) {
-            (Some(a), Some(b)) => format!(" ± {:.2}", ratio * (a * a + b * b).sqrt()),
-            _ => String::new(),
+    }
+    let first = groups[0][0];
+    let mut out = format!(
+        "  {} {} {}:\n",
+        first.pattern,
+        first.placement,
+        size(first.size)
+    );
+    for (i, g) in groups.iter().enumerate() {
+        let members = g.iter().map(|r| name(r)).collect::<Vec<_>>().join(", ");
+        let mut line = if g.len() == 1 {
+            format!("    {members} ({})", figure_text(g[0]))
+        } else {
+            let (lo, hi) = extent(g);
+            let range = if g[0].higher_is_better() {
+                format!("{}–{}", rate_of(g[0], hi), rate_of(g[0], lo))
+            } else {
+                format!("{}–{}", duration(lo), duration(hi))
+            };
+            format!("    {members}: within noise of each other, {range}")
         };
-        lines.push_str(&format!(
-            "    {ratio:.2}{spread} times faster than {} ({label})\n",
-            r.mechanism
-        ));
-    };
-    for &entry in ranked.iter().skip(1).filter(|e| e.0.family == "peer") {
-        compare(entry, "peer");
+        if i > 0 {
+            let above = &groups[i - 1];
+            let ratio = span(g[0]).map(|s| s.1).unwrap_or(f64::NAN)
+                / span(above[0]).map(|s| s.1).unwrap_or(f64::NAN);
+            let (_, above_high) = extent(above);
+            let (below_low, _) = extent(g);
+            line.push_str(&format!(
+                "; {} slower than the group above",
+                times(ratio, below_low / above_high)
+            ));
+        }
+        out.push_str(&line);
+        out.push('\n');
     }
-    if best.family != "message-passing"
-        && let Some(&entry) = ranked.iter().find(|e| e.0.family == "message-passing")
-    {
-        compare(entry, "best message passing");
+    out
+}
+
+/// `B/s` of a figure turned "seconds per message" back into a rate.
+fn rate_of(r: &Row, seconds_per_message: f64) -> String {
+    rate(r.size as f64 / seconds_per_message)
+}
+
+/// `3.1×`, with the least ratio the intervals allow when there are any:
+/// `3.1× (at least 2.4×)`.
+fn times(ratio: f64, least: f64) -> String {
+    if (least - ratio).abs() < 1e-9 * ratio.abs() {
+        format!("{ratio:.2}×")
+    } else {
+        format!("{ratio:.2}× (at least {least:.2}×)")
     }
-    if lines.is_empty() {
-        return lines;
-    }
-    format!(
-        "  {} {} {}: {} ran ({})\n{lines}",
-        best.pattern,
-        best.placement,
-        size(best.size),
-        best.mechanism,
-        headline(best)
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::interval::Interval;
     use crate::results::Run;
     use crate::vs_limit::tests::row;
 
-    fn run_of(rows: Vec<Row>) -> Run {
+    fn run_of(rows: Vec<Row>, repeat: usize) -> Run {
         let mut run: Run = serde_json::from_str(
             r#"{"schema":1,"ipclab_version":"0","started_at":"now","machine":{"kernel":"k","cpu_model":"c","cpu_count":2,"cpus_allowed":[0,1],"virtualised":false,"clock_source":"tsc"},"timer":{"overhead_ns":20.0,"resolution_ns":1},"settings":{"mechanisms":[],"sizes":[],"patterns":[],"placements":[],"warmup_ns":0,"duration_ns":0,"iterations":null,"verify":true,"segment_size":null,"segments":0},"rows":[],"failures":[],"skipped":[],"complete":true}"#
         )
         .unwrap();
         run.rows = rows;
+        run.settings.repeat = repeat;
         run
     }
 
-    #[test]
-    fn the_fastest_against_each_peer_and_the_best_message_passing() {
-        let mut fast = row("shm-spin", "shared-memory", "pingpong", 64, true, 1000.0);
-        fast.vs_limit = Some(1.25);
-        let text = render(&run_of(vec![
-            row("limit-spin", "limit", "pingpong", 64, true, 500.0),
-            row("pipe", "message-passing", "pingpong", 64, false, 30_000.0),
-            row(
-                "unix-stream",
-                "message-passing",
-                "pingpong",
-                64,
-                false,
-                20_000.0,
-            ),
-            row("iceoryx2", "peer", "pingpong", 64, true, 3000.0),
-            fast,
-            row("shm-futex", "shared-memory", "pingpong", 64, false, 5000.0),
-        ]));
-        // Each test row has p90 = 1.2 × p50: a relative spread of 0.2 on
-        // both sides, so ± = ratio × √(0.04 + 0.04).
-        let expected = "  pingpong cross-core 64 B: shm-spin ran (p50 1.00 µs, 1.2× limit)\n    \
-                        3.00 ± 0.85 times faster than iceoryx2 (peer)\n    \
-                        20.00 ± 5.66 times faster than unix-stream (best message passing)\n";
-        assert!(text.ends_with(expected), "{text}");
-        assert!(text.starts_with("\nSummary"), "{text}");
-        assert!(!text.contains("limit-spin") && !text.contains("pipe "));
+    /// A row whose figure has a ±`pct` % interval.
+    fn noisy(name: &str, family: &str, pattern: &str, figure: f64, pct: f64) -> Row {
+        let mut r = row(name, family, pattern, 64, false, figure);
+        let centre = r.figure().unwrap();
+        r.ci95 = Some(Interval {
+            low: centre * (1.0 - pct / 100.0),
+            high: centre * (1.0 + pct / 100.0),
+        });
+        r
     }
 
     #[test]
-    fn stream_compares_throughput_without_spread_and_a_lone_row_says_nothing() {
-        let text = render(&run_of(vec![
-            row("shm-spin", "shared-memory", "stream", 4096, true, 4e6),
-            row("ipc-channel", "peer", "stream", 4096, false, 1e6),
-            row("pipe", "message-passing", "stream", 64, false, 1e6),
-        ]));
+    fn overlapping_intervals_are_one_group_and_only_groups_are_ranked() {
+        let text = render(&run_of(
+            vec![
+                row("limit-futex", "limit", "pingpong", 64, false, 500.0),
+                noisy("pipe", "message-passing", "pingpong", 80_000.0, 10.0),
+                noisy("shm-futex", "shared-memory", "pingpong", 90_000.0, 10.0),
+                noisy("unix-stream", "message-passing", "pingpong", 101_000.0, 5.0),
+                noisy("shm-spin", "shared-memory", "pingpong", 700.0, 10.0),
+                noisy("iceoryx2", "peer", "pingpong", 800.0, 5.0),
+            ],
+            3,
+        ));
+        assert!(text.contains("from 3 repetitions"), "{text}");
         assert!(
-            text.contains("    4.00 times faster than ipc-channel (peer)\n"),
+            text.contains(
+                "    shm-spin, iceoryx2 (peer): within noise of each other, 630 ns–840 ns\n"
+            ),
             "{text}"
         );
-        assert!(!text.contains("64 B"), "{text}");
-        assert_eq!(render(&run_of(Vec::new())), "");
+        // pipe reaches 88 µs, shm-futex starts at 81 µs and reaches 99 µs,
+        // unix-stream starts at 95.9 µs: one chain, one group.
+        assert!(
+            text.contains("    pipe, shm-futex, unix-stream: within noise of each other"),
+            "{text}"
+        );
+        assert!(
+            text.contains("114.29× (at least 85.71×) slower than the group above"),
+            "{text}"
+        );
+        assert!(!text.contains("limit-futex"), "{text}");
     }
 
     #[test]
-    fn a_message_passing_winner_is_compared_with_the_peers_only() {
-        let text = render(&run_of(vec![
-            row(
-                "unix-stream",
-                "message-passing",
-                "pingpong",
-                64,
-                false,
-                10_000.0,
-            ),
-            row("pipe", "message-passing", "pingpong", 64, false, 12_000.0),
-            row("ipc-channel", "peer", "pingpong", 64, false, 15_000.0),
-        ]));
-        assert!(text.contains("unix-stream ran"), "{text}");
-        assert!(text.contains("1.50 ± 0.42 times faster than ipc-channel (peer)"));
-        assert!(!text.contains("best message passing"), "{text}");
+    fn throughput_groups_put_the_highest_first() {
+        let run = run_of(
+            vec![
+                noisy("pipe", "message-passing", "stream", 1e6, 5.0),
+                noisy("shm-spin", "shared-memory", "stream", 4e6, 5.0),
+                noisy("memfd", "shared-memory", "stream", 3.9e6, 5.0),
+            ],
+            3,
+        );
+        let rows: Vec<&Row> = run.rows.iter().collect();
+        let groups = verdict_groups(&rows);
+        let names: Vec<Vec<&str>> = groups
+            .iter()
+            .map(|g| g.iter().map(|r| r.mechanism.as_str()).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["shm-spin", "memfd"], vec!["pipe"]]);
+        let text = render(&run);
+        assert!(text.contains("4.00×"), "{text}");
+    }
+
+    #[test]
+    fn without_intervals_every_row_stands_alone_and_says_so() {
+        let text = render(&run_of(
+            vec![
+                row("pipe", "message-passing", "pingpong", 64, false, 12_000.0),
+                row(
+                    "unix-stream",
+                    "message-passing",
+                    "pingpong",
+                    64,
+                    false,
+                    10_000.0,
+                ),
+            ],
+            1,
+        ));
+        assert!(text.contains("differences untested"), "{text}");
+        assert!(text.contains("    unix-stream (10.0 µs)\n"), "{text}");
+        assert!(
+            text.contains("    pipe (12.0 µs); 1.20× slower than the group above\n"),
+            "{text}"
+        );
+        assert_eq!(render(&run_of(Vec::new(), 1)), "");
     }
 }

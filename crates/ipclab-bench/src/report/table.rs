@@ -155,7 +155,7 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
                         r.mechanism.clone(),
                         r.sync.clone(),
                         size(r.size),
-                        d(s.p50),
+                        with_interval(d(s.p50), r),
                         d(s.p90),
                         d(s.p99),
                         d(s.p999),
@@ -189,7 +189,7 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
                         r.mechanism.clone(),
                         r.sync.clone(),
                         size(r.size),
-                        rate(tp.bytes_per_s),
+                        with_interval(rate(tp.bytes_per_s), r),
                         count_rate(tp.messages_per_s),
                         cpu(r.cpu_ns_per_message.client),
                         cpu(r.cpu_ns_per_message.server),
@@ -218,7 +218,7 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
                         r.mechanism.clone(),
                         r.sync.clone(),
                         size(r.size),
-                        d(s.p50),
+                        with_interval(d(s.p50), r),
                         d(s.p99),
                         d(r.setup_ns),
                         d(r.teardown_ns),
@@ -227,6 +227,25 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
                 })
                 .collect(),
         ),
+    }
+}
+
+/// A headline figure with its 95 % interval from the repetitions, as the
+/// larger distance to an end in percent: `84.5 µs ±6%`.
+pub fn with_interval(figure: String, r: &Row) -> String {
+    match (r.ci95, r.figure()) {
+        (Some(ci), Some(centre)) => format!("{figure} ±{}", percent(ci.relative(centre))),
+        _ => figure,
+    }
+}
+
+/// A relative width as a short percentage: `0.4%`, `6%`, `130%`.
+fn percent(x: f64) -> String {
+    let p = x * 100.0;
+    if p < 1.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.0}%")
     }
 }
 
