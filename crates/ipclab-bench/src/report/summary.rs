@@ -51,9 +51,12 @@ pub fn render(run: &Run) -> String {
     format!("\nSummary (limits aside; {how})\n{out}")
 }
 
+/// (low, centre, high), lower is better: see [`span`].
+type Span = (f64, f64, f64);
+
 /// A row's figure turned so that lower is better (time, or seconds per
 /// message), with its interval in the same sense: (low, centre, high).
-fn span(r: &Row) -> Option<(f64, f64, f64)> {
+fn span(r: &Row) -> Option<Span> {
     let centre = r.figure().filter(|f| *f > 0.0)?;
     let (low, high) = r.ci95.map_or((centre, centre), |i| (i.low, i.high));
     Some(if r.higher_is_better() {
@@ -66,12 +69,12 @@ fn span(r: &Row) -> Option<(f64, f64, f64)> {
 /// The rows in groups the intervals cannot tell apart, best group first;
 /// inside a group, best figure first. Rows without a figure are left out.
 pub fn verdict_groups<'a>(rows: &[&'a Row]) -> Vec<Vec<&'a Row>> {
-    let mut spans: Vec<(&Row, (f64, f64, f64))> =
+    let mut spans: Vec<(&Row, Span)> =
         rows.iter().filter_map(|r| Some((*r, span(r)?))).collect();
     // Connected components of overlapping intervals are runs of the rows
     // sorted by their interval's low end.
     spans.sort_by(|a, b| a.1.0.total_cmp(&b.1.0));
-    let mut groups: Vec<Vec<(&Row, (f64, f64, f64))>> = Vec::new();
+    let mut groups: Vec<Vec<(&Row, Span)>> = Vec::new();
     let mut reach = f64::NEG_INFINITY;
     for entry in spans {
         match groups.last_mut() {
