@@ -194,7 +194,17 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("finding the ipclab binary")?;
     let run = suite::run(&options, &exe, &mut |run| exports.write(run))?;
     exports.write(&run)?;
-    print(&table::render(&run))?;
+    // An export to standard output (`-`) has it alone; the table goes to
+    // standard error then.
+    match exports.for_stdout(&run)? {
+        Some(text) => {
+            eprint!("{}", table::render(&run));
+            print(&text)?;
+        }
+        None => {
+            print(&table::render(&run))?;
+        }
+    }
     if let Some(dir) = &args.report {
         let index = report::write_report(dir, &run, args.cdf_size)?;
         eprintln!("report: {}", index.display());
