@@ -10,7 +10,7 @@ use clap::Parser;
 use ipclab_bench::harness::spec::Placement;
 use ipclab_bench::harness::supervisor::cell_main;
 use ipclab_bench::objects::{cleaning, listing, show};
-use ipclab_bench::report::{self, Exports, compare, json, table};
+use ipclab_bench::report::{self, Exports, compare, table};
 use ipclab_bench::suite::{self, Options};
 use ipclab_bench::{list, mechanisms};
 
@@ -230,11 +230,7 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
 }
 
 fn compare(args: CompareArgs) -> Result<ExitCode> {
-    let read = |path: &std::path::Path| -> Result<ipclab_bench::results::Run> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-        json::parse(&text, &path.display().to_string()).map_err(|e| usage(format!("{e:#}")))
-    };
+    let read = |path: &std::path::Path| compare::load(path).map_err(|e| usage(format!("{e:#}")));
     let (old, new) = (read(&args.old)?, read(&args.new)?);
     let comparison = compare::compare(&old, &new);
     if comparison.changes.is_empty() && old.rows.len() == comparison.only_old.len() {
