@@ -148,6 +148,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Some([one]) => Some((*one, *one)),
         Some(_) => return Err(usage("--cpus takes CLIENT,SERVER (two CPU numbers)")),
     };
+    if let Some([one]) = args.cpus.as_deref()
+        && args.placement.contains(&Placement::CrossCore)
+    {
+        return Err(usage(format!(
+            "--cpus {one} gives one CPU; cross-core placement needs two different ones \
+             (--cpus CLIENT,SERVER)"
+        )));
+    }
     if cpus.is_some() && args.placement.iter().all(|p| *p == Placement::Unpinned) {
         return Err(usage(
             "--cpus pins the processes; --placement unpinned does not",
@@ -209,13 +217,20 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         let index = report::write_report(dir, &run, args.cdf_size)?;
         eprintln!("report: {}", index.display());
     }
-    Ok(if !run.complete {
-        ExitCode::from(130)
-    } else if run.failures.is_empty() {
+    Ok(if let Some(code) = interrupted() {
+        code
+    } else if run.complete && run.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// 128 plus the signal that stopped the run (130 for Ctrl-C, 143 for
+/// SIGTERM), if one did.
+fn interrupted() -> Option<ExitCode> {
+    use ipclab_bench::harness::{cell::stop_signal, supervisor::interrupted_status};
+    stop_signal().map(|s| ExitCode::from(interrupted_status(s) as u8))
 }
 
 /// Keeps the first of each value, in order.
@@ -273,9 +288,9 @@ fn seed(args: SeedArgs) -> Result<ExitCode> {
         let index = report::seed::write(dir, &seed)?;
         eprintln!("report: {}", index.display());
     }
-    Ok(if !seed.complete {
-        ExitCode::from(130)
-    } else if seed.failures.is_empty() {
+    Ok(if let Some(code) = interrupted() {
+        code
+    } else if seed.complete && seed.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
