@@ -381,7 +381,23 @@ mod fuzz {
         Insert(Index, Vec<u8>),
         Repeat(Index, usize),
         Literal(Index, Index),
+        /// The next number value from a place, replaced by one of NUMBERS.
+        Number(Index, Index),
     }
+
+    const NUMBERS: &[&str] = &[
+        "0",
+        "1",
+        "2",
+        "0.0",
+        "1e308",
+        "1e-320",
+        "4294967295",
+        "18446744073709551615",
+        "9007199254740993",
+        "123456789.5",
+        "-0.0",
+    ];
 
     fn edit() -> impl Strategy<Value = Edit> {
         prop_oneof![
@@ -431,6 +447,19 @@ mod fuzz {
                     let lit = LITERALS[l.index(LITERALS.len())].as_bytes();
                     b.splice(start.min(end)..end, lit.iter().copied());
                 }
+                Edit::Number(i, l) => {
+                    let from = i.index(b.len());
+                    let value =
+                        |k: usize| b[k].is_ascii_digit() && k > 0 && b" [:".contains(&b[k - 1]);
+                    let Some(start) = (from..b.len()).chain(0..from).find(|&k| value(k)) else {
+                        continue;
+                    };
+                    let end = (start..b.len())
+                        .find(|&k| !(b[k].is_ascii_alphanumeric() || b"-+.".contains(&b[k])))
+                        .unwrap_or(b.len());
+                    let lit = NUMBERS[l.index(NUMBERS.len())].as_bytes();
+                    b.splice(start..end, lit.iter().copied());
+                }
             }
         }
         b
@@ -441,6 +470,19 @@ mod fuzz {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let (_, run) = seed();
             exercise(&bytes, &run);
+        }
+
+        /// Only number values replaced: many of these still parse,
+        /// so the comparison itself meets zeros, huge and tiny figures.
+        #[test]
+        fn a_result_file_with_numbers_replaced_never_panics(
+            edits in proptest::collection::vec(
+                (any::<Index>(), any::<Index>()).prop_map(|(i, l)| Edit::Number(i, l)),
+                1..6,
+            )
+        ) {
+            let (text, run) = seed();
+            exercise(&apply(text.into_bytes(), &edits), &run);
         }
 
         #[test]
