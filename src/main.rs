@@ -10,7 +10,7 @@ use clap::Parser;
 use ipclab_bench::harness::spec::Placement;
 use ipclab_bench::harness::supervisor::cell_main;
 use ipclab_bench::objects::{cleaning, listing, show};
-use ipclab_bench::report::{self, Exports, compare, json, table};
+use ipclab_bench::report::{self, Exports, compare, table};
 use ipclab_bench::suite::{self, Options};
 use ipclab_bench::{list, mechanisms};
 
@@ -148,6 +148,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         Some([one]) => Some((*one, *one)),
         Some(_) => return Err(usage("--cpus takes CLIENT,SERVER (two CPU numbers)")),
     };
+    if let Some([one]) = args.cpus.as_deref()
+        && args.placement.contains(&Placement::CrossCore)
+    {
+        return Err(usage(format!(
+            "--cpus {one} gives one CPU; cross-core placement needs two different ones \
+             (--cpus CLIENT,SERVER)"
+        )));
+    }
     if cpus.is_some() && args.placement.iter().all(|p| *p == Placement::Unpinned) {
         return Err(usage(
             "--cpus pins the processes; --placement unpinned does not",
@@ -198,18 +206,35 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("finding the ipclab binary")?;
     let run = suite::run(&options, &exe, &mut |run| exports.write(run))?;
     exports.write(&run)?;
-    print(&table::render(&run))?;
+    // An export to standard output (`-`) has it alone; the table goes to
+    // standard error then.
+    match exports.for_stdout(&run)? {
+        Some(text) => {
+            eprint!("{}", table::render(&run));
+            print(&text)?;
+        }
+        None => {
+            print(&table::render(&run))?;
+        }
+    }
     if let Some(dir) = &args.report {
         let index = report::write_report(dir, &run, args.cdf_size)?;
         eprintln!("report: {}", index.display());
     }
-    Ok(if !run.complete {
-        ExitCode::from(130)
-    } else if run.failures.is_empty() {
+    Ok(if let Some(code) = interrupted() {
+        code
+    } else if run.complete && run.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// 128 plus the signal that stopped the run (130 for Ctrl-C, 143 for
+/// SIGTERM), if one did.
+fn interrupted() -> Option<ExitCode> {
+    use ipclab_bench::harness::{cell::stop_signal, supervisor::interrupted_status};
+    stop_signal().map(|s| ExitCode::from(interrupted_status(s) as u8))
 }
 
 /// Keeps the first of each value, in order.
@@ -224,11 +249,7 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
 }
 
 fn compare(args: CompareArgs) -> Result<ExitCode> {
-    let read = |path: &std::path::Path| -> Result<ipclab_bench::results::Run> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-        json::parse(&text, &path.display().to_string()).map_err(|e| usage(format!("{e:#}")))
-    };
+    let read = |path: &std::path::Path| compare::load(path).map_err(|e| usage(format!("{e:#}")));
     let (old, new) = (read(&args.old)?, read(&args.new)?);
     let comparison = compare::compare(&old, &new);
     if comparison.changes.is_empty() && old.rows.len() == comparison.only_old.len() {
@@ -271,9 +292,9 @@ fn seed(args: SeedArgs) -> Result<ExitCode> {
         let index = report::seed::write(dir, &seed)?;
         eprintln!("report: {}", index.display());
     }
-    Ok(if !seed.complete {
-        ExitCode::from(130)
-    } else if seed.failures.is_empty() {
+    Ok(if let Some(code) = interrupted() {
+        code
+    } else if seed.complete && seed.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

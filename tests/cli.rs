@@ -337,3 +337,36 @@ fn list_names_every_mechanism_with_its_sync() {
         );
     }
 }
+
+/// A bad value that only shows against the machine or the placement: one
+/// `error:` line, status 2, before any cell runs.
+fn refused(args: &[&str], expected: &str) {
+    let out = ipclab().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(expected),
+        "{args:?}: expected '{expected}' in: {err}"
+    );
+}
+
+#[test]
+fn a_segment_size_beyond_memory_is_refused_up_front() {
+    refused(
+        &["run", "-m", "shm-futex", "--segment-size", "100G"],
+        "of memory",
+    );
+    refused(
+        &["run", "--segment-size", "100G", "--segments", "4"],
+        "of memory",
+    );
+}
+
+#[test]
+fn one_cpu_for_cross_core_says_two_different_ones_are_needed() {
+    refused(
+        &["run", "--cpus", "0"],
+        "--cpus 0 gives one CPU; cross-core placement needs two different ones (--cpus CLIENT,SERVER)",
+    );
+}

@@ -246,3 +246,249 @@ fn bad_files_are_one_clear_error() {
     }
     println!("{} bad files checked", cases.len());
 }
+
+/// A result file larger than `compare` reads (64 MiB) is refused before
+/// it is read whole, a regular file or a FIFO alike; so is any file that
+/// is not a regular file (a FIFO, which would otherwise block).
+#[test]
+fn an_oversized_or_irregular_file_is_refused_before_it_is_read() {
+    let f = Files::new("big");
+    let good = f.write("good.json", &old_run());
+    let big = f.0.join("big.json");
+    let file = std::fs::File::create(&big).unwrap();
+    // A sparse file: 100 MiB of nothing costs no disk.
+    file.set_len(100 << 20).unwrap();
+    let fifo = f.0.join("fifo.json");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    for (path, expected) in [(&big, "64 MiB"), (&fifo, "not a regular file")] {
+        let out = ipclab()
+            .arg("compare")
+            .arg(&good)
+            .arg(path)
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(expected),
+            "expected '{expected}' in: {err}"
+        );
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+}
+
+/// The bound holds for what is read, not what a stat says: the loader
+/// reads at most one byte past it.
+#[test]
+fn the_loader_stops_reading_at_the_bound() {
+    use ipclab_bench::report::compare::{MAX_FILE, read_bounded};
+    let mut endless = std::io::repeat(b' ');
+    let err = read_bounded(&mut endless, "endless")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("64 MiB"), "{err}");
+    let mut small = std::io::Cursor::new(vec![b'x'; MAX_FILE as usize]);
+    assert_eq!(
+        read_bounded(&mut small, "small").unwrap().len(),
+        MAX_FILE as usize
+    );
+}
+
+/// Two rows for the same mechanism, pattern, size and placement in one
+/// file: one error naming the row.
+#[test]
+fn a_duplicate_row_is_one_error_naming_it() {
+    let f = Files::new("dup");
+    let good = f.write("good.json", &old_run());
+    let mut dup = old_run();
+    let first = dup["rows"][1].clone();
+    dup["rows"].as_array_mut().unwrap().push(first);
+    let dup = f.write("dup.json", &dup);
+    for (old, new) in [(&good, &dup), (&dup, &good)] {
+        let out = ipclab().arg("compare").arg(old).arg(new).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("error: ")
+                && err.contains(&dup.display().to_string())
+                && err.contains("two rows for tcp pingpong 64 B cross-core"),
+            "{err}"
+        );
+    }
+}
+
+/// Fuzzing what `compare` reads: arbitrary bytes, and a valid result file
+/// (written by ipclab's own serializer) with bytes flipped, cut, inserted
+/// and repeated and numbers replaced by extreme ones, go through the same
+/// parse as `ipclab compare` and, when they parse, through the comparison
+/// and its table: an `Ok` or an `Err`, never a panic. `PROPTEST_CASES`
+/// sets the number of cases (256 by default; see the README for a long
+/// run).
+mod fuzz {
+    use ipclab_bench::report::{compare, json};
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    fn seed() -> (String, ipclab_bench::results::Run) {
+        let bytes = serde_json::to_vec(&super::old_run()).unwrap();
+        let run = compare::parse(&bytes, "seed").unwrap();
+        (json::render(&run), run)
+    }
+
+    /// Parses like `compare` does; on success, compares both ways and
+    /// renders.
+    fn exercise(bytes: &[u8], seed: &ipclab_bench::results::Run) {
+        if let Ok(run) = compare::parse(bytes, "fuzzed") {
+            for (old, new) in [(&run, seed), (seed, &run), (&run, &run)] {
+                let c = compare::compare(old, new);
+                let _ = c.render();
+                let _ = c.slower_than(10.0);
+            }
+        }
+    }
+
+    const LITERALS: &[&str] = &[
+        "0",
+        "-1",
+        "1e308",
+        "-1e308",
+        "1e-320",
+        "18446744073709551616",
+        "9007199254740993",
+        "null",
+        "true",
+        "\"\"",
+        "[]",
+        "{}",
+        "\"\u{1F980}\"",
+        "NaN",
+        "0.0",
+        "-0",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Byte(Index, u8),
+        Cut(Index, usize),
+        Insert(Index, Vec<u8>),
+        Repeat(Index, usize),
+        Literal(Index, Index),
+        /// The next number value from a place, replaced by one of NUMBERS.
+        Number(Index, Index),
+    }
+
+    const NUMBERS: &[&str] = &[
+        "0",
+        "1",
+        "2",
+        "0.0",
+        "1e308",
+        "1e-320",
+        "4294967295",
+        "18446744073709551615",
+        "9007199254740993",
+        "123456789.5",
+        "-0.0",
+    ];
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Edit::Byte(i, b)),
+            (any::<Index>(), 1usize..200).prop_map(|(i, n)| Edit::Cut(i, n)),
+            (
+                any::<Index>(),
+                proptest::collection::vec(any::<u8>(), 1..16)
+            )
+                .prop_map(|(i, v)| Edit::Insert(i, v)),
+            (any::<Index>(), 1usize..400).prop_map(|(i, n)| Edit::Repeat(i, n)),
+            (any::<Index>(), any::<Index>()).prop_map(|(i, l)| Edit::Literal(i, l)),
+        ]
+    }
+
+    fn apply(mut b: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+        for e in edits {
+            if b.is_empty() {
+                break;
+            }
+            match e {
+                Edit::Byte(i, v) => {
+                    let at = i.index(b.len());
+                    b[at] = *v;
+                }
+                Edit::Cut(i, n) => {
+                    let at = i.index(b.len());
+                    let end = (at + n).min(b.len());
+                    b.drain(at..end);
+                }
+                Edit::Insert(i, v) => {
+                    let at = i.index(b.len());
+                    b.splice(at..at, v.iter().copied());
+                }
+                Edit::Repeat(i, n) => {
+                    let at = i.index(b.len());
+                    let end = (at + n).min(b.len());
+                    let piece = b[at..end].to_vec();
+                    b.splice(end..end, piece);
+                }
+                Edit::Literal(i, l) => {
+                    // Replace the number (or word) at a random place.
+                    let at = i.index(b.len());
+                    let word = |c: u8| c.is_ascii_alphanumeric() || b"-+.".contains(&c);
+                    let start = (0..=at).rev().find(|&k| !word(b[k])).map_or(0, |k| k + 1);
+                    let end = (at..b.len()).find(|&k| !word(b[k])).unwrap_or(b.len());
+                    let lit = LITERALS[l.index(LITERALS.len())].as_bytes();
+                    b.splice(start.min(end)..end, lit.iter().copied());
+                }
+                Edit::Number(i, l) => {
+                    let from = i.index(b.len());
+                    let value =
+                        |k: usize| b[k].is_ascii_digit() && k > 0 && b" [:".contains(&b[k - 1]);
+                    let Some(start) = (from..b.len()).chain(0..from).find(|&k| value(k)) else {
+                        continue;
+                    };
+                    let end = (start..b.len())
+                        .find(|&k| !(b[k].is_ascii_alphanumeric() || b"-+.".contains(&b[k])))
+                        .unwrap_or(b.len());
+                    let lit = NUMBERS[l.index(NUMBERS.len())].as_bytes();
+                    b.splice(start..end, lit.iter().copied());
+                }
+            }
+        }
+        b
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let (_, run) = seed();
+            exercise(&bytes, &run);
+        }
+
+        /// Only number values replaced: many of these still parse,
+        /// so the comparison itself meets zeros, huge and tiny figures.
+        #[test]
+        fn a_result_file_with_numbers_replaced_never_panics(
+            edits in proptest::collection::vec(
+                (any::<Index>(), any::<Index>()).prop_map(|(i, l)| Edit::Number(i, l)),
+                1..6,
+            )
+        ) {
+            let (text, run) = seed();
+            exercise(&apply(text.into_bytes(), &edits), &run);
+        }
+
+        #[test]
+        fn a_mutated_result_file_never_panics(edits in proptest::collection::vec(edit(), 1..8)) {
+            let (text, run) = seed();
+            exercise(&apply(text.into_bytes(), &edits), &run);
+        }
+    }
+}

@@ -96,3 +96,26 @@ fn the_hostile_run_leaves_out_mechanisms_that_trust_their_peer() {
     );
     assert!(hostile::select("pipe2").is_err());
 }
+
+/// A mechanism with no shared memory gives the scribbler nothing to hit:
+/// refused with one line naming those that have some, status 2.
+#[test]
+fn a_mechanism_without_shared_memory_is_refused() {
+    for list in ["pipe", "shm-futex,cma"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_ipclab"))
+            .args(["torture", "hostile", "--rounds", "1", "-m", list])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "-m {list}: {err}");
+        assert_eq!(err.lines().count(), 1, "-m {list}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains("no shared memory"),
+            "{err}"
+        );
+        assert!(
+            err.contains("shm-futex") && err.contains("limit-copy"),
+            "{err}"
+        );
+    }
+}

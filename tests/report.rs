@@ -340,3 +340,33 @@ fn a_cdf_size_that_was_not_measured_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cdf-size"));
 }
+
+/// The report's files follow the exports' rules: a symbolic link planted
+/// as `index.html` (or as a plot) is refused, not written through nor
+/// replaced, and no temporary file is left.
+#[test]
+fn a_link_planted_in_the_report_folder_is_refused_and_left_alone() {
+    let dir = TempDir::new("planted");
+    let victim = dir.0.join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let report = dir.0.join("report");
+    std::fs::create_dir(&report).unwrap();
+    for name in ["index.html", "latency-cross-core.svg"] {
+        let link = report.join(name);
+        let _ = std::fs::remove_file(report.join("index.html"));
+        let _ = std::fs::remove_file(report.join("latency-cross-core.svg"));
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = write_report(&report, &hand_made_run(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("symbolic link") && err.contains(name), "{err}");
+        assert_eq!(std::fs::read_link(&link).unwrap(), victim);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        let temps: Vec<_> = std::fs::read_dir(&report)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(temps.is_empty(), "{temps:?}");
+    }
+}

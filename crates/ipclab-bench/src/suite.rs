@@ -90,17 +90,36 @@ impl Options {
         if self.placements.contains(&Placement::CrossCore) && client == server {
             bail!("cross-core placement needs two different CPUs, got {client} and {server}");
         }
-        // Each side holds a few message buffers; refuse what cannot fit.
-        if let Some(&largest) = self.sizes.iter().max() {
-            let available = available_memory();
-            if largest.saturating_mul(6) > available {
+        let available = available_memory();
+        // Both directions' segments of a shared-memory channel.
+        if let Some(segment) = self.segment_size {
+            let config = ChannelConfig {
+                size: 0,
+                segment_size: Some(segment),
+                segments: self.segments,
+            };
+            let per_direction = config.segments_for(segment);
+            let needed = segment.saturating_mul(per_direction).saturating_mul(2);
+            if needed > available {
                 bail!(
-                    "a size of {} needs about {} of memory, but only {} is available",
-                    units::size(largest),
-                    units::size(largest.saturating_mul(6)),
+                    "a segment size of {} needs about {} of memory (2 × {per_direction} segments), \
+                     but only {} is available",
+                    units::size(segment),
+                    units::size(needed),
                     units::size(available)
                 );
             }
+        }
+        // Each side holds a few message buffers; refuse what cannot fit.
+        if let Some(&largest) = self.sizes.iter().max()
+            && largest.saturating_mul(6) > available
+        {
+            bail!(
+                "a size of {} needs about {} of memory, but only {} is available",
+                units::size(largest),
+                units::size(largest.saturating_mul(6)),
+                units::size(available)
+            );
         }
         Ok((client, server))
     }

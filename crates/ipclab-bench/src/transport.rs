@@ -158,6 +158,14 @@ pub trait Transport: Sync {
 
     /// Creates the channel's kernel objects, before the fork.
     fn prepare(&self, config: &ChannelConfig) -> io::Result<Prepared>;
+
+    /// Whether its channels keep state in shared memory, which
+    /// [`Pair::shared_memory`] then maps (a mechanism that overrides one
+    /// overrides both). `torture hostile` needs it: without shared memory
+    /// its scribbler has nothing to write on.
+    fn shares_memory(&self) -> bool {
+        false
+    }
 }
 
 /// The two ends of a prepared channel, before each side takes its own.

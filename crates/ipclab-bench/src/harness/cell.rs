@@ -3,16 +3,24 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, anyhow};
 
 use super::spec::{CellOutcome, CellSpec};
-use super::supervisor::INTERRUPTED;
+use super::supervisor::stopped_by;
 
 /// The supervisor running now, for forwarding a stop request to it.
 static CURRENT: AtomicI32 = AtomicI32::new(0);
-static STOPPED: AtomicBool = AtomicBool::new(false);
+/// The signal that asked the run to stop, 0 until one did; the first one
+/// noted wins (SeqCst, like `CURRENT`: the handler thread and the run's
+/// thread read and write both).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+fn note_signal(signal: i32) {
+    // Failure means another signal came first: it is the one reported.
+    let _ = SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+}
 
 /// Catches Ctrl-C and SIGTERM once, for the whole run: the running
 /// supervisor is told to stop (it kills its sides and removes the channel),
@@ -25,8 +33,8 @@ pub fn handle_interrupts() {
             return;
         };
         std::thread::spawn(move || {
-            for _ in signals.forever() {
-                STOPPED.store(true, Ordering::SeqCst);
+            for signal in signals.forever() {
+                note_signal(signal);
                 let pid = CURRENT.load(Ordering::SeqCst);
                 if let Some(pid) = rustix::process::Pid::from_raw(pid) {
                     let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
@@ -38,7 +46,16 @@ pub fn handle_interrupts() {
 
 /// Whether Ctrl-C or SIGTERM asked the run to stop.
 pub fn stopped() -> bool {
-    STOPPED.load(Ordering::SeqCst)
+    stop_signal().is_some()
+}
+
+/// The signal (SIGINT or SIGTERM) that asked the run to stop: the run's
+/// exit status is 128 plus it.
+pub fn stop_signal() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
 }
 
 /// Runs one cell in a fresh supervisor process started from `exe` (the
@@ -62,9 +79,11 @@ pub fn run_cell(exe: &Path, spec: &CellSpec) -> Result<CellOutcome> {
     CURRENT.store(0, Ordering::SeqCst);
     let output = output.context("waiting for the cell's supervisor")?;
     written.context("handing the cell to its supervisor")?;
-    if output.status.code() == Some(INTERRUPTED) || stopped() {
+    if let Some(signal) = stopped_by(output.status.code()) {
         // The supervisor may see Ctrl-C before our own handler runs.
-        STOPPED.store(true, Ordering::SeqCst);
+        note_signal(signal);
+    }
+    if stopped() {
         return Err(anyhow!("interrupted"));
     }
     let text = String::from_utf8_lossy(&output.stdout);

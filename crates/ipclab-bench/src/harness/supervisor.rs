@@ -29,17 +29,31 @@ use super::window::Window;
 use crate::mechanisms;
 use crate::transport::{Endpoint, Pair, Transport};
 
-/// Exit status of the supervisor when a signal asked it to stop.
-pub const INTERRUPTED: i32 = 130;
+/// Exit status of a process that a signal asked to stop and that stopped
+/// cleanly: 128 plus the signal, as a shell reports a death by it (130
+/// for Ctrl-C, 143 for SIGTERM).
+pub fn interrupted_status(signal: i32) -> i32 {
+    128 + signal
+}
+
+/// The signal a supervisor's exit status says stopped it, if any.
+pub fn stopped_by(code: Option<i32>) -> Option<i32> {
+    [libc::SIGINT, libc::SIGTERM]
+        .into_iter()
+        .find(|&s| code == Some(interrupted_status(s)))
+}
 
 /// The `ipclab __cell` entry point: reads a [`CellSpec`] from standard
 /// input, writes a [`CellOutcome`] to standard output.
 pub fn cell_main() -> ! {
     let stop = Arc::new(AtomicBool::new(false));
+    // Which of the two it was, for the exit status.
+    let term = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A failure here only costs the clean-up on Ctrl-C.
         let _ = signal_hook::flag::register(signal, Arc::clone(&stop));
     }
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term));
     // Die with the orchestrator rather than run on unseen.
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::TERM));
 
@@ -75,7 +89,11 @@ pub fn cell_main() -> ! {
     let json = serde_json::to_string(&outcome).expect("a CellOutcome always serialises");
     let _ = writeln!(std::io::stdout(), "{json}");
     let code = if stop.load(Ordering::Relaxed) {
-        INTERRUPTED
+        interrupted_status(if term.load(Ordering::Relaxed) {
+            libc::SIGTERM
+        } else {
+            libc::SIGINT
+        })
     } else if outcome.error.is_some() {
         1
     } else {

@@ -63,6 +63,10 @@ pub static ADAPTIVE: ShmChan = ShmChan {
 };
 
 impl Transport for ShmChan {
+    fn shares_memory(&self) -> bool {
+        true
+    }
+
     fn info(&self) -> Info {
         Info {
             name: self.name,

@@ -7,7 +7,6 @@
 //! apart within a family by shade and marker, so that thirty lines stay
 //! readable; the legend lists them by family.
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::{Result, anyhow};
@@ -89,11 +88,24 @@ impl Chart {
         Ok(out)
     }
 
-    /// Writes the chart as a PNG file.
-    pub fn png(&self, path: &Path) -> Result<()> {
+    /// The chart as a PNG image (drawn in memory: the file is written like
+    /// every other, by `report::files`).
+    pub fn png(&self) -> Result<Vec<u8>> {
         register_font()?;
-        let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, self).map_err(|e| anyhow!("drawing {}: {e}", path.display()))
+        let mut rgb = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+            draw(&root, self).map_err(|e| anyhow!("drawing {}: {e}", self.stem))?;
+        }
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, WIDTH, HEIGHT);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder
+            .write_header()
+            .and_then(|mut w| w.write_image_data(&rgb))
+            .map_err(|e| anyhow!("encoding {} as PNG: {e}", self.stem))?;
+        Ok(out)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The JSON export: the [`Run`] as it is (schema in the README).
 
 use anyhow::{Context, Result, bail};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::results::{Run, SCHEMA};
 
@@ -11,13 +12,48 @@ pub fn render(run: &Run) -> String {
 }
 
 /// Reads a run written by [`render`], refusing other schema versions.
+///
+/// No `serde_json::Value` of the whole file is built (it takes about ten
+/// times the file's size): one pass checks the syntax, one reads the
+/// schema version alone, one the run.
 pub fn parse(text: &str, what: &str) -> Result<Run> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).with_context(|| format!("{what} is not valid JSON"))?;
-    match value.get("schema").and_then(|s| s.as_u64()) {
-        Some(v) if v == SCHEMA as u64 => {}
-        Some(v) => bail!("{what} has schema version {v}; this ipclab reads version {SCHEMA}"),
-        None => bail!("{what} is not an ipclab result file (no schema version)"),
+    serde_json::from_str::<IgnoredAny>(text)
+        .with_context(|| format!("{what} is not valid JSON"))?;
+    match serde_json::from_str::<Schema>(text).map(|s| s.0.as_ref().and_then(|v| v.as_u64())) {
+        Ok(Some(v)) if v == SCHEMA as u64 => {}
+        Ok(Some(v)) => bail!("{what} has schema version {v}; this ipclab reads version {SCHEMA}"),
+        _ => bail!("{what} is not an ipclab result file (no schema version)"),
     }
-    serde_json::from_value(value).with_context(|| format!("{what} does not match schema {SCHEMA}"))
+    serde_json::from_str(text).with_context(|| format!("{what} does not match schema {SCHEMA}"))
+}
+
+/// The `schema` field of a top-level object; everything else is skipped
+/// unread. Anything but an object is an error.
+struct Schema(Option<serde_json::Value>);
+
+impl<'de> Deserialize<'de> for Schema {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Schema;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Schema, A::Error> {
+                let mut schema = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "schema" {
+                        schema = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Schema(schema))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }

@@ -8,6 +8,7 @@
 pub mod chart;
 pub mod compare;
 pub mod csv;
+pub mod files;
 pub mod html;
 pub mod json;
 pub mod markdown;
@@ -16,13 +17,16 @@ pub mod seed;
 pub mod summary;
 pub mod table;
 
+pub use files::write_atomically;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use crate::results::Run;
 
-/// The export files asked for on the command line.
+/// The export files asked for on the command line; a path of `-`
+/// ([`STDOUT`]) is standard output.
 #[derive(Clone, Debug, Default)]
 pub struct Exports {
     pub json: Option<PathBuf>,
@@ -30,52 +34,57 @@ pub struct Exports {
     pub markdown: Option<PathBuf>,
 }
 
+/// The path that means standard output.
+pub const STDOUT: &str = "-";
+
+fn is_stdout(path: &Path) -> bool {
+    path.as_os_str() == STDOUT
+}
+
 impl Exports {
-    /// Checks that every file can be written, before anything runs: not a
-    /// directory, and its temporary sibling (see [`write_atomically`]) can
-    /// be made. Leaves nothing behind.
+    /// Checks that every file can be written, before anything runs (see
+    /// [`files::check_writable`]: nothing or a regular file at the path, a
+    /// temporary file can be made beside it), and that at most one export
+    /// goes to standard output. Leaves nothing behind.
     pub fn check_writable(&self) -> Result<()> {
-        for path in self.paths() {
-            if path.is_dir() {
-                anyhow::bail!("cannot write {}: it is a directory", path.display());
-            }
-            let tmp = tmp_path(path);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&tmp)
-                .and_then(|_| std::fs::remove_file(&tmp))
-                .with_context(|| {
-                    format!(
-                        "cannot write {} (its temporary file {} cannot be made)",
-                        path.display(),
-                        tmp.display()
-                    )
-                })?;
+        if self.exports().filter(|(p, _)| is_stdout(p)).count() > 1 {
+            anyhow::bail!("only one of --json, --csv and --markdown can go to standard output (-)");
+        }
+        for (path, _) in self.exports().filter(|(p, _)| !is_stdout(p)) {
+            files::check_writable(path)?;
         }
         Ok(())
     }
 
-    fn paths(&self) -> impl Iterator<Item = &Path> {
+    /// Each export asked for, with what renders it.
+    fn exports(&self) -> impl Iterator<Item = (&Path, fn(&Run) -> Result<String>)> {
+        let renderers: [fn(&Run) -> Result<String>; 3] = [
+            |run| Ok(json::render(run)),
+            csv::render,
+            |run| Ok(markdown::render(run)),
+        ];
         [&self.json, &self.csv, &self.markdown]
             .into_iter()
-            .flatten()
-            .map(|p| p.as_path())
+            .zip(renderers)
+            .filter_map(|(p, render)| p.as_deref().map(|p| (p, render)))
     }
 
-    /// Writes every file from the run so far.
+    /// Writes every file from the run so far (an export to standard output
+    /// waits for [`Exports::for_stdout`], at the end).
     pub fn write(&self, run: &Run) -> Result<()> {
-        if let Some(p) = &self.json {
-            write_atomically(p, &json::render(run))?;
-        }
-        if let Some(p) = &self.csv {
-            write_atomically(p, &csv::render(run)?)?;
-        }
-        if let Some(p) = &self.markdown {
-            write_atomically(p, &markdown::render(run))?;
+        for (path, render) in self.exports().filter(|(p, _)| !is_stdout(p)) {
+            files::write_atomically(path, render(run)?.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// The export that goes to standard output, rendered from the whole
+    /// run, if one does.
+    pub fn for_stdout(&self, run: &Run) -> Result<Option<String>> {
+        self.exports()
+            .find(|(p, _)| is_stdout(p))
+            .map(|(_, render)| render(run))
+            .transpose()
     }
 }
 
@@ -88,21 +97,6 @@ pub fn write_report(dir: &Path, run: &Run, cdf_size: Option<usize>) -> Result<Pa
     let charts = plot::charts(run, cdf_size);
     let svgs = plot::write(dir, &charts)?;
     let index = dir.join("index.html");
-    write_atomically(&index, &html::render(run, &charts, &svgs))?;
+    write_atomically(&index, html::render(run, &charts, &svgs).as_bytes())?;
     Ok(index)
-}
-
-/// Writes through a temporary file and a rename, so that a reader (or a
-/// crash) never sees half a file.
-/// `PATH.tmp`, where a file is written before it is renamed into place.
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    PathBuf::from(tmp)
-}
-
-pub fn write_atomically(path: &Path, content: &str) -> Result<()> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, content).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::chart::{Axis, Chart, FAMILIES, Point, Series, Ticks};
 use crate::results::{Row, Run};
@@ -61,9 +61,8 @@ pub fn write(dir: &Path, charts: &[Chart]) -> Result<Vec<String>> {
     let mut svgs = Vec::new();
     for c in charts {
         let svg = c.svg()?;
-        let path = dir.join(format!("{}.svg", c.stem));
-        std::fs::write(&path, &svg).with_context(|| format!("cannot write {}", path.display()))?;
-        c.png(&dir.join(format!("{}.png", c.stem)))?;
+        super::write_atomically(&dir.join(format!("{}.svg", c.stem)), svg.as_bytes())?;
+        super::write_atomically(&dir.join(format!("{}.png", c.stem)), &c.png()?)?;
         svgs.push(svg);
     }
     Ok(svgs)

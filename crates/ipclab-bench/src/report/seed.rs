@@ -303,9 +303,9 @@ pub fn write(dir: &Path, seed: &Seed) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut json = serde_json::to_string_pretty(seed).expect("a Seed always serialises");
     json.push('\n');
-    write_atomically(&dir.join("seed.json"), &json)?;
+    write_atomically(&dir.join("seed.json"), json.as_bytes())?;
     let index = dir.join("index.html");
-    write_atomically(&index, &page(seed))?;
+    write_atomically(&index, page(seed).as_bytes())?;
     Ok(index)
 }
 

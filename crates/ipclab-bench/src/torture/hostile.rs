@@ -62,7 +62,27 @@ pub const TRUSTS_PEER: &[&str] = &["cma", "shm-pthread"];
 /// The mechanisms of `list`: names (limits included), or the groups
 /// `shared-memory` (the ring engine's and shmchan's, but for
 /// [`TRUSTS_PEER`]) and `limits`. Default: both groups.
+/// A mechanism without shared memory ([`Transport::shares_memory`]) is
+/// refused: the scribbler would have nothing to write on.
 pub fn select(list: &str) -> Result<Vec<&'static dyn Transport>, String> {
+    let chosen = resolve(list)?;
+    if let Some(t) = chosen.iter().find(|t| !t.shares_memory()) {
+        let with: Vec<&str> = mechanisms::REGISTRY
+            .iter()
+            .chain(limits::LIMITS)
+            .filter(|t| t.shares_memory())
+            .map(|t| t.info().name)
+            .collect();
+        return Err(format!(
+            "{} has no shared memory for the hostile writer to scribble on (those that have: {})",
+            t.info().name,
+            with.join(", ")
+        ));
+    }
+    Ok(chosen)
+}
+
+fn resolve(list: &str) -> Result<Vec<&'static dyn Transport>, String> {
     mechanisms::select_words(list, |word| {
         Ok(match word {
             "shared-memory" => mechanisms::REGISTRY

@@ -90,6 +90,10 @@ impl Geometry {
 }
 
 impl Transport for Copy {
+    fn shares_memory(&self) -> bool {
+        true
+    }
+
     fn info(&self) -> Info {
         Info {
             name: super::COPY,

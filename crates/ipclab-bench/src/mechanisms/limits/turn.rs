@@ -39,6 +39,10 @@ struct Line {
 const _: () = assert!(size_of::<Line>() == 64);
 
 impl Transport for Turn {
+    fn shares_memory(&self) -> bool {
+        true
+    }
+
     fn info(&self) -> Info {
         self.info.clone()
     }

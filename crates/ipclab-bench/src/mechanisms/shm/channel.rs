@@ -31,6 +31,10 @@ impl<R, S> Shm<R, S> {
 }
 
 impl<R: Region, S: Semaphores> Transport for Shm<R, S> {
+    fn shares_memory(&self) -> bool {
+        true
+    }
+
     fn info(&self) -> Info {
         self.info.clone()
     }
