@@ -153,6 +153,81 @@ fn verdicts_follow_the_figures_and_the_noise() {
     assert_eq!(code("150"), Some(0));
 }
 
+/// A schema-2 row: its figure with a 95 % interval of ±`pct` %.
+fn with_ci(mut r: Value, centre: f64, pct: f64) -> Value {
+    r["ci95"] = json!({"low": centre * (1.0 - pct / 100.0), "high": centre * (1.0 + pct / 100.0)});
+    r["repetitions"] = json!([centre, centre, centre]);
+    r
+}
+
+#[test]
+fn with_intervals_the_verdict_is_whether_they_overlap() {
+    let f = Files::new("intervals");
+    let schema2 = |rows| {
+        let mut v = run(rows);
+        v["schema"] = json!(2);
+        v
+    };
+    let old = f.write(
+        "old.json",
+        &schema2(vec![
+            with_ci(
+                row("pipe", "pingpong", 64, stats(10_000, 30_000)),
+                10_000.0,
+                2.0,
+            ),
+            with_ci(
+                row("tcp", "pingpong", 64, stats(20_000, 21_000)),
+                20_000.0,
+                15.0,
+            ),
+            with_ci(row("pipe", "stream", 4096, tput(1e9)), 1e9 / 64.0, 1.0),
+            // Schema 1 beside it: no interval, the spread decides.
+            row("fifo", "pingpong", 64, stats(10_000, 11_000)),
+        ]),
+    );
+    let new = f.write(
+        "new.json",
+        &schema2(vec![
+            // 4 % slower with ±2 % intervals that do not meet: slower,
+            // though the old rule (p90 spread of 200 %) called it same.
+            with_ci(
+                row("pipe", "pingpong", 64, stats(10_400, 31_000)),
+                10_400.0,
+                1.0,
+            ),
+            // 20 % slower, but ±15 % intervals overlap: same.
+            with_ci(
+                row("tcp", "pingpong", 64, stats(24_000, 25_000)),
+                24_000.0,
+                15.0,
+            ),
+            // 3 % more throughput, ±1 % each: faster.
+            with_ci(
+                row("pipe", "stream", 4096, tput(1.03e9)),
+                1.03e9 / 64.0,
+                1.0,
+            ),
+            // 30 % slower by the spread rule.
+            row("fifo", "pingpong", 64, stats(13_000, 14_000)),
+        ]),
+    );
+    let out = ipclab()
+        .arg("compare")
+        .arg(&old)
+        .arg(&new)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("1 faster, 2 slower, 1 same within noise"),
+        "{text}"
+    );
+    assert!(text.contains("SLOWER by 4 %"), "{text}");
+    assert!(text.contains("(95 % CI)"), "{text}");
+}
+
 /// Malformed or unusable result files: one `error:` line naming the file
 /// and the problem, exit status 2, no panic.
 #[test]

@@ -2,8 +2,11 @@
 //!
 //! Rows match on (mechanism, pattern, size, placement). The figure compared
 //! is the one the tables lead with: the median round trip (pingpong), the
-//! median fork-to-reap time (oneshot), throughput (stream). A change is
-//! called real only when it is larger than the spread of both runs: the
+//! median fork-to-reap time (oneshot), throughput (stream). When both rows
+//! carry a 95 % interval from repetitions (schema 2), a change is real
+//! when the intervals do not overlap. Otherwise (schema 1, or
+//! `--repeat 1`) a change is called real only when it is larger than the
+//! spread of both runs: the
 //! distance from median to p90, relative to the median, for latencies, and
 //! a fixed 10 % for throughput (a stream cell yields one figure, no spread);
 //! never less than 5 %.
@@ -106,8 +109,12 @@ pub struct Change {
     pub ratio: f64,
     /// How much slower NEW is, as a fraction (negative when faster).
     pub slowdown: f64,
-    /// The change below which the verdict is `Same`.
+    /// The change below which the verdict is `Same`; with intervals, the
+    /// wider of the two rows' 95 % intervals (relative).
     pub noise: f64,
+    /// Whether the verdict comes from the two rows' 95 % intervals
+    /// (`same` when they overlap) rather than from their spread.
+    pub intervals: bool,
     pub verdict: Verdict,
 }
 
@@ -172,13 +179,35 @@ pub fn compare(old: &Run, new: &Run) -> Comparison {
         } else {
             1.0 / ratio - 1.0
         };
-        let noise = sa.max(sb).max(FLOOR);
-        let verdict = if slowdown > noise {
-            Verdict::Slower
-        } else if slowdown < -noise / (1.0 + noise) {
-            Verdict::Faster
-        } else {
-            Verdict::Same
+        // With intervals on both sides (schema 2, --repeat 2 or more), a
+        // change is real when they do not overlap; otherwise the spread.
+        let intervals = match (o.ci95, n.ci95, o.figure(), n.figure()) {
+            (Some(ci_o), Some(ci_n), Some(fo), Some(fn_)) => Some((
+                ci_o.overlaps(&ci_n),
+                ci_o.relative(fo).max(ci_n.relative(fn_)),
+            )),
+            _ => None,
+        };
+        let (noise, verdict) = match intervals {
+            Some((overlap, width)) => (
+                width,
+                match (overlap, slowdown > 0.0) {
+                    (true, _) => Verdict::Same,
+                    (false, true) => Verdict::Slower,
+                    (false, false) => Verdict::Faster,
+                },
+            ),
+            None => {
+                let noise = sa.max(sb).max(FLOOR);
+                let verdict = if slowdown > noise {
+                    Verdict::Slower
+                } else if slowdown < -noise / (1.0 + noise) {
+                    Verdict::Faster
+                } else {
+                    Verdict::Same
+                };
+                (noise, verdict)
+            }
         };
         out.changes.push(Change {
             mechanism: o.mechanism.clone(),
@@ -190,6 +219,7 @@ pub fn compare(old: &Run, new: &Run) -> Comparison {
             ratio,
             slowdown,
             noise,
+            intervals: intervals.is_some(),
             verdict,
         });
     }
@@ -240,7 +270,11 @@ impl Comparison {
                 show(c.old),
                 show(c.new),
                 format!("{:.2}", c.ratio),
-                format!("±{:.0} %", c.noise * 100.0),
+                if c.intervals {
+                    format!("±{:.0} % (95 % CI)", c.noise * 100.0)
+                } else {
+                    format!("±{:.0} %", c.noise * 100.0)
+                },
                 match c.verdict {
                     Verdict::Faster => "faster".into(),
                     Verdict::Slower => format!("SLOWER by {:.0} %", c.slowdown * 100.0),

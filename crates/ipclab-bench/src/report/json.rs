@@ -11,7 +11,8 @@ pub fn render(run: &Run) -> String {
     s
 }
 
-/// Reads a run written by [`render`], refusing other schema versions.
+/// Reads a run written by [`render`] (schema 1 or 2), refusing other
+/// schema versions.
 ///
 /// No `serde_json::Value` of the whole file is built (it takes about ten
 /// times the file's size): one pass checks the syntax, one reads the
@@ -19,12 +20,16 @@ pub fn render(run: &Run) -> String {
 pub fn parse(text: &str, what: &str) -> Result<Run> {
     serde_json::from_str::<IgnoredAny>(text)
         .with_context(|| format!("{what} is not valid JSON"))?;
-    match serde_json::from_str::<Schema>(text).map(|s| s.0.as_ref().and_then(|v| v.as_u64())) {
-        Ok(Some(v)) if v == SCHEMA as u64 => {}
-        Ok(Some(v)) => bail!("{what} has schema version {v}; this ipclab reads version {SCHEMA}"),
-        _ => bail!("{what} is not an ipclab result file (no schema version)"),
-    }
-    serde_json::from_str(text).with_context(|| format!("{what} does not match schema {SCHEMA}"))
+    let version =
+        match serde_json::from_str::<Schema>(text).map(|s| s.0.as_ref().and_then(|v| v.as_u64())) {
+            // Schema 1 lacks the repetitions and intervals; its fields default.
+            Ok(Some(v)) if (1..=SCHEMA as u64).contains(&v) => v,
+            Ok(Some(v)) => {
+                bail!("{what} has schema version {v}; this ipclab reads versions 1 to {SCHEMA}")
+            }
+            _ => bail!("{what} is not an ipclab result file (no schema version)"),
+        };
+    serde_json::from_str(text).with_context(|| format!("{what} does not match schema {version}"))
 }
 
 /// The `schema` field of a top-level object; everything else is skipped

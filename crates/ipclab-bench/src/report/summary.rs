@@ -69,8 +69,7 @@ fn span(r: &Row) -> Option<Span> {
 /// The rows in groups the intervals cannot tell apart, best group first;
 /// inside a group, best figure first. Rows without a figure are left out.
 pub fn verdict_groups<'a>(rows: &[&'a Row]) -> Vec<Vec<&'a Row>> {
-    let mut spans: Vec<(&Row, Span)> =
-        rows.iter().filter_map(|r| Some((*r, span(r)?))).collect();
+    let mut spans: Vec<(&Row, Span)> = rows.iter().filter_map(|r| Some((*r, span(r)?))).collect();
     // Connected components of overlapping intervals are runs of the rows
     // sorted by their interval's low end.
     spans.sort_by(|a, b| a.1.0.total_cmp(&b.1.0));
