@@ -19,6 +19,11 @@
 //!
 //! A row whose limit was not measured (`--no-limits`, a failed limit
 //! cell) gets `null`.
+//!
+//! On `same-core`, two spinners hand over once per scheduler time slice,
+//! so `limit-spin` and `limit-copy` are no floors there: a sleeping
+//! pingpong row is matched with `limit-futex` alone, and every other row
+//! gets `null`.
 
 use crate::mechanisms::limits::{COPY, FUTEX, SPIN};
 use crate::results::Row;
@@ -44,6 +49,15 @@ fn p50(row: Option<&Row>) -> Option<f64> {
 /// nanoseconds (pingpong) or messages per second (stream).
 pub fn matching_limit(rows: &[Row], row: &Row) -> Option<f64> {
     let at = |name: &str, size: usize| limit(rows, name, &row.pattern, size, &row.placement);
+    if row.placement == "same-core" {
+        // Two spinners on one CPU hand over once per scheduler time slice:
+        // limit-spin and limit-copy measure the slice there, a floor of
+        // nothing. Only a sleeping round trip has one: limit-futex.
+        return match (row.pattern.as_str(), row.polls) {
+            ("pingpong", false) => p50(at(FUTEX, 0)),
+            _ => None,
+        };
+    }
     match row.pattern.as_str() {
         "pingpong" => {
             let spin = p50(at(SPIN, 0));
@@ -232,5 +246,36 @@ pub(crate) mod tests {
         rows.push(row(SPIN, "limit", "pingpong", 0, true, 250.0));
         attach(&mut rows);
         assert_eq!(rows[0].vs_limit, Some(2.0));
+    }
+
+    #[test]
+    fn same_core_has_only_the_futex_floor() {
+        let mut rows: Vec<Row> = limits();
+        rows.push(row(
+            "pipe",
+            "message-passing",
+            "pingpong",
+            64,
+            false,
+            6000.0,
+        ));
+        rows.push(row("shm-spin", "shared-memory", "pingpong", 64, true, 8e6));
+        rows.push(row("pipe", "message-passing", "stream", 64, false, 1e6));
+        for r in &mut rows {
+            r.placement = "same-core".into();
+        }
+        let ratio = |name: &str, pattern: &str| {
+            let r = rows
+                .iter()
+                .find(|r| r.mechanism == name && r.pattern == pattern)
+                .unwrap();
+            vs_limit(&rows, r)
+        };
+        // The futex floor alone, no payload term from spinning rows.
+        assert_eq!(ratio("pipe", "pingpong"), Some(6000.0 / 5000.0));
+        assert_eq!(ratio(FUTEX, "pingpong"), Some(1.0));
+        assert_eq!(ratio("shm-spin", "pingpong"), None);
+        assert_eq!(ratio(SPIN, "pingpong"), None);
+        assert_eq!(ratio("pipe", "stream"), None);
     }
 }

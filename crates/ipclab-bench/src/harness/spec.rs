@@ -120,6 +120,21 @@ pub struct CellSpec {
     pub timeout_ns: u64,
 }
 
+impl CellSpec {
+    /// Timing by duration: whether `measured` iterations over `elapsed` ns
+    /// make a window. The duration and the fewest iterations; or, when the
+    /// fewest would overrun the budget (a spinning pair on one CPU pays a
+    /// scheduler time slice per hand-over, milliseconds), twice the
+    /// duration and at least one: a row with fewer iterations, which it
+    /// reports, rather than a cell that runs for minutes.
+    pub fn enough(&self, measured: u64, elapsed: u64) -> bool {
+        measured >= 1
+            && elapsed >= self.duration_ns
+            && (measured >= self.min_iterations
+                || (self.duration_ns > 0 && elapsed >= self.duration_ns.saturating_mul(2)))
+    }
+}
+
 /// What one side (client or server process) reports to the supervisor.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SideReport {

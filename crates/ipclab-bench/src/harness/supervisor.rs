@@ -143,7 +143,7 @@ fn oneshot(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Res
         let n = samples.len() as u64;
         match spec.iterations {
             Some(want) if n >= want => break,
-            None if n >= spec.min_iterations && mono_ns() - begin >= spec.duration_ns => break,
+            None if spec.enough(n, mono_ns() - begin) => break,
             _ => {}
         }
         let start = mono_ns();
