@@ -101,10 +101,16 @@ fn machine_and_settings(page: &mut String, run: &Run) {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let measured = match s.iterations {
+    let mut measured = match s.iterations {
         Some(n) => format!("exactly {n} iterations per cell"),
         None => format!("at least {} per cell", duration(s.duration_ns as f64)),
     };
+    if s.repeat > 1 {
+        measured.push_str(&format!(
+            ", in {} repetitions shuffled with seed {}",
+            s.repeat, s.seed
+        ));
+    }
     let pairs: Vec<(&str, String)> = vec![
         ("CPU", m.cpu_model.clone()),
         (
@@ -189,8 +195,9 @@ fn machine_and_settings(page: &mut String, run: &Run) {
 fn summary(page: &mut String, run: &Run) {
     page.push_str(
         "<h2 id=\"summary\">Summary</h2>\n<p>The best mechanism of each family at each size \
-         (lowest p50 round trip, highest throughput, lowest fork-to-reap p50), and how many \
-         times slower than the best of all it is (less throughput, for streams).</p>\n",
+         (lowest p50 round trip, highest throughput, lowest fork-to-reap p50), with its 95 % \
+         interval from the repetitions, and how many times slower than the best of all it is \
+         (less throughput, for streams), unless the two intervals overlap.</p>\n",
     );
     let mut groups: Vec<(&str, &str)> = Vec::new();
     for r in &run.rows {
@@ -224,9 +231,14 @@ fn summary(page: &mut String, run: &Run) {
         page.push_str("</tr>\n");
         for sz in sizes {
             let at: Vec<&Row> = rows.iter().copied().filter(|r| r.size == sz).collect();
-            let Some(best) = at.iter().map(|r| cost(r)).min_by(f64::total_cmp) else {
+            let Some(best_row) = at
+                .iter()
+                .copied()
+                .min_by(|a, b| cost(a).total_cmp(&cost(b)))
+            else {
                 continue;
             };
+            let best = cost(best_row);
             let _ = write!(page, "<tr><td>{}</td>", escape(&size(sz)));
             for f in &families {
                 let top = at
@@ -237,8 +249,14 @@ fn summary(page: &mut String, run: &Run) {
                     None => "–".to_string(),
                     Some(r) => {
                         let behind = cost(r) / best;
+                        let overlap = match (r.ci95, best_row.ci95) {
+                            (Some(a), Some(b)) => a.overlaps(&b),
+                            _ => false,
+                        };
                         let times = if behind <= 1.0005 {
                             " (best)".to_string()
+                        } else if overlap {
+                            " (within noise of the best)".to_string()
                         } else {
                             format!(" ({behind:.1}× slower)")
                         };
@@ -273,7 +291,7 @@ fn cost(r: &Row) -> f64 {
 }
 
 fn figure(r: &Row) -> String {
-    if let Some(s) = r.rtt_ns {
+    let text = if let Some(s) = r.rtt_ns {
         duration(s.p50 as f64)
     } else if let Some(t) = r.throughput {
         rate(t.bytes_per_s)
@@ -281,7 +299,8 @@ fn figure(r: &Row) -> String {
         duration(s.p50 as f64)
     } else {
         String::new()
-    }
+    };
+    super::table::with_interval(text, r)
 }
 
 /// A table of the terminal's as HTML.
