@@ -72,6 +72,8 @@ fn hand_made_run() -> Run {
                         family: family.into(),
                         sync: "test".into(),
                         polls: false,
+                        copies_per_message: Some(2),
+                        copies_why: "into the kernel and out".into(),
                         pattern: pattern.into(),
                         size,
                         placement: "cross-core".into(),

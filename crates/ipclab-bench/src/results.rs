@@ -74,6 +74,14 @@ pub struct Row {
     /// sleeps (matched with `limit-futex`).
     #[serde(default)]
     pub polls: bool,
+    /// Times the payload is copied from the buffer the sender fills to the
+    /// bytes the receiver checks (`transport::Copies`); `null` where the
+    /// kernel decides.
+    #[serde(default)]
+    pub copies_per_message: Option<u8>,
+    /// Where those copies happen.
+    #[serde(default)]
+    pub copies_why: String,
     pub pattern: String,
     /// Bytes per message, each way.
     pub size: usize,

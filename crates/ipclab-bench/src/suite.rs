@@ -365,6 +365,8 @@ fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
         family: info.family.as_str().into(),
         sync: info.sync.into(),
         polls: info.polls,
+        copies_per_message: info.copies.count,
+        copies_why: info.copies.why.into(),
         pattern: spec.pattern.to_string(),
         size: spec.channel.size,
         placement: spec.placement.to_string(),

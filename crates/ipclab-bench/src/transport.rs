@@ -64,6 +64,33 @@ pub struct Info {
     /// Whether a waiting side burns CPU (compared with the spin limit) or
     /// sleeps in the kernel (compared with the futex limit).
     pub polls: bool,
+    /// How many times the payload is copied on its way.
+    pub copies: Copies,
+}
+
+/// How many times a message's payload is copied between the buffer the
+/// sender fills and the bytes the receiver checks, as this mechanism does
+/// it (the slides' "four copies per round trip" is two each way), with
+/// where. JSON `copies_per_message`.
+#[derive(Clone, Copy, Debug)]
+pub struct Copies {
+    /// `None` where the kernel decides and it cannot be said for sure.
+    pub count: Option<u8>,
+    /// One line: where the copies happen.
+    pub why: &'static str,
+}
+
+impl Copies {
+    /// Two copies, into the kernel and out of it.
+    pub const KERNEL: Copies = Copies {
+        count: Some(2),
+        why: "into the kernel on send, out of it on receive",
+    };
+    /// Written and checked in place in shared memory.
+    pub const IN_PLACE: Copies = Copies {
+        count: Some(0),
+        why: "written and checked in place in shared memory",
+    };
 }
 
 /// A limit read from this machine, shown by `ipclab list`.

@@ -125,6 +125,8 @@ pub(crate) mod tests {
             family: family.into(),
             sync: "test".into(),
             polls,
+            copies_per_message: None,
+            copies_why: String::new(),
             pattern: pattern.into(),
             size,
             placement: "cross-core".into(),

@@ -40,8 +40,8 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 use crate::transport::{
-    ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
-    protocol_error,
+    ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
+    Transport, protocol_error,
 };
 
 /// The most memory a writer keeps in flight, whatever `--segments` says.
@@ -183,6 +183,10 @@ impl Transport for Cma {
             sync: "kernel copy (process_vm_readv) + socket notification",
             summary: "cross-memory attach: the reader pulls each message from the writer's buffer in one process_vm_readv",
             polls: false,
+            copies: Copies {
+                count: Some(1),
+                why: "process_vm_readv copies from the writer's memory into the reader's",
+            },
         }
     }
 

@@ -24,7 +24,9 @@ use super::exclusive::named_error;
 use super::framed::FramedStream;
 use crate::machine::read_proc;
 use crate::objects::owned::{self, Identity};
-use crate::transport::{ChannelConfig, Endpoint, Family, Info, Limit, Pair, Prepared, Transport};
+use crate::transport::{
+    ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
+};
 
 pub struct Fifo;
 
@@ -139,6 +141,7 @@ impl Transport for Fifo {
             sync: "kernel (blocking read)",
             summary: "two named pipes (mkfifo) in a private 0700 directory; length-prefixed frames",
             polls: false,
+            copies: Copies::KERNEL,
         }
     }
 

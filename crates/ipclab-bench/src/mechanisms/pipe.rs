@@ -7,7 +7,9 @@ use rustix::pipe::{PipeFlags, pipe_with};
 
 use super::framed::FramedStream;
 use crate::machine::read_proc;
-use crate::transport::{ChannelConfig, Endpoint, Family, Info, Limit, Pair, Prepared, Transport};
+use crate::transport::{
+    ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
+};
 
 pub struct Pipe;
 
@@ -24,6 +26,7 @@ impl Transport for Pipe {
             sync: "kernel (blocking read)",
             summary: "two anonymous pipes, one each way; length-prefixed frames",
             polls: false,
+            copies: Copies::KERNEL,
         }
     }
 

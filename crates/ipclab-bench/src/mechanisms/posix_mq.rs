@@ -38,8 +38,8 @@ use crate::machine::read_proc;
 use crate::objects::marks;
 use crate::objects::registry::{self, Kind as RecordKind, Record};
 use crate::transport::{
-    ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
-    protocol_error,
+    ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
+    Transport, protocol_error,
 };
 
 /// Priority of data pieces.
@@ -324,6 +324,7 @@ impl Transport for PosixMq {
             sync: "kernel (blocking mq_send/mq_receive)",
             summary: "two POSIX message queues (/ipclab-<hex>, 0600, unlinked before the fork), one each way; pieces of mq_msgsize bytes",
             polls: false,
+            copies: Copies::KERNEL,
         }
     }
 

@@ -16,7 +16,7 @@ use ::shmchan::{DEFAULT_CAPACITY, Error, Options, Receiver, Sender, Wait};
 
 use crate::mechanisms::shm::region::Mapping;
 use crate::transport::{
-    ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
+    ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
     SharedMemory, Transport, protocol_error,
 };
 
@@ -74,6 +74,10 @@ impl Transport for ShmChan {
             sync: self.sync,
             summary: self.summary,
             polls: self.polls,
+            copies: Copies {
+                count: Some(1),
+                why: "written in place (a loan); the receiver copies out before checking (safe with a hostile sender)",
+            },
         }
     }
 

@@ -41,8 +41,8 @@ use super::wake_timer::WakeTimer;
 use crate::machine::read_proc;
 use crate::objects::registry::{self, Kind as RecordKind, Record};
 use crate::transport::{
-    ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
-    protocol_error,
+    ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
+    Transport, protocol_error,
 };
 
 /// `mtype` of a piece of a message.
@@ -272,6 +272,7 @@ impl Transport for SysvMq {
             sync: "kernel (blocking msgsnd/msgrcv)",
             summary: "two System V message queues (0600, keys recorded for ipclab ls), one each way; pieces of kernel.msgmax bytes",
             polls: false,
+            copies: Copies::KERNEL,
         }
     }
 

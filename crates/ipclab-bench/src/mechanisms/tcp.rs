@@ -19,7 +19,9 @@ use rustix::net::{
 
 use super::unix_stream::framed_socket;
 use crate::machine::read_proc;
-use crate::transport::{ChannelConfig, Endpoint, Family, Info, Limit, Pair, Prepared, Transport};
+use crate::transport::{
+    ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
+};
 
 pub struct Tcp;
 
@@ -52,6 +54,7 @@ impl Transport for Tcp {
             sync: "kernel (blocking read)",
             summary: "TCP over 127.0.0.1, TCP_NODELAY; length-prefixed frames",
             polls: false,
+            copies: Copies::KERNEL,
         }
     }
 

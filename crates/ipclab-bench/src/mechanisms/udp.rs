@@ -27,7 +27,9 @@ use super::lifeline::{Lifeline, lifelines};
 use super::tcp::local_v4;
 use super::udp_flow::{HEADER, Plan, UdpEndpoint};
 use crate::machine::read_proc;
-use crate::transport::{ChannelConfig, Endpoint, Family, Info, Limit, Pair, Prepared, Transport};
+use crate::transport::{
+    ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
+};
 
 pub struct Udp;
 
@@ -108,6 +110,7 @@ impl Transport for Udp {
             sync: "kernel (blocking recvmsg; sender blocks on credits)",
             summary: "UDP over 127.0.0.1, a socket pair each way; numbered datagrams, credit flow control",
             polls: false,
+            copies: Copies::KERNEL,
         }
     }
 

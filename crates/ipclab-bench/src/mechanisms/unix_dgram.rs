@@ -21,7 +21,9 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
 
 use super::lifeline::{Lifeline, lifelines};
 use super::records::{Ending, Records, chunk_for, limits};
-use crate::transport::{ChannelConfig, Endpoint, Family, Info, Limit, Pair, Prepared, Transport};
+use crate::transport::{
+    ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
+};
 
 pub struct UnixDgram;
 
@@ -39,6 +41,7 @@ impl Transport for UnixDgram {
             sync: "kernel (blocking recvmsg; sender blocks on a full queue)",
             summary: "AF_UNIX SOCK_DGRAM socketpair; tagged datagrams of up to SO_SNDBUF-32 bytes, end marker",
             polls: false,
+            copies: Copies::KERNEL,
         }
     }
 

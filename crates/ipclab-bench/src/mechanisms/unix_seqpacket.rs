@@ -12,7 +12,9 @@ use std::os::fd::OwnedFd;
 use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
 
 use super::records::{Ending, Records, chunk_for, limits};
-use crate::transport::{ChannelConfig, Endpoint, Family, Info, Limit, Pair, Prepared, Transport};
+use crate::transport::{
+    ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
+};
 
 pub struct UnixSeqpacket;
 
@@ -30,6 +32,7 @@ impl Transport for UnixSeqpacket {
             sync: "kernel (blocking recvmsg)",
             summary: "AF_UNIX SOCK_SEQPACKET socketpair; tagged records of up to SO_SNDBUF-32 bytes",
             polls: false,
+            copies: Copies::KERNEL,
         }
     }
 

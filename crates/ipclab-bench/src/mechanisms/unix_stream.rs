@@ -9,7 +9,9 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
 
 use super::framed::FramedStream;
 use crate::machine::read_proc;
-use crate::transport::{ChannelConfig, Endpoint, Family, Info, Limit, Pair, Prepared, Transport};
+use crate::transport::{
+    ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
+};
 
 pub struct UnixStream;
 
@@ -26,6 +28,7 @@ impl Transport for UnixStream {
             sync: "kernel (blocking read)",
             summary: "AF_UNIX SOCK_STREAM socketpair; length-prefixed frames",
             polls: false,
+            copies: Copies::KERNEL,
         }
     }
 

@@ -46,6 +46,7 @@ pub fn render(run: &Run) -> Result<String> {
         "ci95_high",
         "vs_limit_ci95_low",
         "vs_limit_ci95_high",
+        "copies_per_message",
     ]);
     w.write_record(&header)?;
     let opt = |v: Option<String>| v.unwrap_or_default();
@@ -97,6 +98,7 @@ pub fn render(run: &Run) -> Result<String> {
             opt(r.ci95.map(|i| format!("{:.1}", i.high))),
             opt(r.vs_limit_ci95.map(|i| format!("{:.3}", i.low))),
             opt(r.vs_limit_ci95.map(|i| format!("{:.3}", i.high))),
+            opt(r.copies_per_message.map(|n| n.to_string())),
         ]);
         w.write_record(&rec)?;
     }

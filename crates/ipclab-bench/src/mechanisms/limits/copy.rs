@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::shared::{Shared, SharedPair, peer_gone};
 use crate::mechanisms::shm::region::Side;
 use crate::transport::{
-    ChannelConfig, Check, Endpoint, Family, Fill, Info, Pair, Prepared, Received, SharedMemory,
-    Transport, protocol_error,
+    ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Pair, Prepared, Received,
+    SharedMemory, Transport, protocol_error,
 };
 
 pub struct Copy;
@@ -101,6 +101,7 @@ impl Transport for Copy {
             sync: "busy-poll ring, payload in place",
             summary: "floor of any transfer that moves the data: SIZE bytes written in shared memory by one process, read by the other",
             polls: true,
+            copies: Copies::IN_PLACE,
         }
     }
 

@@ -23,7 +23,7 @@ mod copy;
 mod shared;
 mod turn;
 
-use crate::transport::{Family, Info, Transport};
+use crate::transport::{Copies, Family, Info, Transport};
 
 pub const SPIN: &str = "limit-spin";
 pub const FUTEX: &str = "limit-futex";
@@ -36,6 +36,10 @@ pub static LIMIT_SPIN: turn::Turn = turn::Turn {
         sync: "busy-poll (one cache line)",
         summary: "floor of any shared-memory round trip: one cache line ping-ponged by spinning; size 0 only",
         polls: true,
+        copies: Copies {
+            count: Some(0),
+            why: "no payload: a counter that moves",
+        },
     },
     futex: false,
 };
@@ -47,6 +51,10 @@ pub static LIMIT_FUTEX: turn::Turn = turn::Turn {
         sync: "futex wait/wake (no spinning)",
         summary: "floor of any round trip that sleeps: bare FUTEX_WAIT/FUTEX_WAKE on one word; size 0 only",
         polls: false,
+        copies: Copies {
+            count: Some(0),
+            why: "no payload: a counter that moves",
+        },
     },
     futex: true,
 };

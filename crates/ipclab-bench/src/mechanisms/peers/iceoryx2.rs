@@ -47,7 +47,7 @@ use crate::mechanisms::shm::region::Side;
 use crate::objects::marks::{PREFIX, random_hex};
 use crate::objects::owned::{self, Identity};
 use crate::objects::registry::{self, Kind, Record};
-use crate::transport::{ChannelConfig, Endpoint, Family, Info, Pair, Prepared, Transport};
+use crate::transport::{ChannelConfig, Copies, Endpoint, Family, Info, Pair, Prepared, Transport};
 
 /// `iceoryx2` (`event: false`) or `iceoryx2-event`.
 pub struct Iceoryx2 {
@@ -65,6 +65,10 @@ impl Transport for Iceoryx2 {
                 sync: "iceoryx2 event (notifier/listener)",
                 summary: "the iceoryx2 crate: zero-copy publish-subscribe of [u8] samples; the receiver sleeps in an event listener, woken by a notifier",
                 polls: false,
+                copies: Copies {
+                    count: Some(0),
+                    why: "a loaned sample, written and checked in place",
+                },
             }
         } else {
             Info {
@@ -73,6 +77,10 @@ impl Transport for Iceoryx2 {
                 sync: "busy-poll (subscriber.receive)",
                 summary: "the iceoryx2 crate: zero-copy publish-subscribe of [u8] samples, written and checked in place; the receiver polls",
                 polls: true,
+                copies: Copies {
+                    count: Some(0),
+                    why: "a loaned sample, written and checked in place",
+                },
             }
         }
     }

@@ -29,8 +29,8 @@ use ipc_channel::ipc::{
 };
 
 use crate::transport::{
-    ChannelConfig, Check, Endpoint, Family, Fill, Info, Pair, Prepared, Received, Transport,
-    protocol_error,
+    ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Pair, Prepared, Received,
+    Transport, protocol_error,
 };
 
 pub struct IpcChannel;
@@ -44,6 +44,10 @@ impl Transport for IpcChannel {
             sync: "kernel (blocking recvmsg)",
             summary: "the ipc-channel crate: IpcBytesSender/IpcBytesReceiver (SOCK_SEQPACKET, large messages through a dedicated channel)",
             polls: false,
+            copies: Copies {
+                count: None,
+                why: "at least 2, into the kernel and out; the crate may copy again to reassemble a large message",
+            },
         }
     }
 
@@ -63,6 +67,10 @@ impl Transport for IpcChannelShm {
             sync: "kernel (blocking recvmsg of a descriptor)",
             summary: "the ipc-channel crate: an IpcSharedMemory (memfd) per message, filled in place, sent over an IpcSender",
             polls: false,
+            copies: Copies {
+                count: Some(0),
+                why: "a memfd per message, written and checked in place; only its descriptor travels",
+            },
         }
     }
 

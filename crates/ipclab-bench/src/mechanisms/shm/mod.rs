@@ -43,7 +43,7 @@ pub use channel::Shm;
 pub use region::Region;
 pub use semaphores::Semaphores;
 
-use crate::transport::{Family, Info};
+use crate::transport::{Copies, Family, Info};
 
 const fn info(name: &'static str, sync: &'static str, summary: &'static str, polls: bool) -> Info {
     Info {
@@ -52,6 +52,7 @@ const fn info(name: &'static str, sync: &'static str, summary: &'static str, pol
         sync,
         summary,
         polls,
+        copies: Copies::IN_PLACE,
     }
 }
 
