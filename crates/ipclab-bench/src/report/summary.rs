@@ -10,6 +10,8 @@
 //! not expected to say the opposite. Its range is the ratio of the two
 //! groups' facing interval ends. Without intervals (`--repeat 1`) every row
 //! stands alone, and the summary says that the differences are untested.
+//! A row whose interval spans more than a factor [`TOO_NOISY`] is listed
+//! apart as too noisy to place, rather than chaining every group into one.
 
 use crate::results::{Row, Run};
 use crate::units::{duration, rate, size};
@@ -66,10 +68,26 @@ fn span(r: &Row) -> Option<Span> {
     })
 }
 
+/// An interval whose ends are further apart than this factor says that
+/// the row's repetitions disagree too much to place it: chained with the
+/// others it would merge every group into one.
+pub const TOO_NOISY: f64 = 2.0;
+
+/// Whether `r`'s repetitions disagree too much to place it (see
+/// [`TOO_NOISY`]).
+pub fn too_noisy(r: &Row) -> bool {
+    r.ci95.is_some_and(|i| i.high > i.low * TOO_NOISY)
+}
+
 /// The rows in groups the intervals cannot tell apart, best group first;
-/// inside a group, best figure first. Rows without a figure are left out.
+/// inside a group, best figure first. Rows without a figure, and rows
+/// [`too_noisy`] to place, are left out.
 pub fn verdict_groups<'a>(rows: &[&'a Row]) -> Vec<Vec<&'a Row>> {
-    let mut spans: Vec<(&Row, Span)> = rows.iter().filter_map(|r| Some((*r, span(r)?))).collect();
+    let mut spans: Vec<(&Row, Span)> = rows
+        .iter()
+        .filter(|r| !too_noisy(r))
+        .filter_map(|r| Some((*r, span(r)?)))
+        .collect();
     // Connected components of overlapping intervals are runs of the rows
     // sorted by their interval's low end.
     spans.sort_by(|a, b| a.1.0.total_cmp(&b.1.0));
@@ -119,10 +137,12 @@ fn extent(g: &[&Row]) -> (f64, f64) {
 /// The lines of one placement, pattern and size.
 fn block(rows: &[&Row]) -> String {
     let groups = verdict_groups(rows);
-    if rows.len() < 2 || groups.is_empty() {
+    if rows.len() < 2 {
         return String::new();
     }
-    let first = groups[0][0];
+    let Some(first) = groups.first().map(|g| g[0]).or(rows.first().copied()) else {
+        return String::new();
+    };
     let mut out = format!(
         "  {} {} {}:\n",
         first.pattern,
@@ -155,6 +175,17 @@ fn block(rows: &[&Row]) -> String {
         }
         out.push_str(&line);
         out.push('\n');
+    }
+    let noisy: Vec<String> = rows
+        .iter()
+        .filter(|r| too_noisy(r))
+        .map(|r| format!("{} ({})", name(r), figure_text(r)))
+        .collect();
+    if !noisy.is_empty() {
+        out.push_str(&format!(
+            "    too noisy to place (repetitions more than {TOO_NOISY}× apart): {}\n",
+            noisy.join(", ")
+        ));
     }
     out
 }
@@ -233,6 +264,25 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("limit-futex"), "{text}");
+    }
+
+    #[test]
+    fn a_row_too_noisy_to_place_does_not_merge_the_groups() {
+        let text = render(&run_of(
+            vec![
+                noisy("shm-spin", "shared-memory", "pingpong", 700.0, 5.0),
+                noisy("pipe", "message-passing", "pingpong", 80_000.0, 5.0),
+                // 1 µs to 199 µs: overlaps both.
+                noisy("udp", "message-passing", "pingpong", 100_000.0, 99.0),
+            ],
+            3,
+        ));
+        assert!(text.contains("    shm-spin (700 ns ±5%)\n"), "{text}");
+        assert!(text.contains("    pipe (80.0 µs ±5%); "), "{text}");
+        assert!(
+            text.contains("too noisy to place (repetitions more than 2× apart): udp (100 µs ±99%)"),
+            "{text}"
+        );
     }
 
     #[test]
