@@ -12,6 +12,8 @@
 //!   interval. A limit measured at another moment of a drifting machine
 //!   would otherwise set the floor of every row.
 
+use std::collections::HashMap;
+
 use crate::interval::{Interval, median};
 use crate::results::{CpuPerMessage, Row, Throughput};
 use crate::stats::{Stats, cdf, histogram};
@@ -45,27 +47,34 @@ pub fn key(row: &Row) -> Key {
 /// The rows of everything measured so far, in the order of `order` (the
 /// plan, unshuffled); a cell not yet measured has no row.
 pub fn rows(measured: &[Measured], order: &[Key]) -> Vec<Row> {
+    // Each repetition's ratios, against the limits of that repetition
+    // (only limit rows are searched: the run calls this after every cell).
     let repetitions = measured.iter().map(|m| m.repetition + 1).max().unwrap_or(0);
-    // Each repetition's ratios, against the limits of that repetition.
-    let mut ratios: Vec<Option<f64>> = vec![None; measured.len()];
-    for rep in 0..repetitions {
-        let idx: Vec<usize> = (0..measured.len())
-            .filter(|&i| measured[i].repetition == rep)
-            .collect();
-        let rep_rows: Vec<Row> = idx.iter().map(|&i| measured[i].row.clone()).collect();
-        for (&i, row) in idx.iter().zip(&rep_rows) {
-            ratios[i] = vs_limit::vs_limit(&rep_rows, row);
-        }
+    let mut limits: Vec<Vec<&Row>> = vec![Vec::new(); repetitions];
+    for m in measured.iter().filter(|m| m.row.family == "limit") {
+        limits[m.repetition].push(&m.row);
+    }
+    let ratios: Vec<Option<f64>> = measured
+        .iter()
+        .map(|m| vs_limit::vs_limit(&limits[m.repetition], &m.row))
+        .collect();
+    let mut by_key: HashMap<(&str, &str, usize, &str), Vec<usize>> = HashMap::new();
+    for (i, m) in measured.iter().enumerate() {
+        let r = &m.row;
+        by_key
+            .entry((&r.mechanism, &r.pattern, r.size, &r.placement))
+            .or_default()
+            .push(i);
     }
     order
         .iter()
-        .filter_map(|k| {
-            let mine: Vec<usize> = (0..measured.len())
-                .filter(|&i| key(&measured[i].row) == *k)
-                .collect();
-            if mine.is_empty() {
-                return None;
-            }
+        .filter_map(|(mechanism, pattern, size, placement)| {
+            let mine = by_key.get(&(
+                mechanism.as_str(),
+                pattern.as_str(),
+                *size,
+                placement.as_str(),
+            ))?;
             let parts: Vec<&Measured> = mine.iter().map(|&i| &measured[i]).collect();
             let ratios: Vec<f64> = mine.iter().filter_map(|&i| ratios[i]).collect();
             Some(pool(&parts, &ratios))

@@ -26,17 +26,19 @@
 //! gets `null`.
 
 use crate::mechanisms::limits::{COPY, FUTEX, SPIN};
+use std::borrow::Borrow;
+
 use crate::results::Row;
 
 /// The limit row `name` of `pattern` at `size` on `placement`, if measured.
-fn limit<'a>(
-    rows: &'a [Row],
+fn limit<'a, R: Borrow<Row>>(
+    rows: &'a [R],
     name: &str,
     pattern: &str,
     size: usize,
     placement: &str,
 ) -> Option<&'a Row> {
-    rows.iter().find(|r| {
+    rows.iter().map(Borrow::borrow).find(|r| {
         r.mechanism == name && r.pattern == pattern && r.size == size && r.placement == placement
     })
 }
@@ -47,7 +49,7 @@ fn p50(row: Option<&Row>) -> Option<f64> {
 
 /// The figure of `row`'s matching limit, in the row's own unit: round-trip
 /// nanoseconds (pingpong) or messages per second (stream).
-pub fn matching_limit(rows: &[Row], row: &Row) -> Option<f64> {
+pub fn matching_limit<R: Borrow<Row>>(rows: &[R], row: &Row) -> Option<f64> {
     let at = |name: &str, size: usize| limit(rows, name, &row.pattern, size, &row.placement);
     if row.placement == "same-core" {
         // Two spinners on one CPU hand over once per scheduler time slice:
@@ -77,7 +79,7 @@ pub fn matching_limit(rows: &[Row], row: &Row) -> Option<f64> {
 }
 
 /// `row`'s figure over its matching limit's (see the module comment).
-pub fn vs_limit(rows: &[Row], row: &Row) -> Option<f64> {
+pub fn vs_limit<R: Borrow<Row>>(rows: &[R], row: &Row) -> Option<f64> {
     let floor = matching_limit(rows, row)?;
     let ratio = match row.pattern.as_str() {
         "pingpong" => row.rtt_ns.map(|s| s.p50 as f64)? / floor,

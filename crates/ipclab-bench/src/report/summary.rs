@@ -3,7 +3,7 @@
 //! apart, best first, and how many times faster each group ran than the
 //! next.
 //!
-//! A group is a connected set of overlapping 95 % intervals (`Row::ci95`,
+//! A group is a chain of overlapping 95 % intervals (`Row::ci95`,
 //! from the repetitions): two rows in different groups have intervals
 //! that do not overlap, and neither does any row of one group with any row
 //! of the other, so "N× faster" is only ever said where a second run is
@@ -79,13 +79,20 @@ pub fn too_noisy(r: &Row) -> bool {
     r.ci95.is_some_and(|i| i.high > i.low * TOO_NOISY)
 }
 
+/// Whether `r` can be placed among `rows`: not [`too_noisy`], and with an
+/// interval if any of them has one (a row left with one repetition, the
+/// others failed, is untested beside rows that have intervals).
+fn placeable(r: &Row, rows: &[&Row]) -> bool {
+    !too_noisy(r) && (r.ci95.is_some() || rows.iter().all(|o| o.ci95.is_none()))
+}
+
 /// The rows in groups the intervals cannot tell apart, best group first;
 /// inside a group, best figure first. Rows without a figure, and rows
-/// [`too_noisy`] to place, are left out.
+/// that cannot be placed ([`placeable`]), are left out.
 pub fn verdict_groups<'a>(rows: &[&'a Row]) -> Vec<Vec<&'a Row>> {
     let mut spans: Vec<(&Row, Span)> = rows
         .iter()
-        .filter(|r| !too_noisy(r))
+        .filter(|r| placeable(r, rows))
         .filter_map(|r| Some((*r, span(r)?)))
         .collect();
     // Connected components of overlapping intervals are runs of the rows
@@ -160,7 +167,7 @@ fn block(rows: &[&Row]) -> String {
             } else {
                 format!("{}–{}", duration(lo), duration(hi))
             };
-            format!("    {members}: within noise of each other, {range}")
+            format!("    {members}: not told apart (intervals overlap in a chain), {range}")
         };
         if i > 0 {
             let above = &groups[i - 1];
@@ -176,15 +183,23 @@ fn block(rows: &[&Row]) -> String {
         out.push_str(&line);
         out.push('\n');
     }
-    let noisy: Vec<String> = rows
-        .iter()
-        .filter(|r| too_noisy(r))
-        .map(|r| format!("{} ({})", name(r), figure_text(r)))
-        .collect();
+    let listed = |keep: &dyn Fn(&Row) -> bool| -> String {
+        rows.iter()
+            .filter(|r| keep(r))
+            .map(|r| format!("{} ({})", name(r), figure_text(r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let noisy = listed(&|r| too_noisy(r));
     if !noisy.is_empty() {
         out.push_str(&format!(
-            "    too noisy to place (repetitions more than {TOO_NOISY}× apart): {}\n",
-            noisy.join(", ")
+            "    too noisy to place (repetitions more than {TOO_NOISY}× apart): {noisy}\n"
+        ));
+    }
+    let untested = listed(&|r| !too_noisy(r) && !placeable(r, rows));
+    if !untested.is_empty() {
+        out.push_str(&format!(
+            "    not placed (one repetition, no interval): {untested}\n"
         ));
     }
     out
@@ -249,14 +264,14 @@ mod tests {
         assert!(text.contains("from 3 repetitions"), "{text}");
         assert!(
             text.contains(
-                "    shm-spin, iceoryx2 (peer): within noise of each other, 630 ns–840 ns\n"
+                "    shm-spin, iceoryx2 (peer): not told apart (intervals overlap in a chain), 630 ns–840 ns\n"
             ),
             "{text}"
         );
         // pipe reaches 88 µs, shm-futex starts at 81 µs and reaches 99 µs,
         // unix-stream starts at 95.9 µs: one chain, one group.
         assert!(
-            text.contains("    pipe, shm-futex, unix-stream: within noise of each other"),
+            text.contains("    pipe, shm-futex, unix-stream: not told apart"),
             "{text}"
         );
         assert!(
@@ -283,6 +298,23 @@ mod tests {
             text.contains("too noisy to place (repetitions more than 2× apart): udp (100 µs ±99%)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_row_without_an_interval_beside_rows_with_one_is_not_placed() {
+        let text = render(&run_of(
+            vec![
+                noisy("shm-spin", "shared-memory", "pingpong", 700.0, 5.0),
+                noisy("pipe", "message-passing", "pingpong", 80_000.0, 5.0),
+                row("tcp", "message-passing", "pingpong", 64, false, 90_000.0),
+            ],
+            3,
+        ));
+        assert!(
+            text.contains("    not placed (one repetition, no interval): tcp (90.0 µs)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("tcp (90.0 µs);"), "{text}");
     }
 
     #[test]
