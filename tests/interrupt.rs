@@ -54,6 +54,10 @@ fn sigterm_stops_the_run_with_status_143() {
 /// that every process stops, nothing is left and the JSON so far is whole;
 /// returns the exit status.
 fn stop_a_run(mechanisms: &str, signal: Signal, group: bool) -> Option<i32> {
+    // Both tests snapshot the machine's IPC objects: one at a time, so that
+    // one test's live cell is never the other's leak.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = common::ipc_objects();
     let dir = TempDir::new();
     let json = dir.0.join("run.json");

@@ -29,9 +29,9 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Once, OnceLock};
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -76,26 +76,46 @@ fn message(seq: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Aborts the test binary when no receive has returned for [`WATCHDOG`]:
-/// a hang fails the run instead of stalling it.
-fn heartbeat() {
-    static BEATS: AtomicU64 = AtomicU64::new(0);
-    static START: Once = Once::new();
-    START.call_once(|| {
-        std::thread::spawn(|| {
-            let mut last = u64::MAX;
-            loop {
-                std::thread::sleep(WATCHDOG);
-                let now = BEATS.load(Ordering::Relaxed);
-                if now == last {
-                    eprintln!("watchdog: no receive returned for {WATCHDOG:?}");
-                    std::process::abort();
+/// Aborts the test binary when one receive has been under way for
+/// [`WATCHDOG`]: a hang fails the run instead of stalling it. Only time
+/// inside a receive counts (a guard per receive), so other tests of the
+/// same binary running long afterwards never trip it.
+struct Watch;
+
+/// Milliseconds since `base()` (plus one) when the receive under way
+/// began; 0 when none is. Relaxed: the watchdog reads this value alone,
+/// nothing else is published through it.
+static SINCE: AtomicU64 = AtomicU64::new(0);
+
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+impl Watch {
+    fn start() -> Watch {
+        static START: Once = Once::new();
+        START.call_once(|| {
+            std::thread::spawn(|| {
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let since = SINCE.load(Ordering::Relaxed);
+                    if since != 0 && now_ms().saturating_sub(since) > WATCHDOG.as_millis() as u64 {
+                        eprintln!("watchdog: a receive has not returned for {WATCHDOG:?}");
+                        std::process::abort();
+                    }
                 }
-                last = now;
-            }
+            });
         });
-    });
-    BEATS.fetch_add(1, Ordering::Relaxed);
+        SINCE.store(now_ms(), Ordering::Relaxed);
+        Watch
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        SINCE.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The test's own mapping of the segment: the hostile peer's pen.
@@ -327,7 +347,7 @@ fn honest(tx: &mut Sender, rx: &mut Receiver, raw: &Raw, ops: &[Op]) -> Honest {
                 Err(e) => panic!("honest loan: {e}"),
             },
             Op::Recv => {
-                heartbeat();
+                let _watch = Watch::start();
                 match rx.try_recv() {
                     Ok(got) => assert_eq!(got, queue.pop_front().expect("sent").bytes),
                     Err(Error::Empty) => {}
@@ -460,7 +480,7 @@ fn sticky(e: &Error) -> Option<String> {
 }
 
 fn receive(rx: &mut Receiver, call: Call) -> Result<Vec<u8>, Error> {
-    heartbeat();
+    let _watch = Watch::start();
     match call {
         Call::Try => rx.try_recv(),
         Call::Timed => rx.recv_timeout(CALL),

@@ -30,9 +30,9 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Once, OnceLock};
+use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -54,25 +54,46 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 const SYNC_OFF: usize = 256;
 const LIFECYCLE_OFF: usize = 128;
 
-/// Aborts the test binary when no receive has returned for [`WATCHDOG`].
-fn heartbeat() {
-    static BEATS: AtomicU64 = AtomicU64::new(0);
-    static START: Once = Once::new();
-    START.call_once(|| {
-        std::thread::spawn(|| {
-            let mut last = u64::MAX;
-            loop {
-                std::thread::sleep(WATCHDOG);
-                let now = BEATS.load(Ordering::Relaxed);
-                if now == last {
-                    eprintln!("watchdog: no receive returned for {WATCHDOG:?}");
-                    std::process::abort();
+/// Aborts the test binary when one receive has been under way for
+/// [`WATCHDOG`]: a hang fails the run instead of stalling it. Only time
+/// inside a receive counts (a guard per receive), so other tests of the
+/// same binary running long afterwards never trip it.
+struct Watch;
+
+/// Milliseconds since `base()` (plus one) when the receive under way
+/// began; 0 when none is. Relaxed: the watchdog reads this value alone,
+/// nothing else is published through it.
+static SINCE: AtomicU64 = AtomicU64::new(0);
+
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+impl Watch {
+    fn start() -> Watch {
+        static START: Once = Once::new();
+        START.call_once(|| {
+            std::thread::spawn(|| {
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let since = SINCE.load(Ordering::Relaxed);
+                    if since != 0 && now_ms().saturating_sub(since) > WATCHDOG.as_millis() as u64 {
+                        eprintln!("watchdog: a receive has not returned for {WATCHDOG:?}");
+                        std::process::abort();
+                    }
                 }
-                last = now;
-            }
+            });
         });
-    });
-    BEATS.fetch_add(1, Ordering::Relaxed);
+        SINCE.store(now_ms(), Ordering::Relaxed);
+        Watch
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        SINCE.store(0, Ordering::Relaxed);
+    }
 }
 
 fn bytes(seq: u64, len: usize) -> Vec<u8> {
@@ -207,7 +228,7 @@ fn honest(r: &mut Rig, ops: &[Option<usize>]) -> VecDeque<Sent> {
                 let Some(next) = queue.pop_front() else {
                     continue;
                 };
-                heartbeat();
+                let _watch = Watch::start();
                 let (got, res) = receive(&mut r.server, &layout, &r.region, next.bytes.len());
                 assert_eq!(res.unwrap(), Received::Message);
                 assert_eq!(got, next.bytes);
@@ -409,7 +430,7 @@ fn run(case: &Case) {
         .chain(case.extra.iter().copied())
         .collect();
     for len in lens.into_iter().chain([12, 12]) {
-        heartbeat();
+        let _watch = Watch::start();
         let (got, res) = receive(&mut server, &layout, &region, len);
         if errored {
             continue;
