@@ -115,19 +115,29 @@ extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
         };
         let mut at = 0;
         for piece in pieces {
-            // SAFETY: `piece` is a live slice (leaked or on this stack);
-            // `pwrite` is async-signal-safe and at worst fails on a bad
-            // descriptor.
-            let written = unsafe {
-                libc::pwrite(
-                    reports.fd,
-                    piece.as_ptr().cast(),
-                    piece.len(),
-                    at as libc::off_t,
-                )
-            };
-            if written > 0 {
-                at += written as usize;
+            let mut done = 0;
+            while done < piece.len() {
+                let rest = &piece[done..];
+                // SAFETY: `rest` is a live slice (leaked or on this stack);
+                // `pwrite` is async-signal-safe and at worst fails on a bad
+                // descriptor.
+                let written = unsafe {
+                    libc::pwrite(
+                        reports.fd,
+                        rest.as_ptr().cast(),
+                        rest.len(),
+                        at as libc::off_t,
+                    )
+                };
+                match written {
+                    n if n > 0 => {
+                        done += n as usize;
+                        at += n as usize;
+                    }
+                    // Interrupted: again. Anything else: give up on the report.
+                    -1 if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+                    _ => break,
+                }
             }
         }
         // SAFETY: `ftruncate` is async-signal-safe; it cuts whatever a

@@ -8,7 +8,10 @@
 //! `/dev/shm`: `ENOSPC`). The faulting address names the mapping in
 //! `/proc/self/maps`; `/proc/self/map_files/<start>-<end>` opens its file,
 //! and the file's size tells the two apart: a file that still covers the
-//! faulting offset was not truncated.
+//! faulting offset was not truncated. Opening `map_files` takes
+//! `CAP_CHECKPOINT_RESTORE` or `CAP_SYS_ADMIN` (Linux 5.9 on); without it
+//! the path that `maps` names is opened instead (never following a link),
+//! and used only if it is still the mapped file (the inode `maps` gives).
 
 use std::ffi::CStr;
 
@@ -26,12 +29,19 @@ pub enum Cause {
     Unknown,
 }
 
-/// One line of `/proc/self/maps`: `start-end perms offset …`.
+/// The longest path kept from a line of `/proc/self/maps`.
+const PATH_MAX: usize = 256;
+
+/// One line of `/proc/self/maps`: `start-end perms offset dev inode path`.
 #[derive(Debug, PartialEq, Eq)]
 struct Area {
     start: usize,
     end: usize,
     offset: u64,
+    inode: u64,
+    /// The path and its length (0 when none, or too long to keep).
+    path: [u8; PATH_MAX],
+    path_len: usize,
 }
 
 /// The cause of a `SIGBUS` at `addr`.
@@ -48,8 +58,12 @@ pub fn cause(addr: usize) -> Cause {
     let Ok(path) = CStr::from_bytes_with_nul(&path[..=n]) else {
         return Cause::Unknown;
     };
-    let Ok(fd) = open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
-        return Cause::Unknown;
+    let fd = match open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(_) => match by_path(&area) {
+            Some(fd) => fd,
+            None => return Cause::Unknown,
+        },
     };
     let Ok(stat) = fstat(&fd) else {
         return Cause::Unknown;
@@ -64,6 +78,21 @@ pub fn cause(addr: usize) -> Cause {
     Cause::Full { free_kib }
 }
 
+/// The mapped file opened by the path `maps` names, if it is still the
+/// same file (same inode) and not deleted.
+fn by_path(area: &Area) -> Option<rustix::fd::OwnedFd> {
+    let path = &area.path[..area.path_len];
+    if path.first() != Some(&b'/') || path.ends_with(b" (deleted)") {
+        return None;
+    }
+    let mut buf = [0u8; PATH_MAX + 1];
+    buf[..path.len()].copy_from_slice(path);
+    let c = CStr::from_bytes_with_nul(&buf[..=path.len()]).ok()?;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = open(c, flags, Mode::empty()).ok()?;
+    (fstat(&fd).ok()?.st_ino == area.inode).then_some(fd)
+}
+
 /// The mapping of `/proc/self/maps` that holds `addr`, read in pieces
 /// into stack buffers.
 fn area_of(addr: usize) -> Option<Area> {
@@ -74,8 +103,8 @@ fn area_of(addr: usize) -> Option<Area> {
     )
     .ok()?;
     let mut chunk = [0u8; 4096];
-    // The fields we need come first; the rest of a long line is dropped.
-    let mut line = [0u8; 128];
+    // A line longer than this loses its path (then only `map_files` helps).
+    let mut line = [0u8; 96 + PATH_MAX];
     let mut len = 0;
     loop {
         let got = match rustix::io::read(&fd, &mut chunk) {
@@ -103,16 +132,37 @@ fn area_of(addr: usize) -> Option<Area> {
     }
 }
 
-/// `start-end perms offset …`, all hexadecimal.
+/// `start-end perms offset dev inode   path`: hexadecimal but the
+/// decimal inode; the path may be missing.
 fn parse(line: &[u8]) -> Option<Area> {
     let (start, rest) = hex(line, b'-')?;
     let (end, rest) = hex(rest, b' ')?;
     let perms = rest.iter().position(|&b| b == b' ')?;
-    let (offset, _) = hex(&rest[perms + 1..], b' ')?;
+    let (offset, rest) = hex(&rest[perms + 1..], b' ')?;
+    let dev = rest.iter().position(|&b| b == b' ')?;
+    let rest = &rest[dev + 1..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut inode: u64 = 0;
+    for &b in &rest[..digits] {
+        inode = inode.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    let tail = &rest[digits..];
+    let skip = tail.iter().take_while(|&&b| b == b' ').count();
+    let name = &tail[skip..];
+    let mut path = [0u8; PATH_MAX];
+    let path_len = if name.len() <= PATH_MAX {
+        name.len()
+    } else {
+        0
+    };
+    path[..path_len].copy_from_slice(&name[..path_len]);
     Some(Area {
         start: start as usize,
         end: end as usize,
         offset,
+        inode,
+        path,
+        path_len,
     })
 }
 
@@ -182,13 +232,12 @@ mod tests {
         let line = b"7f3a1c000000-7f3a1d000000 rw-s 00001000 00:1a 42   /dev/shm/x";
         let area = parse(line).unwrap();
         assert_eq!(
-            area,
-            Area {
-                start: 0x7f3a1c000000,
-                end: 0x7f3a1d000000,
-                offset: 0x1000
-            }
+            (area.start, area.end, area.offset, area.inode),
+            (0x7f3a1c000000, 0x7f3a1d000000, 0x1000, 42)
         );
+        assert_eq!(&area.path[..area.path_len], b"/dev/shm/x");
+        let anon = parse(b"7f3a1c000000-7f3a1d000000 rw-p 00000000 00:00 0").unwrap();
+        assert_eq!((anon.inode, anon.path_len), (0, 0));
         assert_eq!(parse(b"garbage"), None);
         let mut buf = [0u8; 20];
         assert_eq!(decimal(&mut buf, 0), b"0");
@@ -202,10 +251,18 @@ mod tests {
     /// the file is shortened, it is; an address in no file is unknown.
     #[test]
     fn tells_a_truncated_file_from_a_whole_one() {
-        let mut file = tempfile_in_tmp();
+        let (mut file, _name) = tempfile_in_tmp();
         file.write_all(&[1u8; 8192]).unwrap();
         let map = Mapping::shared_fd(file.as_fd(), 8192).unwrap();
         let addr = map.as_ptr() as usize + 4096;
+        // The way without `map_files` (a process without
+        // CAP_CHECKPOINT_RESTORE): the named file, checked by inode.
+        let area = area_of(addr).expect("the mapping is in /proc/self/maps");
+        assert!(
+            by_path(&area).is_some(),
+            "{:?}",
+            &area.path[..area.path_len]
+        );
         assert!(
             matches!(cause(addr), Cause::Full { .. }),
             "{:?}",
@@ -217,7 +274,18 @@ mod tests {
         assert_eq!(cause(&local as *const u8 as usize), Cause::Unknown);
     }
 
-    fn tempfile_in_tmp() -> std::fs::File {
+    /// A file's name, removed however the test ends.
+    struct Name(std::path::PathBuf);
+
+    impl Drop for Name {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// A new file, still named (so that its path in `/proc/self/maps`
+    /// leads to it), and the guard of its name.
+    fn tempfile_in_tmp() -> (std::fs::File, Name) {
         let path = std::env::temp_dir().join(format!(
             "ipclab-sigbus-test-{}",
             crate::objects::marks::random_hex(16).unwrap()
@@ -229,7 +297,6 @@ mod tests {
             .create_new(true)
             .open(&path)
             .unwrap();
-        std::fs::remove_file(&path).unwrap();
-        file
+        (file, Name(path))
     }
 }
