@@ -132,7 +132,8 @@ fn run(job: &Job) -> Result<Seen, String> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipclab"));
     cmd.args(["run", "-p", pattern, "-s", size, "--timeout", timeout]);
     cmd.args(["--warmup", "0ms", "--duration", duration]);
-    cmd.args(["--placement", "unpinned"]);
+    // One measurement of the cell: the fault hits each repetition's.
+    cmd.args(["--placement", "unpinned", "--repeat", "1"]);
     if is_limit(job.mechanism) {
         // Limits run in every run, ahead of the mechanisms; the fault
         // names the one it is for.
