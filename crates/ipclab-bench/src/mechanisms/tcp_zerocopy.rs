@@ -256,3 +256,108 @@ pub fn probe_loopback() -> io::Result<Completions> {
     }
     Ok(completions)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Runs `f` on a thread; fails instead of hanging if it takes minutes.
+    fn watchdog<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(Duration::from_secs(120))
+            .expect("watchdog: the test hung")
+    }
+
+    fn ends(segments: usize, size: usize) -> (ZerocopyStream, OwnedFd) {
+        let (server, client) = Loopback::new().unwrap().connected().unwrap();
+        let config = ChannelConfig {
+            size,
+            segment_size: None,
+            segments,
+        };
+        (ZerocopyStream::new(client, &config).unwrap(), server)
+    }
+
+    #[test]
+    fn a_completion_settles_the_slots_whose_sends_it_covers() {
+        let mut pool: Vec<Slot> = [0..3, 3..4, 4..6]
+            .into_iter()
+            .map(|sent| Slot {
+                buf: Vec::new(),
+                pending: sent.end - sent.start,
+                sent,
+            })
+            .collect();
+        settle(&mut pool, &(2..5));
+        let pending: Vec<u64> = pool.iter().map(|s| s.pending).collect();
+        assert_eq!(pending, [2, 0, 1]);
+        settle(&mut pool, &(0..2));
+        settle(&mut pool, &(5..6));
+        assert!(pool.iter().all(|s| s.pending == 0));
+    }
+
+    #[test]
+    fn on_loopback_every_send_completes_and_the_kernel_copied_it() {
+        let c = watchdog(|| probe_loopback().unwrap());
+        assert!(c.completed >= 1 && c.in_flight() == 0, "{c:?}");
+        // Documentation/networking/msg_zerocopy.rst, "Loopback".
+        assert_eq!(c.copied, c.completed, "{c:?}");
+    }
+
+    #[test]
+    fn messages_through_a_two_buffer_pool_arrive_whole_and_finish_waits_for_all() {
+        const SIZE: usize = 100_000;
+        const N: u8 = 40;
+        watchdog(|| {
+            let (mut client, server) = ends(2, SIZE);
+            let reader = std::thread::spawn(move || {
+                let mut ep = ZerocopyStream::new(
+                    server,
+                    &ChannelConfig {
+                        size: SIZE,
+                        segment_size: None,
+                        segments: 2,
+                    },
+                )
+                .unwrap();
+                for i in 0..N {
+                    // A slow reader keeps the sends queued in the kernel.
+                    std::thread::sleep(Duration::from_millis(2));
+                    let check = &mut |_, got: &[u8]| assert!(got.iter().all(|&b| b == i));
+                    assert_eq!(ep.recv(SIZE, check).unwrap(), Received::Message);
+                }
+                assert_eq!(ep.recv(SIZE, &mut |_, _| {}).unwrap(), Received::Closed);
+            });
+            for i in 0..N {
+                client.send(SIZE, &mut |_, buf| buf.fill(i)).unwrap();
+            }
+            client.finish().unwrap();
+            let c = &client.completions;
+            assert_eq!(c.in_flight(), 0, "{c:?}");
+            assert!(client.pool.iter().all(|s| s.pending == 0));
+            reader.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_closed_peer_fails_the_sender_instead_of_hanging() {
+        let err = watchdog(|| {
+            let (mut client, server) = ends(2, 64 << 10);
+            drop(server);
+            (0..10_000)
+                .find_map(|_| client.send(64 << 10, &mut |_, b| b.fill(1)).err())
+                .expect("sends to a closed peer kept succeeding")
+        });
+        assert!(
+            matches!(
+                err.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ),
+            "{err}"
+        );
+    }
+}
