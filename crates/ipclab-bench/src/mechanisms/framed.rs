@@ -35,13 +35,45 @@ impl FramedStream {
             rounds: 0,
         }
     }
+}
 
-    fn frame(&mut self, len: usize) -> &mut [u8] {
-        if self.buf.len() < PREFIX + len {
-            self.buf.resize(PREFIX + len, 0);
-        }
-        &mut self.buf[..PREFIX + len]
+/// The first `PREFIX + len` bytes of `buf` (grown if need be), the prefix
+/// announcing `len` and the rest for the payload.
+pub fn frame(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buf.len() < PREFIX + len {
+        buf.resize(PREFIX + len, 0);
     }
+    let frame = &mut buf[..PREFIX + len];
+    frame[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
+    frame
+}
+
+/// The payload part of a [`frame`].
+pub fn payload(frame: &mut [u8]) -> &mut [u8] {
+    &mut frame[PREFIX..]
+}
+
+/// Reads one frame of a `len`-byte message from `fd` into `buf` and hands
+/// its payload to `check`; returns the number of `read` calls, or `None`
+/// when the stream ended at a frame boundary.
+pub fn recv_frame(
+    fd: impl AsFd,
+    buf: &mut Vec<u8>,
+    len: usize,
+    check: Check<'_>,
+) -> io::Result<Option<u64>> {
+    let frame = self::frame(buf, len);
+    let Some(calls) = read_exact(fd, frame)? else {
+        return Ok(None);
+    };
+    let announced = u64::from_le_bytes(frame[..PREFIX].try_into().unwrap());
+    if announced != len as u64 {
+        return Err(protocol_error(format!(
+            "frame announces {announced} bytes, expected {len}"
+        )));
+    }
+    check(0, &frame[PREFIX..]);
+    Ok(Some(calls))
 }
 
 /// `write` until all of `buf` is written.
@@ -83,9 +115,7 @@ pub fn read_exact(fd: impl AsFd, buf: &mut [u8]) -> io::Result<Option<u64>> {
 
 impl Endpoint for FramedStream {
     fn send(&mut self, len: usize, fill: Fill<'_>) -> io::Result<()> {
-        let frame = self.frame(len);
-        frame[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
-        fill(0, &mut frame[PREFIX..]);
+        fill(0, payload(frame(&mut self.buf, len)));
         let tx = self
             .tx
             .as_ref()
@@ -94,19 +124,10 @@ impl Endpoint for FramedStream {
     }
 
     fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {
-        self.frame(len);
-        let frame = &mut self.buf[..PREFIX + len];
-        let Some(calls) = read_exact(&self.rx, frame)? else {
+        let Some(calls) = recv_frame(&self.rx, &mut self.buf, len, check)? else {
             return Ok(Received::Closed);
         };
         self.rounds += calls;
-        let announced = u64::from_le_bytes(frame[..PREFIX].try_into().unwrap());
-        if announced != len as u64 {
-            return Err(protocol_error(format!(
-                "frame announces {announced} bytes, expected {len}"
-            )));
-        }
-        check(0, &frame[PREFIX..]);
         Ok(Received::Message)
     }
 

@@ -25,12 +25,14 @@ pub mod shm;
 mod shmchan;
 pub mod sysv_mq;
 mod tcp;
+mod tcp_zerocopy;
 mod udp;
 mod udp_flow;
 mod unix_dgram;
 mod unix_seqpacket;
 mod unix_stream;
 mod wake_timer;
+mod zerocopy;
 
 /// Every mechanism, in the order tables list them.
 pub static REGISTRY: &[&dyn Transport] = &[
@@ -41,6 +43,7 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &unix_seqpacket::UnixSeqpacket,
     &unix_dgram::UnixDgram,
     &tcp::Tcp,
+    &tcp_zerocopy::TcpZerocopy,
     &udp::Udp,
     &sysv_mq::SysvMq,
     &posix_mq::PosixMq,
