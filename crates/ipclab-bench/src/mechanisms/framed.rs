@@ -14,7 +14,8 @@ use rustix::io::{Errno, read, write};
 
 use crate::transport::{Check, Endpoint, Fill, Received, protocol_error};
 
-const PREFIX: usize = 8;
+/// Bytes of the length prefix in front of every payload.
+pub const PREFIX: usize = 8;
 
 /// One side of a framed byte stream.
 pub struct FramedStream {
@@ -34,6 +35,13 @@ impl FramedStream {
             buf: Vec::new(),
             rounds: 0,
         }
+    }
+
+    /// The sending end; an error after [`Endpoint::finish`].
+    pub fn tx(&self) -> io::Result<&OwnedFd> {
+        self.tx
+            .as_ref()
+            .ok_or_else(|| protocol_error("send after finish"))
     }
 
     fn frame(&mut self, len: usize) -> &mut [u8] {
@@ -86,11 +94,7 @@ impl Endpoint for FramedStream {
         let frame = self.frame(len);
         frame[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
         fill(0, &mut frame[PREFIX..]);
-        let tx = self
-            .tx
-            .as_ref()
-            .ok_or_else(|| protocol_error("send after finish"))?;
-        write_all(tx, &self.buf[..PREFIX + len])
+        write_all(self.tx()?, &self.buf[..PREFIX + len])
     }
 
     fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {

@@ -17,6 +17,7 @@ pub mod limits;
 mod peers;
 mod pieces;
 mod pipe;
+mod pipe_sized;
 #[cfg(test)]
 mod planted_tests;
 pub mod posix_mq;
@@ -30,12 +31,15 @@ mod udp_flow;
 mod unix_dgram;
 mod unix_seqpacket;
 mod unix_stream;
+mod vmsplice;
 mod wake_timer;
 
 /// Every mechanism, in the order tables list them.
 pub static REGISTRY: &[&dyn Transport] = &[
     // Message passing: the kernel copies every message.
     &pipe::Pipe,
+    &pipe_sized::PipeSized,
+    &vmsplice::Vmsplice,
     &fifo::Fifo,
     &unix_stream::UnixStream,
     &unix_seqpacket::UnixSeqpacket,
