@@ -14,7 +14,8 @@ use rustix::io::{Errno, read, write};
 
 use crate::transport::{Check, Endpoint, Fill, Received, protocol_error};
 
-const PREFIX: usize = 8;
+/// Bytes of the length prefix in front of every payload.
+pub const PREFIX: usize = 8;
 
 /// One side of a framed byte stream.
 pub struct FramedStream {
@@ -34,6 +35,13 @@ impl FramedStream {
             buf: Vec::new(),
             rounds: 0,
         }
+    }
+
+    /// The sending end; an error after [`Endpoint::finish`].
+    pub fn tx(&self) -> io::Result<&OwnedFd> {
+        self.tx
+            .as_ref()
+            .ok_or_else(|| protocol_error("send after finish"))
     }
 }
 
@@ -116,11 +124,7 @@ pub fn read_exact(fd: impl AsFd, buf: &mut [u8]) -> io::Result<Option<u64>> {
 impl Endpoint for FramedStream {
     fn send(&mut self, len: usize, fill: Fill<'_>) -> io::Result<()> {
         fill(0, payload(frame(&mut self.buf, len)));
-        let tx = self
-            .tx
-            .as_ref()
-            .ok_or_else(|| protocol_error("send after finish"))?;
-        write_all(tx, &self.buf[..PREFIX + len])
+        write_all(self.tx()?, &self.buf[..PREFIX + len])
     }
 
     fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {

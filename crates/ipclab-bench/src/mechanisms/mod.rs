@@ -17,6 +17,7 @@ pub mod limits;
 mod peers;
 mod pieces;
 mod pipe;
+mod pipe_sized;
 #[cfg(test)]
 mod planted_tests;
 pub mod posix_mq;
@@ -31,6 +32,7 @@ mod udp_flow;
 mod unix_dgram;
 mod unix_seqpacket;
 mod unix_stream;
+mod vmsplice;
 mod wake_timer;
 mod zerocopy;
 
@@ -38,6 +40,8 @@ mod zerocopy;
 pub static REGISTRY: &[&dyn Transport] = &[
     // Message passing: the kernel copies every message.
     &pipe::Pipe,
+    &pipe_sized::PipeSized,
+    &vmsplice::Vmsplice,
     &fifo::Fifo,
     &unix_stream::UnixStream,
     &unix_seqpacket::UnixSeqpacket,
