@@ -14,7 +14,8 @@ use rustix::io::{Errno, read, write};
 
 use crate::transport::{Check, Endpoint, Fill, Received, protocol_error};
 
-const PREFIX: usize = 8;
+/// Bytes of the length before every frame.
+pub const PREFIX: usize = 8;
 
 /// One side of a framed byte stream.
 pub struct FramedStream {
