@@ -7,8 +7,10 @@
 //! `IORING_SETUP_SQPOLL`: a kernel thread (`iou-sqp-<pid>`, a thread of the
 //! side's process) takes submissions from the ring without a system call,
 //! pinned with `IORING_SETUP_SQ_AFF` to the CPU the side is pinned to. It
-//! spins while there is work and for [`SQ_IDLE_MS`] after; its CPU time is
-//! the price of the saved `io_uring_enter` calls ([`sq_thread`] reads it).
+//! spins while there is work and for [`SQ_IDLE_MS`] after. Its CPU time,
+//! the price of the saved `io_uring_enter` calls, is part of the side's
+//! process CPU time and so of the CPU column ([`sq_thread`] reads it apart
+//! and its test shows that).
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -46,7 +48,7 @@ impl Transport for Uring {
                 name: "io-uring-sqpoll",
                 family: Family::MessagePassing,
                 sync: "io_uring (kernel thread polls submissions; io_uring_enter waits)",
-                summary: "as io-uring, with IORING_SETUP_SQPOLL: a kernel thread per side, pinned to the side's CPU, spins on the queue (its CPU time is a thread of the side's process)",
+                summary: "as io-uring, with IORING_SETUP_SQPOLL: a kernel thread per side, pinned to the side's CPU, spins on the queue (its CPU time counts in the side's CPU time)",
                 polls: false,
             }
         } else {

@@ -9,9 +9,7 @@ use std::fs;
 /// CPU time (user + system, nanoseconds) of every `iou-sqp-*` thread of
 /// this process, and how many there are; `None` when `/proc` is unreadable.
 pub fn cpu_ns() -> Option<(u64, usize)> {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let ticks = u64::try_from(ticks).ok().filter(|&t| t > 0)?;
+    let tick = tick_ns()?;
     let mut total = 0;
     let mut threads = 0;
     for task in fs::read_dir("/proc/self/task").ok()?.flatten() {
@@ -23,7 +21,15 @@ pub fn cpu_ns() -> Option<(u64, usize)> {
             threads += 1;
         }
     }
-    Some((total * 1_000_000_000 / ticks, threads))
+    Some((total * tick, threads))
+}
+
+/// Nanoseconds per clock tick, the unit of `/proc` CPU times.
+fn tick_ns() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second).ok().filter(|&t| t > 0)?;
+    Some(1_000_000_000 / per_second)
 }
 
 /// `utime + stime` (clock ticks) from a `/proc/<pid>/task/<tid>/stat` line,
@@ -44,6 +50,8 @@ fn sq_ticks(stat: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harness::clock;
+    use io_uring::{IoUring, opcode};
 
     #[test]
     fn parses_a_polling_threads_stat_line() {
@@ -51,5 +59,32 @@ mod tests {
         assert_eq!(sq_ticks(line), Some(42));
         let other = "4240 (ipclab) S 1 4240 4240 0 -1 4194368 0 0 0 0 7 35 0 0 20 0 2 0 1 0 0";
         assert_eq!(sq_ticks(other), None);
+    }
+
+    /// The polling thread is a thread of the ring's owner, so the
+    /// process CPU time the harness reports (`CLOCK_PROCESS_CPUTIME_ID`,
+    /// like `getrusage(RUSAGE_SELF)`) includes its spinning: here the only
+    /// other thread sleeps while the polling thread spins.
+    #[test]
+    fn the_polling_threads_time_is_process_cpu_time() {
+        let mut ring: IoUring = IoUring::builder()
+            .setup_sqpoll(10_000)
+            .build(4)
+            .expect("an SQPOLL ring");
+        let (process0, (sq0, _)) = (clock::cpu_ns(), cpu_ns().unwrap());
+        // SAFETY: a NOP names no buffer.
+        unsafe { ring.submission().push(&opcode::Nop::new().build()) }.unwrap();
+        ring.submit_and_wait(1).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (process1, (sq1, threads)) = (clock::cpu_ns(), cpu_ns().unwrap());
+        assert_eq!(threads, 1, "one iou-sqp thread per SQPOLL ring");
+        let (process, sq) = (process1 - process0, sq1 - sq0);
+        assert!(sq > 0, "the polling thread spun for no measurable time");
+        // /proc counts whole clock ticks: allow two.
+        let tick = tick_ns().unwrap();
+        assert!(
+            process + 2 * tick >= sq,
+            "process CPU time {process} ns leaves out the polling thread's {sq} ns"
+        );
     }
 }
