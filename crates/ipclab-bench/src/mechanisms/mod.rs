@@ -32,6 +32,7 @@ mod udp_flow;
 mod unix_dgram;
 mod unix_seqpacket;
 mod unix_stream;
+pub mod uring;
 mod vmsplice;
 mod wake_timer;
 mod zerocopy;
@@ -51,6 +52,8 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &udp::Udp,
     &sysv_mq::SysvMq,
     &posix_mq::PosixMq,
+    &uring::IO_URING,
+    &uring::IO_URING_SQPOLL,
     // Shared memory: both sides map the same pages.
     &shm::SYSV_SHM,
     &shm::POSIX_SHM_SEM,
