@@ -183,6 +183,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             .unwrap_or_else(ipclab_bench::torture::hostile::random_seed),
     };
     options.validate().map_err(|e| usage(format!("{e:#}")))?;
+    if options.repetitions() < options.repeat {
+        eprintln!(
+            "note: {} repetitions, not {}: --iterations {} gives each at least one",
+            options.repetitions(),
+            options.repeat,
+            options.iterations.unwrap_or(0)
+        );
+    }
     let exports = Exports {
         json: args.json,
         csv: args.csv,

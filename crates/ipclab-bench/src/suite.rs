@@ -209,7 +209,7 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
     let repeat = options.repetitions();
     run.settings.repeat = repeat;
     let progress = Progress::new((cells.len() * repeat) as u64);
-    let mut shuffle = Noise(options.seed | 1);
+    let mut shuffle = Noise(splitmix(options.seed));
     let mut measured: Vec<Measured> = Vec::new();
     'repetitions: for rep in 0..repeat {
         let mut this = cells.clone();
@@ -305,6 +305,18 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
 fn share(n: u64, repeat: usize, rep: usize) -> u64 {
     let k = repeat as u64;
     n / k + u64::from((rep as u64) < n % k)
+}
+
+/// splitmix64 of the seed: every seed its own non-zero xorshift state
+/// (`seed | 1` gave seeds 2k and 2k+1 the same order).
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    match z ^ (z >> 31) {
+        0 => 1,
+        z => z,
+    }
 }
 
 /// Fisher-Yates with the run's seeded generator.

@@ -9,7 +9,7 @@ use std::io;
 
 use super::framed::PREFIX;
 use super::pipe::{self, Pipes};
-use crate::transport::{Copies, ChannelConfig, Family, Info, Limit, Prepared, Transport};
+use crate::transport::{ChannelConfig, Copies, Family, Info, Limit, Prepared, Transport};
 
 pub struct PipeSized;
 

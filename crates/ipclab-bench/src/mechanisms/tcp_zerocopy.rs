@@ -25,8 +25,8 @@ use super::tcp::{Loopback, tcp_limits};
 use super::zerocopy::{self, Completions, Ids};
 use crate::machine::read_proc;
 use crate::transport::{
-    ChannelConfig, Copies, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
-    protocol_error,
+    ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
+    Transport, protocol_error,
 };
 
 pub struct TcpZerocopy;

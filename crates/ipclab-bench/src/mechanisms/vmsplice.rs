@@ -45,8 +45,10 @@ use rustix::pipe::{IoSliceRaw, PipeFlags, SpliceFlags, fcntl_getpipe_size, pipe_
 
 use super::framed::{FramedStream, PREFIX, read_exact};
 use super::pipe::{self, Pipes};
-use crate::transport::{Copies, ChannelConfig, Check, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received, Transport,
-    protocol_error,};
+use crate::transport::{
+    ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
+    Transport, protocol_error,
+};
 
 pub struct Vmsplice;
 

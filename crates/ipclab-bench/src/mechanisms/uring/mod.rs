@@ -20,7 +20,9 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
 
 use super::framed::PREFIX;
 use crate::machine::read_proc;
-use crate::transport::{ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport};
+use crate::transport::{
+    ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
+};
 
 pub mod sq_thread;
 mod stream;
