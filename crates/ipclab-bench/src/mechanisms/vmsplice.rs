@@ -45,6 +45,7 @@ use rustix::pipe::{IoSliceRaw, PipeFlags, SpliceFlags, fcntl_getpipe_size, pipe_
 
 use super::framed::{FramedStream, PREFIX, read_exact};
 use super::pipe::{self, Pipes};
+use super::shm::region::Mapping;
 use crate::transport::{
     ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
     Transport, protocol_error,
@@ -136,7 +137,7 @@ impl Spliced {
     fn new(rx: OwnedFd, tx: OwnedFd, size: usize) -> io::Result<Self> {
         let slots = fcntl_getpipe_size(&tx)? / page_size();
         Ok(Spliced {
-            frames: Frames::new(size, slots as u64, None),
+            frames: Frames::new(size, slots as u64, None)?,
             stream: FramedStream::new(rx, tx),
         })
     }
@@ -163,9 +164,11 @@ impl Endpoint for Spliced {
 /// The sender's ring of page-aligned frame buffers (see the module
 /// documentation for the reuse rule).
 struct Frames {
-    mem: Vec<u8>,
-    /// Offset in `mem` of the first page-aligned byte.
-    base: usize,
+    /// A mapping of its own, not heap memory: dropped (after `finish`, an
+    /// error, or while the reader still drains), its pages stay with the
+    /// pipe that references them, and no later allocation of ours can
+    /// reuse them while the pipe does.
+    mem: Mapping,
     /// Bytes per buffer: a whole number of pages.
     stride: usize,
     /// The largest message.
@@ -182,23 +185,20 @@ struct Frames {
 impl Frames {
     /// Buffers for messages of up to `size` bytes into a pipe of `slots`
     /// buffers; `count` overrides the ring's length (tests only).
-    fn new(size: usize, slots: u64, count: Option<usize>) -> Self {
+    fn new(size: usize, slots: u64, count: Option<usize>) -> io::Result<Self> {
         let page = page_size();
         let pages = frame_pages(size);
         let count = count.unwrap_or_else(|| (slots as usize).div_ceil(pages) + 1);
         let stride = pages * page;
-        let mem = vec![0u8; count * stride + page];
-        let base = mem.as_ptr().align_offset(page);
-        Frames {
-            mem,
-            base,
+        Ok(Frames {
+            mem: Mapping::shared_anonymous(count * stride)?,
             stride,
             size,
             slots,
             spliced: 0,
             ends: vec![None; count],
             next: 0,
-        }
+        })
     }
 
     /// Fills the next buffer with a frame and splices it into `tx`.
@@ -219,8 +219,12 @@ impl Frames {
                 self.slots
             )));
         }
-        let start = self.base + slot * self.stride;
-        let frame = &mut self.mem[start..start + PREFIX + len];
+        let start = slot * self.stride;
+        // SAFETY: the mapping is `count * stride` bytes, page-aligned, and
+        // only this value writes it; the slice ends within slot `slot`
+        // (PREFIX + len ≤ stride, see `frame_pages`).
+        let all = unsafe { std::slice::from_raw_parts_mut(self.mem.as_ptr(), self.mem.len()) };
+        let frame = &mut all[start..start + PREFIX + len];
         frame[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
         fill(0, &mut frame[PREFIX..]);
         let mut done = 0;
@@ -238,7 +242,13 @@ impl Frames {
                     done += n;
                 }
                 Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // Part of the frame may be in the pipe: the buffer
+                    // counts as used, so a retry never writes over it.
+                    self.ends[slot] = Some(self.spliced);
+                    self.next = (slot + 1) % self.ends.len();
+                    return Err(e.into());
+                }
             }
         }
         self.ends[slot] = Some(self.spliced);
@@ -269,14 +279,36 @@ fn probe_maps_pages() -> io::Result<bool> {
 mod tests {
     use super::*;
 
+    /// The sender's buffers dropped while the pipe still references their
+    /// pages (after `finish`, or on an error): the reader still gets what
+    /// was sent, whatever this process allocates and writes meanwhile.
+    #[test]
+    fn frames_dropped_before_the_reader_drains_leave_the_data_whole() {
+        let (rx, tx) = pipe_with(PipeFlags::CLOEXEC).unwrap();
+        let slots = (fcntl_getpipe_size(&tx).unwrap() / page_size()) as u64;
+        let mut frames = Frames::new(12, slots, None).unwrap();
+        for i in 0..4u8 {
+            frames.send(&tx, 12, &mut |_, b| b.fill(i + 1)).unwrap();
+        }
+        drop(frames);
+        let junk: Vec<Vec<u8>> = (0..64).map(|_| vec![0xee; 4096]).collect();
+        for i in 0..4u8 {
+            let mut frame = [0u8; PREFIX + 12];
+            read_exact(&rx, &mut frame).unwrap();
+            assert_eq!(frame[..PREFIX], 12u64.to_le_bytes());
+            assert_eq!(frame[PREFIX..], [i + 1; 12], "frame {i}");
+        }
+        drop(junk);
+    }
+
     #[test]
     fn the_ring_outlasts_the_pipe() {
         let page = page_size();
         // A pipe of 16 buffers: 17 one-page frames, 9 two-page ones, and
         // 2 for frames bigger than the pipe.
-        assert_eq!(Frames::new(64, 16, None).ends.len(), 17);
-        assert_eq!(Frames::new(page, 16, None).ends.len(), 9);
-        assert_eq!(Frames::new(64 * page, 16, None).ends.len(), 2);
+        assert_eq!(Frames::new(64, 16, None).unwrap().ends.len(), 17);
+        assert_eq!(Frames::new(page, 16, None).unwrap().ends.len(), 9);
+        assert_eq!(Frames::new(64 * page, 16, None).unwrap().ends.len(), 2);
         assert_eq!(pages_touched(0, 1), 1);
         assert_eq!(pages_touched(page - 1, 2), 2);
         assert_eq!(pages_touched(page, page), 1);
@@ -288,7 +320,7 @@ mod tests {
     fn early_reuse_is_refused() {
         let (rx, tx) = pipe_with(PipeFlags::CLOEXEC).unwrap();
         let slots = (fcntl_getpipe_size(&tx).unwrap() / page_size()) as u64;
-        let mut frames = Frames::new(12, slots, Some(2));
+        let mut frames = Frames::new(12, slots, Some(2)).unwrap();
         let mut fill = |_: usize, b: &mut [u8]| b.fill(7);
         frames.send(&tx, 12, &mut fill).unwrap();
         frames.send(&tx, 12, &mut fill).unwrap();

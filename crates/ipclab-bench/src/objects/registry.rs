@@ -282,7 +282,15 @@ impl Record {
             Mode::RUSR | Mode::WUSR,
         )
         .map_err(|e| dir.error(&tmp, e))?;
-        let id = Identity::of(&fd)?;
+        let id = match Identity::of(&fd) {
+            Ok(id) => id,
+            Err(e) => {
+                // Just made, exclusively, in our 0700 directory: ours to
+                // remove by name.
+                let _ = rustix::fs::unlinkat(&dir.fd, tmp.as_str(), AtFlags::empty());
+                return Err(e);
+            }
+        };
         let linked = rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR)
             .map_err(io::Error::from)
             .and_then(|()| std::fs::File::from(fd).write_all(text.as_bytes()))
