@@ -123,6 +123,10 @@ struct Slot {
     sent: Ids,
 }
 
+/// `pending` of the slot being sent, counted down by completions that
+/// arrive during its send (see `send`).
+const IN_SEND: u64 = u64::MAX / 2;
+
 /// Subtracts a completed range from every slot it covers.
 fn settle(pool: &mut [Slot], done: &Ids) {
     for slot in pool {
@@ -169,6 +173,13 @@ impl ZerocopyStream {
         let mut on_done = |done: Ids, _copied: bool| settle(pool, &done);
         self.completions.drain(&self.sock, &mut on_done)?;
         while self.pool[slots.clone()].iter().any(|s| s.pending > 0) {
+            if self.completions.in_flight() == 0 {
+                // Nothing left for the kernel to report: waiting would be
+                // for ever.
+                return Err(io::Error::other(
+                    "MSG_ZEROCOPY accounting: a buffer waits for completions the kernel has all reported",
+                ));
+            }
             let pool = &mut self.pool;
             let mut on_done = |done: Ids, _copied: bool| settle(pool, &done);
             self.completions.wait(&self.sock, &mut on_done)?;
@@ -191,14 +202,21 @@ impl Endpoint for ZerocopyStream {
         let frame = frame(&mut buf, len);
         fill(0, payload(frame));
         let start = self.completions.next();
+        // While it is sent, this slot owns every number from `start` on, so
+        // that a completion arriving inside `send_all` (waiting on ENOBUFS)
+        // for an earlier piece of this frame is credited to it: counted
+        // down from `IN_SEND`, then turned into what is still pending.
+        self.pool[i].sent = start..u64::MAX;
+        self.pool[i].pending = IN_SEND;
         let pool = &mut self.pool;
         let mut on_done = |done: Ids, _copied: bool| settle(pool, &done);
         let result = self.completions.send_all(&self.sock, frame, &mut on_done);
         // Also after an error: the sends that went still read from `buf`.
         let slot = &mut self.pool[i];
         slot.buf = buf;
+        let done_meanwhile = IN_SEND - slot.pending;
         slot.sent = start..self.completions.next();
-        slot.pending = slot.sent.end - slot.sent.start;
+        slot.pending = (slot.sent.end - slot.sent.start) - done_meanwhile;
         result.map(drop)
     }
 
