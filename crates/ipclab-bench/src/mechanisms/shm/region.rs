@@ -204,15 +204,24 @@ impl Mapping {
     /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_ANONYMOUS, -1,
     /// 0)`—Memory shared with the children forked after this call.
     pub fn shared_anonymous(len: usize) -> io::Result<Mapping> {
+        Self::anonymous(len, MapFlags::SHARED)
+    }
+
+    /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS,
+    /// -1, 0)`—Memory of this process alone.
+    pub fn private_anonymous(len: usize) -> io::Result<Mapping> {
+        Self::anonymous(len, MapFlags::PRIVATE)
+    }
+
+    fn anonymous(len: usize, flags: MapFlags) -> io::Result<Mapping> {
         // SAFETY: as in `shared_fd`.
         let ptr = unsafe {
             mmap_anonymous(
                 std::ptr::null_mut(),
                 len,
                 ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-            )
-            .map_err(|e| map_error("the shared memory", len, e))?
+                flags,
+            )?
         };
         Ok(Mapping {
             ptr: NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?,

@@ -56,13 +56,17 @@ pub struct UringStream {
     /// completion came.
     read: Option<Option<i32>>,
     finished: bool,
+    /// An error happened: see [`UringStream::checked`].
+    broken: bool,
     rounds: u64,
 }
 
 impl UringStream {
     /// Takes `sock` and `ring` and registers three buffers of `chunk` bytes.
     pub fn new(ring: IoUring, sock: OwnedFd, chunk: usize, sqpoll: bool) -> io::Result<Self> {
-        let bufs = Mapping::shared_anonymous(3 * chunk)?;
+        // Private: the ring is this process's alone, and kernels before
+        // 5.14 refuse to register shmem-backed (MAP_SHARED) buffers.
+        let bufs = Mapping::private_anonymous(3 * chunk)?;
         let region = libc::iovec {
             iov_base: bufs.as_ptr().cast(),
             iov_len: bufs.len(),
@@ -89,6 +93,7 @@ impl UringStream {
             write_error: None,
             read: None,
             finished: false,
+            broken: false,
             rounds: 0,
         })
     }
@@ -112,7 +117,11 @@ impl UringStream {
         unsafe { self.ring.submission().push(&entry) }
             .map_err(|_| io::Error::other("io_uring submission queue full"))?;
         if self.sqpoll {
-            self.ring.submit()?;
+            // The entry is queued whatever this says, and the polling
+            // thread may take it: it counts as in flight (the caller
+            // records it), and the next `submit_and_wait` wakes the thread
+            // anyway, so a failed wake-up is no error.
+            let _ = self.ring.submit();
         }
         Ok(())
     }
@@ -164,14 +173,23 @@ impl UringStream {
             .completion()
             .map(|c| (c.user_data(), c.result()))
             .collect();
+        // Every completion is taken, also after an error: one left behind
+        // would leave its operation counted in flight for ever.
+        let mut first_error = None;
         for (what, res) in done {
-            match what {
-                READ => self.read = Some(Some(res)),
-                WRITE => self.write_completed(res)?,
-                _ => return Err(io::Error::other("io_uring completion of no operation")),
+            let taken = match what {
+                READ => {
+                    self.read = Some(Some(res));
+                    Ok(())
+                }
+                WRITE => self.write_completed(res),
+                _ => Err(io::Error::other("io_uring completion of no operation")),
+            };
+            if let Err(e) = taken {
+                first_error.get_or_insert(e);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     fn write_completed(&mut self, res: i32) -> io::Result<()> {
@@ -225,8 +243,20 @@ impl UringStream {
     }
 }
 
-impl Endpoint for UringStream {
-    fn send(&mut self, len: usize, fill: Fill<'_>) -> io::Result<()> {
+impl UringStream {
+    /// After any error the buffers' bookkeeping may be out of step with
+    /// the kernel (a write whose buffer was flipped, a read left queued):
+    /// every later call fails instead of reusing a buffer in flight.
+    fn checked<T>(&mut self, f: impl FnOnce(&mut Self) -> io::Result<T>) -> io::Result<T> {
+        if self.broken {
+            return Err(io::Error::other("the io_uring stream failed earlier"));
+        }
+        let result = f(self);
+        self.broken = result.is_err();
+        result
+    }
+
+    fn send_frame(&mut self, len: usize, fill: Fill<'_>) -> io::Result<()> {
         if self.finished {
             return Err(protocol_error("send after finish"));
         }
@@ -253,7 +283,7 @@ impl Endpoint for UringStream {
         Ok(())
     }
 
-    fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {
+    fn recv_frame(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {
         let frame = PREFIX + len;
         let mut pos = 0;
         while pos < frame {
@@ -294,13 +324,27 @@ impl Endpoint for UringStream {
         Ok(Received::Message)
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn finish_stream(&mut self) -> io::Result<()> {
         if !self.finished {
             self.finished = true;
             self.wait_write()?;
             rustix::net::shutdown(&self.sock, rustix::net::Shutdown::Write)?;
         }
         Ok(())
+    }
+}
+
+impl Endpoint for UringStream {
+    fn send(&mut self, len: usize, fill: Fill<'_>) -> io::Result<()> {
+        self.checked(|s| s.send_frame(len, fill))
+    }
+
+    fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {
+        self.checked(|s| s.recv_frame(len, check))
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.checked(Self::finish_stream)
     }
 
     fn rounds(&self) -> u64 {
