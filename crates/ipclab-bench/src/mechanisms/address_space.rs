@@ -1,6 +1,8 @@
-//! Naming the address-space limit (`RLIMIT_AS`, `ulimit -v`) when a
-//! mapping fails for want of room: a bare "Cannot allocate memory" does
-//! not say that the limit, not the machine, ran out.
+//! The memory limits of this process. The address-space limit
+//! (`RLIMIT_AS`, `ulimit -v`) is named when a mapping fails for want of
+//! room: a bare "Cannot allocate memory" does not say that the limit, not
+//! the machine, ran out. `RLIMIT_MEMLOCK` bounds pinned and registered
+//! pages (io_uring buffers, MSG_ZEROCOPY sends).
 
 use std::io;
 
@@ -9,6 +11,17 @@ use rustix::process::{Resource, getrlimit};
 /// The address-space limit in bytes, if there is one.
 fn limit() -> Option<u64> {
     getrlimit(Resource::As).current
+}
+
+/// The soft `RLIMIT_MEMLOCK` in bytes (pinned and registered pages count
+/// against it); `None` when unlimited.
+pub fn memlock() -> Option<u64> {
+    getrlimit(Resource::Memlock).current
+}
+
+/// [`memlock`] for `ipclab list`: `N bytes` or `unlimited`.
+pub fn memlock_text() -> String {
+    memlock().map_or("unlimited".into(), |b| format!("{b} bytes"))
 }
 
 /// This process's address space in bytes (`VmSize` of `/proc/self/status`).

@@ -37,8 +37,9 @@ use std::os::fd::OwnedFd;
 use nix::sys::uio::{RemoteIoVec, process_vm_readv};
 use nix::unistd::Pid;
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use rustix::net::{RecvFlags, SendFlags, SocketType};
 
+use super::unix_stream::unix_pair;
 use crate::transport::{
     ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
     Transport, protocol_error,
@@ -224,12 +225,7 @@ impl Transport for Cma {
     }
 
     fn prepare(&self, config: &ChannelConfig) -> io::Result<Prepared> {
-        let (server, client) = rustix::net::socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )?;
+        let (server, client) = unix_pair(SocketType::SEQPACKET)?;
         let slots = config
             .segments_for(config.size)
             .min(MAX_IN_FLIGHT_BYTES / config.size.max(1))

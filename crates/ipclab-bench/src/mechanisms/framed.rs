@@ -52,8 +52,24 @@ pub fn frame(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
         buf.resize(PREFIX + len, 0);
     }
     let frame = &mut buf[..PREFIX + len];
-    frame[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
+    put_prefix(frame, len);
     frame
+}
+
+/// Writes the length prefix announcing `len` at the start of `frame`.
+pub fn put_prefix(frame: &mut [u8], len: usize) {
+    frame[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
+}
+
+/// Checks that the prefix at the start of `frame` announces `len`.
+pub fn check_prefix(frame: &[u8], len: usize) -> io::Result<()> {
+    let announced = u64::from_le_bytes(frame[..PREFIX].try_into().expect("PREFIX bytes"));
+    if announced != len as u64 {
+        return Err(protocol_error(format!(
+            "frame announces {announced} bytes, expected {len}"
+        )));
+    }
+    Ok(())
 }
 
 /// The payload part of a [`frame`].
@@ -74,12 +90,7 @@ pub fn recv_frame(
     let Some(calls) = read_exact(fd, frame)? else {
         return Ok(None);
     };
-    let announced = u64::from_le_bytes(frame[..PREFIX].try_into().unwrap());
-    if announced != len as u64 {
-        return Err(protocol_error(format!(
-            "frame announces {announced} bytes, expected {len}"
-        )));
-    }
+    check_prefix(frame, len)?;
     check(0, &frame[PREFIX..]);
     Ok(Some(calls))
 }

@@ -14,20 +14,17 @@ use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::io::Errno;
+use rustix::net::SocketType;
 use rustix::net::sockopt::{Timeout, set_socket_timeout};
-use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+
+use super::unix_stream::unix_pair;
 
 /// How long a receive blocks before the endpoint checks that its peer lives.
 pub const WAIT_SLICE: Duration = Duration::from_millis(200);
 
 /// Makes the two ends of a lifeline: one for the server, one for the client.
 pub fn lifelines() -> io::Result<(Lifeline, Lifeline)> {
-    let (a, b) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let (a, b) = unix_pair(SocketType::STREAM)?;
     Ok((Lifeline(a), Lifeline(b)))
 }
 

@@ -55,10 +55,9 @@ impl Transport for TcpZerocopy {
             "net.core.optmem_max (notifications)",
             read_proc("/proc/sys/net/core/optmem_max"),
         ));
-        let memlock = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
         limits.push(Limit::new(
             "RLIMIT_MEMLOCK (pinned pages)",
-            memlock.map_or("unlimited".into(), |b| format!("{b} bytes")),
+            super::address_space::memlock_text(),
         ));
         limits.push(Limit::new(
             "loopback MSG_ZEROCOPY probe",

@@ -17,10 +17,11 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+use rustix::net::SocketType;
 
 use super::lifeline::{Lifeline, lifelines};
 use super::records::{Ending, Records, chunk_for, limits};
+use super::unix_stream::unix_pair;
 use crate::transport::{
     ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
 };
@@ -50,12 +51,7 @@ impl Transport for UnixDgram {
     }
 
     fn prepare(&self, _: &ChannelConfig) -> io::Result<Prepared> {
-        let (server, client) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::DGRAM,
-            SocketFlags::CLOEXEC,
-            None,
-        )?;
+        let (server, client) = unix_pair(SocketType::DGRAM)?;
         let (server_life, client_life) = lifelines()?;
         Ok(Prepared::new(Ends {
             server: (server, server_life),

@@ -9,9 +9,10 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+use rustix::net::SocketType;
 
 use super::records::{Ending, Records, chunk_for, limits};
+use super::unix_stream::unix_pair;
 use crate::transport::{
     ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
 };
@@ -41,12 +42,7 @@ impl Transport for UnixSeqpacket {
     }
 
     fn prepare(&self, _: &ChannelConfig) -> io::Result<Prepared> {
-        let (server, client) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )?;
+        let (server, client) = unix_pair(SocketType::SEQPACKET)?;
         Ok(Prepared::new(Ends {
             server,
             client,

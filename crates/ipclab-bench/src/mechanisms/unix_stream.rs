@@ -33,13 +33,8 @@ impl Transport for UnixStream {
     }
 
     fn limits(&self) -> Vec<Limit> {
-        let sndbuf = socketpair(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .and_then(|(a, _b)| rustix::net::sockopt::socket_send_buffer_size(&a));
+        let sndbuf = unix_pair(SocketType::STREAM)
+            .and_then(|(a, _b)| Ok(rustix::net::sockopt::socket_send_buffer_size(&a)?));
         vec![
             Limit::new(
                 "SO_SNDBUF (default)",
@@ -53,14 +48,20 @@ impl Transport for UnixStream {
     }
 
     fn prepare(&self, _: &ChannelConfig) -> io::Result<Prepared> {
-        let (server, client) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::CLOEXEC,
-            None,
-        )?;
+        let (server, client) = unix_pair(SocketType::STREAM)?;
         Ok(Prepared::new(Ends { server, client }))
     }
+}
+
+/// `socketpair(AF_UNIX, kind, SOCK_CLOEXEC)`—Two connected ends, no
+/// name: what every Unix-socket mechanism starts from.
+pub fn unix_pair(kind: SocketType) -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(socketpair(
+        AddressFamily::UNIX,
+        kind,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
 }
 
 /// A [`FramedStream`] over one socket: `tx` is a close-on-exec `dup` of it.

@@ -43,7 +43,7 @@ use rustix::io::Errno;
 use rustix::param::page_size;
 use rustix::pipe::{IoSliceRaw, PipeFlags, SpliceFlags, fcntl_getpipe_size, pipe_with, vmsplice};
 
-use super::framed::{FramedStream, PREFIX, read_exact};
+use super::framed::{FramedStream, PREFIX, put_prefix, read_exact};
 use super::pipe::{self, Pipes};
 use super::shm::region::Mapping;
 use crate::transport::{
@@ -225,7 +225,7 @@ impl Frames {
         // (PREFIX + len ≤ stride, see `frame_pages`).
         let all = unsafe { std::slice::from_raw_parts_mut(self.mem.as_ptr(), self.mem.len()) };
         let frame = &mut all[start..start + PREFIX + len];
-        frame[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
+        put_prefix(frame, len);
         fill(0, &mut frame[PREFIX..]);
         let mut done = 0;
         while done < frame.len() {

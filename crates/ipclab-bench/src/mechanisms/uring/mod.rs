@@ -16,10 +16,12 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 use io_uring::IoUring;
-use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
+use rustix::net::SocketType;
 
 use super::framed::PREFIX;
 use crate::machine::read_proc;
+use crate::mechanisms::address_space::{memlock, memlock_text};
+use crate::mechanisms::unix_stream::unix_pair;
 use crate::transport::{
     ChannelConfig, Copies, Endpoint, Family, Info, Limit, Pair, Prepared, Transport,
 };
@@ -45,30 +47,29 @@ pub static IO_URING_SQPOLL: Uring = Uring { sqpoll: true };
 
 impl Transport for Uring {
     fn info(&self) -> Info {
-        if self.sqpoll {
-            Info {
-                name: "io-uring-sqpoll",
-                family: Family::MessagePassing,
-                sync: "io_uring (kernel thread polls submissions; io_uring_enter waits)",
-                summary: "as io-uring, with IORING_SETUP_SQPOLL: a kernel thread per side, pinned to the side's CPU, spins on the queue (its CPU time counts in the side's CPU time)",
-                polls: false,
-                copies: Copies {
-                    count: Some(2),
-                    why: "the write copies the registered buffer into the socket, the read copies into the receiver's registered buffer",
-                },
-            }
+        let (name, sync, summary) = if self.sqpoll {
+            (
+                "io-uring-sqpoll",
+                "io_uring (kernel thread polls submissions; io_uring_enter waits)",
+                "as io-uring, with IORING_SETUP_SQPOLL: a kernel thread per side, pinned to the side's CPU, spins on the queue (its CPU time counts in the side's CPU time)",
+            )
         } else {
-            Info {
-                name: "io-uring",
-                family: Family::MessagePassing,
-                sync: "io_uring (io_uring_enter waits)",
-                summary: "AF_UNIX SOCK_STREAM socketpair through io_uring: READ_FIXED/WRITE_FIXED on registered buffers, a send and the next receive in one io_uring_enter; length-prefixed frames",
-                polls: false,
-                copies: Copies {
-                    count: Some(2),
-                    why: "the write copies the registered buffer into the socket, the read copies into the receiver's registered buffer",
-                },
-            }
+            (
+                "io-uring",
+                "io_uring (io_uring_enter waits)",
+                "AF_UNIX SOCK_STREAM socketpair through io_uring: READ_FIXED/WRITE_FIXED on registered buffers, a send and the next receive in one io_uring_enter; length-prefixed frames",
+            )
+        };
+        Info {
+            name,
+            family: Family::MessagePassing,
+            sync,
+            summary,
+            polls: false,
+            copies: Copies {
+                count: Some(2),
+                why: "the write copies the registered buffer into the socket, the read copies into the receiver's registered buffer",
+            },
         }
     }
 
@@ -78,13 +79,7 @@ impl Transport for Uring {
                 "kernel.io_uring_disabled",
                 read_proc("/proc/sys/kernel/io_uring_disabled"),
             ),
-            Limit::new(
-                "RLIMIT_MEMLOCK (counts registered buffers)",
-                match memlock() {
-                    None => "unlimited".to_string(),
-                    Some(b) => format!("{b} bytes"),
-                },
-            ),
+            Limit::new("RLIMIT_MEMLOCK (counts registered buffers)", memlock_text()),
             Limit::new(
                 "registered buffer per side",
                 format!("3 x {} bytes at most", chunk_max()),
@@ -115,12 +110,7 @@ impl Transport for Uring {
     }
 
     fn prepare(&self, config: &ChannelConfig) -> io::Result<Prepared> {
-        let (server, client) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::STREAM,
-            SocketFlags::CLOEXEC,
-            None,
-        )?;
+        let (server, client) = unix_pair(SocketType::STREAM)?;
         Ok(Prepared::new(Ends {
             server,
             client,
@@ -185,11 +175,6 @@ fn only_cpu() -> Option<usize> {
         return None;
     }
     (0..rustix::thread::CpuSet::MAX_CPU).find(|&c| set.is_set(c))
-}
-
-/// The soft `RLIMIT_MEMLOCK` in bytes; `None` when unlimited.
-fn memlock() -> Option<u64> {
-    rustix::process::getrlimit(rustix::process::Resource::Memlock).current
 }
 
 /// The buffer size for frames of `size` bytes: a whole frame (in pages)

@@ -21,7 +21,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use io_uring::{IoUring, opcode, squeue, types};
 
-use crate::mechanisms::framed::PREFIX;
+use crate::mechanisms::framed::{PREFIX, check_prefix, put_prefix};
 use crate::mechanisms::shm::region::Mapping;
 use crate::transport::{Check, Endpoint, Fill, Received, protocol_error};
 
@@ -271,7 +271,7 @@ impl UringStream {
             // the write before that completed in an earlier `wait_write`.
             let chunk = unsafe { std::slice::from_raw_parts_mut(self.addr(buf, 0), n) };
             if pos == 0 {
-                chunk[..PREFIX].copy_from_slice(&(len as u64).to_le_bytes());
+                put_prefix(chunk, len);
                 fill(0, &mut chunk[PREFIX..]);
             } else {
                 fill(pos - PREFIX, chunk);
@@ -309,12 +309,7 @@ impl UringStream {
             // are the kernel's finished work, untouched until the next read.
             let chunk = unsafe { std::slice::from_raw_parts(self.addr(2, 0), n) };
             if pos == 0 {
-                let announced = u64::from_le_bytes(chunk[..PREFIX].try_into().unwrap());
-                if announced != len as u64 {
-                    return Err(protocol_error(format!(
-                        "frame announces {announced} bytes, expected {len}"
-                    )));
-                }
+                check_prefix(chunk, len)?;
                 check(0, &chunk[PREFIX..]);
             } else {
                 check(pos - PREFIX, chunk);
