@@ -1,5 +1,7 @@
 //! `ipclab compare` on hand-made result files.
 
+mod common;
+
 use assert_cmd::Command;
 use serde_json::{Value, json};
 
@@ -40,24 +42,17 @@ fn tput(bytes_per_s: f64) -> Value {
     json!({"bytes_per_s": bytes_per_s, "messages_per_s": bytes_per_s / 64.0})
 }
 
-struct Files(std::path::PathBuf);
+/// Result files written for one test, removed however it ends.
+struct Files(common::TempDir);
 
 impl Files {
     fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("ipclab-cmp-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Files(d)
+        Files(common::TempDir::new(&format!("cmp-{name}")))
     }
     fn write(&self, name: &str, v: &Value) -> std::path::PathBuf {
-        let p = self.0.join(name);
+        let p = self.0.0.join(name);
         std::fs::write(&p, serde_json::to_string(v).unwrap()).unwrap();
         p
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -291,7 +286,7 @@ fn bad_files_are_one_clear_error() {
             "cannot read",
         ),
         (f.0.join("missing.json"), "cannot read"),
-        (f.0.clone(), "cannot read"),
+        (f.0.to_path_buf(), "cannot read"),
     ];
     let truncated = serde_json::to_string(&old_run()).unwrap();
     cases.push((

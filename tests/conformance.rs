@@ -8,9 +8,9 @@ mod common;
 use std::path::Path;
 
 use ipclab_bench::harness::cell::run_cell;
-use ipclab_bench::harness::spec::{CellOutcome, CellSpec, Pattern, Placement};
+use ipclab_bench::harness::spec::{CellOutcome, CellSpec, Pattern};
 use ipclab_bench::mechanisms::{REGISTRY, limits};
-use ipclab_bench::transport::{ChannelConfig, Transport};
+use ipclab_bench::transport::Transport;
 
 const SIZES: [usize; 8] = [0, 1, 12, 4095, 4096, 4097, 65536, (4 << 20) + 1];
 
@@ -26,24 +26,8 @@ fn spec(
     warmup_ns: u64,
 ) -> CellSpec {
     CellSpec {
-        mechanism: t.info().name.to_string(),
-        pattern,
-        channel: ChannelConfig {
-            size,
-            segment_size: None,
-            segments: 1,
-        },
-        // Left to the scheduler: this checks behaviour, not speed, and must
-        // also pass on a one-CPU machine.
-        placement: Placement::Unpinned,
-        cpus: None,
         warmup_ns,
-        duration_ns: 0,
-        iterations: Some(iterations),
-        min_iterations: 1,
-        verify: true,
-        // The watchdog: a hang fails the cell instead of the whole CI run.
-        timeout_ns: 60_000_000_000,
+        ..common::cell_spec(t.info().name, pattern, size, iterations)
     }
 }
 

@@ -3,6 +3,8 @@
 //! (a device node, a symbolic link, a FIFO, a directory) is refused up
 //! front and left exactly as it was. A planted `<path>.tmp` is no hazard.
 
+mod common;
+
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,32 +37,7 @@ const TINY: [&str; 12] = [
     "unpinned",
 ];
 
-/// A folder removed however the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("ipclab-exp-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-
-    fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 /// Everything that tells one object at a path from another: its type,
 /// inode, mode and device number, where a link points, a file's contents.

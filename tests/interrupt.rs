@@ -10,24 +10,7 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process, kill_process_group, test_kill_process_group};
 
-/// A folder removed however the test ends.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("ipclab-int-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 #[test]
 fn ctrl_c_stops_every_process_and_leaves_nothing() {
@@ -59,7 +42,7 @@ fn stop_a_run(mechanisms: &str, signal: Signal, group: bool) -> Option<i32> {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let before = common::ipc_objects();
-    let dir = TempDir::new();
+    let dir = TempDir::new("interrupt");
     let json = dir.0.join("run.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ipclab"))
         .args([

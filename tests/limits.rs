@@ -7,31 +7,16 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use ipclab_bench::harness::cell::run_cell;
-use ipclab_bench::harness::spec::{CellSpec, Pattern, Placement};
-use ipclab_bench::transport::ChannelConfig;
+use ipclab_bench::harness::spec::{CellSpec, Pattern};
 
 fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_ipclab"))
 }
 
 fn spec(name: &str, pattern: Pattern, size: usize) -> CellSpec {
-    CellSpec {
-        mechanism: name.into(),
-        pattern,
-        channel: ChannelConfig {
-            size,
-            segment_size: None,
-            segments: 0,
-        },
-        placement: Placement::Unpinned,
-        cpus: None,
-        warmup_ns: 0,
-        duration_ns: 0,
-        iterations: Some(8),
-        min_iterations: 1,
-        verify: true,
-        timeout_ns: 60_000_000_000,
-    }
+    let mut spec = common::cell_spec(name, pattern, size, 8);
+    spec.channel.segments = 0;
+    spec
 }
 
 #[test]

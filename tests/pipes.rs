@@ -3,30 +3,18 @@
 //! `pipe` does; `vmsplice` reuses its frame buffers only once the pipe has
 //! released them, over long verified streams at 1 MiB and 4 MiB.
 
+mod common;
+
 use std::path::Path;
 
 use ipclab_bench::harness::cell::run_cell;
-use ipclab_bench::harness::spec::{CellOutcome, CellSpec, Pattern, Placement};
-use ipclab_bench::transport::ChannelConfig;
+use ipclab_bench::harness::spec::{CellOutcome, CellSpec, Pattern};
 
 fn cell(mechanism: &str, pattern: Pattern, size: usize, n: u64) -> CellOutcome {
     let spec = CellSpec {
-        mechanism: mechanism.into(),
-        pattern,
-        channel: ChannelConfig {
-            size,
-            segment_size: None,
-            segments: 1,
-        },
-        placement: Placement::Unpinned,
-        cpus: None,
-        warmup_ns: 0,
-        duration_ns: 0,
-        iterations: Some(n),
-        min_iterations: 1,
-        verify: true,
-        // The watchdog: a hang fails the cell.
+        // Streams of 4 MiB frames take a while in a debug build.
         timeout_ns: 120_000_000_000,
+        ..common::cell_spec(mechanism, pattern, size, n)
     };
     run_cell(Path::new(env!("CARGO_BIN_EXE_ipclab")), &spec)
         .unwrap_or_else(|e| panic!("{mechanism} {pattern} size {size}: {e:#}"))

@@ -2,7 +2,9 @@
 //! `index.html`, from a hand-made run of thirty mechanisms and from a tiny
 //! real one.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use assert_cmd::Command;
 use ipclab_bench::harness::clock::TimerCalibration;
@@ -13,23 +15,7 @@ use ipclab_bench::results::{
 };
 use ipclab_bench::stats::Stats;
 
-/// A folder removed however the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("ipclab-report-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::TempDir;
 
 const FAMILIES: [(&str, usize); 4] = [
     ("message-passing", 12),

@@ -99,3 +99,73 @@ fn walk(dir: &std::path::Path, all: &mut BTreeSet<String>) {
         }
     }
 }
+
+/// A folder of one test's in the temporary directory (`ipclab-test-<tag>-
+/// <pid>-<n>`, which no leak check takes for ipclab's), removed however
+/// the test ends.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        // Relaxed: only the count's uniqueness matters.
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = std::env::temp_dir().join(format!("ipclab-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+
+    /// The names in the folder, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+/// The cell the behaviour tests run: exactly `n` iterations of `pattern`
+/// at `size`, one segment, no warm-up, every byte verified, left to the
+/// scheduler (this checks behaviour, not speed, and must also pass on a
+/// one-CPU machine), with a 60 s watchdog so that a hang fails the cell
+/// instead of the whole CI run.
+pub fn cell_spec(
+    mechanism: &str,
+    pattern: ipclab_bench::harness::spec::Pattern,
+    size: usize,
+    n: u64,
+) -> ipclab_bench::harness::spec::CellSpec {
+    ipclab_bench::harness::spec::CellSpec {
+        mechanism: mechanism.into(),
+        pattern,
+        channel: ipclab_bench::transport::ChannelConfig {
+            size,
+            segment_size: None,
+            segments: 1,
+        },
+        placement: ipclab_bench::harness::spec::Placement::Unpinned,
+        cpus: None,
+        warmup_ns: 0,
+        duration_ns: 0,
+        iterations: Some(n),
+        min_iterations: 1,
+        verify: true,
+        timeout_ns: 60_000_000_000,
+    }
+}
