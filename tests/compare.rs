@@ -56,6 +56,14 @@ impl Files {
     }
 }
 
+/// What `ipclab compare OLD NEW` prints, which must succeed.
+fn compared(old: &std::path::Path, new: &std::path::Path) -> String {
+    let out = ipclab().arg("compare").arg(old).arg(new).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
+}
+
 fn ipclab() -> Command {
     Command::cargo_bin("ipclab").unwrap()
 }
@@ -108,14 +116,7 @@ fn verdicts_follow_the_figures_and_the_noise() {
             row("udp", "pingpong", 64, stats(30_000, 31_000)),
         ]),
     );
-    let out = ipclab()
-        .arg("compare")
-        .arg(&old)
-        .arg(&new)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = compared(&old, &new);
     assert!(
         text.contains("1 faster, 2 slower, 1 same within noise"),
         "{text}"
@@ -207,14 +208,7 @@ fn with_intervals_the_verdict_is_whether_they_overlap() {
             row("fifo", "pingpong", 64, stats(13_000, 14_000)),
         ]),
     );
-    let out = ipclab()
-        .arg("compare")
-        .arg(&old)
-        .arg(&new)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = compared(&old, &new);
     assert!(
         text.contains("1 faster, 2 slower, 1 same within noise"),
         "{text}"
