@@ -107,9 +107,27 @@ pub struct RunArgs {
           allow_hyphen_values = true)]
     pub warmup: u64,
 
-    /// Where the two processes run: cross-core, same-core, unpinned (comma-separated for several).
+    /// Where the processes run: cross-core (alias spread: each pair's two
+    /// sides on different CPUs, the pairs round-robin over the CPUs),
+    /// same-core (alias packed: both sides of a pair on one CPU), unpinned
+    /// (comma-separated for several).
     #[arg(long, value_delimiter = ',', default_value = "cross-core")]
     pub placement: Vec<Placement>,
+
+    /// Client/server pairs run at once, each with its own channel (e.g.
+    /// 1,2,4,8): with more processes than CPUs, the row shows contention.
+    /// Rows add up the pairs' throughput and merge their round trips.
+    #[arg(long, value_delimiter = ',', value_parser = parse_pairs, default_value = "1",
+          value_name = "LIST", allow_hyphen_values = true)]
+    pub pairs: Vec<usize>,
+
+    /// Offered load of pingpong, round trips per second per pair (e.g.
+    /// 1k,10k,100k,max): open loop, each round trip timed from when it was
+    /// due, so that stalls show in the percentiles (coordinated omission
+    /// corrected). max is closed loop. Stream and oneshot run at max only.
+    #[arg(long, value_delimiter = ',', value_parser = parse_offered_rate, default_value = "max",
+          value_name = "LIST", allow_hyphen_values = true)]
+    pub rate: Vec<OfferedRate>,
 
     /// Client and server CPUs for pinned placements, e.g. 0,1.
     #[arg(
@@ -192,6 +210,27 @@ pub struct CompareArgs {
     /// Exit with status 1 when any row got slower by more than PCT percent.
     #[arg(long, value_name = "PCT", value_parser = parse_percent, allow_hyphen_values = true)]
     pub fail_above: Option<f64>,
+}
+
+/// An offered rate: round trips per second, or `max` (`None`, closed loop).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OfferedRate(pub Option<f64>);
+
+fn parse_offered_rate(s: &str) -> Result<OfferedRate, String> {
+    ipclab_bench::units::parse_rate(s).map(OfferedRate)
+}
+
+/// Pairs: 1 to `MAX_PAIRS`.
+fn parse_pairs(s: &str) -> Result<usize, String> {
+    use ipclab_bench::harness::topology::MAX_PAIRS;
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("0 pairs run nothing; give at least 1".into()),
+        Ok(n) if n <= MAX_PAIRS => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} pairs are more than {MAX_PAIRS} (2 processes each)"
+        )),
+        Err(_) => Err(format!("'{s}' is not a number of pairs")),
+    }
 }
 
 /// Repetitions: 1 to 100.

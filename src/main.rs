@@ -167,6 +167,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         patterns: dedup(args.pattern),
         placements: dedup(args.placement),
         cpus,
+        pairs: dedup(args.pairs),
+        rates: dedup(args.rate).into_iter().map(|r| r.0).collect(),
         warmup_ns: args.warmup,
         duration_ns: args.duration,
         iterations: args.iterations,

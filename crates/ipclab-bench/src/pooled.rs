@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use crate::interval::{Interval, median};
-use crate::results::{CpuPerMessage, Row, Throughput};
+use crate::results::{CpuPerMessage, MinMax, Row, Switches, Throughput};
 use crate::stats::{Stats, cdf, histogram};
 use crate::vs_limit;
 
@@ -26,13 +26,16 @@ pub struct Measured {
     pub repetition: usize,
     /// The row of this repetition alone (its `vs_limit` is not used).
     pub row: Row,
-    /// Round-trip times as (value, count) pairs (pingpong).
+    /// Round-trip times as (value, count) pairs (pingpong), every pair's.
     pub round_trips: Vec<(u64, u64)>,
+    /// Open loop: the same timed from the actual sends.
+    pub uncorrected: Vec<(u64, u64)>,
     /// Fork-to-reap times of the fresh-process runs (oneshot).
     pub oneshot_ns: Vec<u64>,
 }
 
-/// What identifies a row: mechanism, pattern, size, placement.
+/// What identifies a row: mechanism, pattern, size, condition
+/// ([`Row::condition`]: placement, pairs, offered rate).
 pub type Key = (String, String, usize, String);
 
 pub fn key(row: &Row) -> Key {
@@ -40,7 +43,7 @@ pub fn key(row: &Row) -> Key {
         row.mechanism.clone(),
         row.pattern.clone(),
         row.size,
-        row.placement.clone(),
+        row.condition(),
     )
 }
 
@@ -58,23 +61,14 @@ pub fn rows(measured: &[Measured], order: &[Key]) -> Vec<Row> {
         .iter()
         .map(|m| vs_limit::vs_limit(&limits[m.repetition], &m.row))
         .collect();
-    let mut by_key: HashMap<(&str, &str, usize, &str), Vec<usize>> = HashMap::new();
+    let mut by_key: HashMap<Key, Vec<usize>> = HashMap::new();
     for (i, m) in measured.iter().enumerate() {
-        let r = &m.row;
-        by_key
-            .entry((&r.mechanism, &r.pattern, r.size, &r.placement))
-            .or_default()
-            .push(i);
+        by_key.entry(key(&m.row)).or_default().push(i);
     }
     order
         .iter()
-        .filter_map(|(mechanism, pattern, size, placement)| {
-            let mine = by_key.get(&(
-                mechanism.as_str(),
-                pattern.as_str(),
-                *size,
-                placement.as_str(),
-            ))?;
+        .filter_map(|k| {
+            let mine = by_key.get(k)?;
             let parts: Vec<&Measured> = mine.iter().map(|&i| &measured[i]).collect();
             let ratios: Vec<f64> = mine.iter().filter_map(|&i| ratios[i]).collect();
             Some(pool(&parts, &ratios))
@@ -128,6 +122,59 @@ fn pool(parts: &[&Measured], ratios: &[f64]) -> Row {
         let h = histogram(parts.iter().flat_map(|m| m.round_trips.iter().copied()));
         row.rtt_ns = Some(Stats::of(&h));
         row.rtt_cdf = cdf(&h);
+    }
+    if row.rtt_uncorrected_ns.is_some() {
+        let h = histogram(parts.iter().flat_map(|m| m.uncorrected.iter().copied()));
+        row.rtt_uncorrected_ns = Some(Stats::of(&h));
+    }
+    // Rates: every round trip or message over every window (a window is
+    // n / rate), as for throughput below.
+    let pooled_rate = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
+        let mut wall = 0.0;
+        for m in parts {
+            let rate = f(&m.row)?;
+            if rate > 0.0 {
+                wall += m.row.iterations as f64 / rate;
+            }
+        }
+        Some(if wall > 0.0 { n as f64 / wall } else { 0.0 })
+    };
+    if row.round_trips.is_some() {
+        let per_s = pooled_rate(&|r| r.round_trips.map(|t| t.messages_per_s)).unwrap_or(0.0);
+        row.round_trips = Some(Throughput {
+            bytes_per_s: per_s * row.size as f64,
+            messages_per_s: per_s,
+        });
+    }
+    if let (Some(offered), Some(per_s)) = (
+        row.offered_rate,
+        pooled_rate(&|r| r.achieved_rate.map(|a| a * r.pairs as f64)),
+    ) {
+        let achieved = per_s / row.pairs.max(1) as f64;
+        row.achieved_rate = Some(achieved);
+        row.sustained = Some(achieved >= Row::SUSTAINED * offered);
+    }
+    // The slowest and fastest pair: the median over repetitions of each.
+    let middle_f = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
+        let v: Vec<f64> = parts.iter().filter_map(|m| f(&m.row)).collect();
+        median(&v)
+    };
+    if row.pair_throughput.is_some()
+        && let (Some(min), Some(max)) = (
+            middle_f(&|r| r.pair_throughput.map(|p| p.min)),
+            middle_f(&|r| r.pair_throughput.map(|p| p.max)),
+        )
+    {
+        row.pair_throughput = Some(MinMax { min, max });
+    }
+    if row.context_switches_per_message.is_some() {
+        let of = |f: fn(&Switches) -> f64| {
+            weighted(&|r: &Row| r.context_switches_per_message.as_ref().map_or(0.0, f))
+        };
+        row.context_switches_per_message = Some(Switches {
+            voluntary: of(|s| s.voluntary),
+            involuntary: of(|s| s.involuntary),
+        });
     }
     if row.oneshot_ns.is_some() {
         row.oneshot_ns = Some(Stats::of_samples(

@@ -9,9 +9,12 @@ use crate::machine::Machine;
 use crate::stats::Stats;
 
 /// The version of the JSON layout. 2 added repetitions and intervals
-/// (`repeat`, `seed`, `repetitions`, `ci95`, `vs_limit_ci95`); a reader
-/// takes 1 and 2 and refuses any other.
-pub const SCHEMA: u32 = 2;
+/// (`repeat`, `seed`, `repetitions`, `ci95`, `vs_limit_ci95`); 3 added
+/// pairs and offered load (`pairs`, `rates`, `oversubscription`,
+/// `offered_rate`, `achieved_rate`, `sustained`, `rtt_uncorrected_ns`,
+/// `round_trips`, `pair_throughput`, `context_switches_per_message`). A
+/// reader takes 1 to 3 and refuses any other.
+pub const SCHEMA: u32 = 3;
 
 /// A whole run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -57,6 +60,21 @@ pub struct Settings {
     /// The seed of the shuffles (`--seed` replays the order).
     #[serde(default)]
     pub seed: u64,
+    /// Numbers of pairs measured (`--pairs`; schema 3).
+    #[serde(default = "ones")]
+    pub pairs: Vec<usize>,
+    /// Offered rates of pingpong, round trips per second per pair, `null`
+    /// for closed loop (`--rate`; schema 3).
+    #[serde(default = "closed_loop")]
+    pub rates: Vec<Option<f64>>,
+}
+
+fn ones() -> Vec<usize> {
+    vec![1]
+}
+
+fn closed_loop() -> Vec<Option<f64>> {
+    vec![None]
 }
 
 fn one() -> usize {
@@ -86,7 +104,29 @@ pub struct Row {
     /// Bytes per message, each way.
     pub size: usize,
     pub placement: String,
-    /// The CPUs each side was seen running on.
+    /// Client/server pairs measured at once, each with its own channel
+    /// (schema 3; 1 before).
+    #[serde(default = "one")]
+    pub pairs: usize,
+    /// Processes per CPU they could run on (`harness::topology`): above 1
+    /// some process waits for a CPU whenever all want one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oversubscription: Option<f64>,
+    /// Open loop (`--rate`): round trips per second each pair was offered;
+    /// none for closed loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_rate: Option<f64>,
+    /// Open loop: round trips per second each pair achieved, on average.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved_rate: Option<f64>,
+    /// Open loop: whether the achieved rate reached
+    /// [`Row::SUSTAINED`] of the offered one. A row that did not is no
+    /// measurement of that load: its percentiles grow with the run's
+    /// length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sustained: Option<bool>,
+    /// The CPUs each side was seen running on (with pairs, every client's
+    /// and every server's).
     pub cpus: Cpus,
     /// Measured iterations: round trips (pingpong), messages received in
     /// the window (stream), fresh-process runs (oneshot).
@@ -107,6 +147,23 @@ pub struct Row {
     /// Points of the round-trip distribution, (quantile, ns) (pingpong).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub rtt_cdf: Vec<(f64, u64)>,
+    /// Open loop: the same round trips timed from their actual send rather
+    /// than from when they were due, as a closed-loop tool would time them
+    /// (`rtt_ns` is corrected for coordinated omission; this is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_uncorrected_ns: Option<Stats>,
+    /// Pingpong: round trips per second over all pairs, and the bytes of
+    /// the requests (each way carries as many).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_trips: Option<Throughput>,
+    /// The slowest and the fastest pair: round trips (pingpong) or messages
+    /// (stream) per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair_throughput: Option<MinMax>,
+    /// Context switches of all processes per round trip (pingpong) or
+    /// message (stream), from `getrusage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_switches_per_message: Option<Switches>,
     /// Throughput at the receiver (stream).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub throughput: Option<Throughput>,
@@ -135,6 +192,18 @@ pub struct Row {
 }
 
 impl Row {
+    /// The share of the offered rate an open-loop row must achieve to count
+    /// as sustained.
+    pub const SUSTAINED: f64 = 0.95;
+
+    /// What besides mechanism, pattern and size tells this row's cell
+    /// apart: the placement, then the pairs and the offered rate when not 1
+    /// and closed loop (`cross-core`, `cross-core, 4 pairs, 10k/s`). Tables,
+    /// summaries, limits and comparisons group rows by it.
+    pub fn condition(&self) -> String {
+        condition(&self.placement, self.pairs, self.offered_rate)
+    }
+
     /// The headline figure: the p50 round trip in ns (pingpong), the p50
     /// fresh-process run in ns (oneshot), or messages per second (stream).
     pub fn figure(&self) -> Option<f64> {
@@ -151,6 +220,33 @@ impl Row {
     pub fn higher_is_better(&self) -> bool {
         self.throughput.is_some()
     }
+}
+
+/// [`Row::condition`] of a cell not measured yet.
+pub fn condition(placement: &str, pairs: usize, rate: Option<f64>) -> String {
+    let mut c = placement.to_string();
+    if pairs != 1 {
+        c.push_str(&format!(", {pairs} pairs"));
+    }
+    if let Some(rate) = rate {
+        c.push_str(&format!(", {}", crate::units::rate_label(rate)));
+    }
+    c
+}
+
+/// The smallest and the largest of some figure.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MinMax {
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Context switches per message: voluntary (a process waited and gave up
+/// its CPU) and involuntary (it was preempted).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Switches {
+    pub voluntary: f64,
+    pub involuntary: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -179,6 +275,10 @@ pub struct Failure {
     pub pattern: String,
     pub size: usize,
     pub placement: String,
+    #[serde(default = "one")]
+    pub pairs: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered_rate: Option<f64>,
     pub error: String,
 }
 

@@ -189,6 +189,8 @@ pub fn run(o: &SeedOptions, exe: &Path) -> Result<Seed> {
                             pattern: Pattern::Oneshot.to_string(),
                             size,
                             placement: Placement::Unpinned.to_string(),
+                            pairs: 1,
+                            offered_rate: None,
                             error: format!("{e:#}"),
                         });
                         break;
@@ -229,6 +231,8 @@ pub fn run(o: &SeedOptions, exe: &Path) -> Result<Seed> {
             patterns: vec![Pattern::Pingpong],
             placements: vec![Placement::Unpinned],
             cpus: None,
+            pairs: vec![1],
+            rates: vec![None],
             warmup_ns: o.warmup_ns,
             duration_ns: o.duration_ns,
             iterations: None,
@@ -276,7 +280,9 @@ fn fresh_spec(o: &SeedOptions, mechanism: &str, size: usize, runs: u64, rounds: 
             segments: 1,
         },
         placement: Placement::Unpinned,
+        pairs: 1,
         cpus: None,
+        rate: None,
         warmup_ns: o.warmup_ns / rounds,
         duration_ns: 0,
         iterations: Some(runs),

@@ -10,12 +10,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::harness::cell::{handle_interrupts, run_cell, stopped};
 use crate::harness::clock::TimerCalibration;
 use crate::harness::scribbler::Noise;
-use crate::harness::spec::{CellOutcome, CellSpec, Pattern, Placement};
+use crate::harness::spec::{CellOutcome, CellSpec, Pattern, Placement, SideReport};
+use crate::harness::topology::{self, MAX_PAIRS};
 use crate::machine::{Machine, allowed_cpus};
 use crate::mechanisms::limits::{LIMIT_COPY, LIMIT_FUTEX, LIMIT_SPIN};
 use crate::pooled::{self, Key, Measured};
 use crate::results::{
-    CpuPerMessage, Cpus, Failure, Row, Run, SCHEMA, Settings, Skipped, Throughput,
+    CpuPerMessage, Cpus, Failure, MinMax, Row, Run, SCHEMA, Settings, Skipped, Switches, Throughput,
 };
 use crate::stats::{Stats, cdf, histogram};
 use crate::transport::{ChannelConfig, Family, Transport};
@@ -46,6 +47,11 @@ pub struct Options {
     pub repeat: usize,
     /// The seed of the shuffled orders (`--seed`).
     pub seed: u64,
+    /// Numbers of client/server pairs to run at once (`--pairs`).
+    pub pairs: Vec<usize>,
+    /// Offered rates of pingpong, round trips per second per pair; `None`
+    /// is closed loop (`--rate`). Stream and oneshot run closed loop only.
+    pub rates: Vec<Option<f64>>,
 }
 
 /// The fewest measured iterations of a cell timed by duration.
@@ -63,9 +69,20 @@ impl Options {
         }
     }
 
-    /// Checks what can be checked before anything runs; the error is one line.
-    pub fn validate(&self) -> Result<(usize, usize)> {
+    /// Checks what can be checked before anything runs; the error is one
+    /// line. Returns the CPUs pinned placements use, in order.
+    pub fn validate(&self) -> Result<Vec<usize>> {
         let allowed = allowed_cpus();
+        if let Some(&most) = self.pairs.iter().max() {
+            check_pairs(most)?;
+        }
+        if self.rates.iter().any(Option::is_some) && !self.patterns.contains(&Pattern::Pingpong) {
+            bail!(
+                "--rate paces round trips, so it needs -p pingpong (a stream has no round trips \
+                 to time, and oneshot starts fresh processes for each); give -p pingpong or \
+                 --rate max"
+            );
+        }
         let (client, server) = match self.cpus {
             Some(pair) => pair,
             None => {
@@ -99,7 +116,10 @@ impl Options {
                 segments: self.segments,
             };
             let per_direction = config.segments_for(segment);
-            let needed = segment.saturating_mul(per_direction).saturating_mul(2);
+            let needed = segment
+                .saturating_mul(per_direction)
+                .saturating_mul(2)
+                .saturating_mul(self.pairs.iter().copied().max().unwrap_or(1));
             if needed > available {
                 bail!(
                     "a segment size of {} needs about {} of memory (2 × {per_direction} segments), \
@@ -111,18 +131,53 @@ impl Options {
             }
         }
         // Each side holds a few message buffers; refuse what cannot fit.
-        if let Some(&largest) = self.sizes.iter().max()
-            && largest.saturating_mul(6) > available
-        {
+        let most_pairs = self.pairs.iter().copied().max().unwrap_or(1);
+        if let Some(&largest) = self.sizes.iter().max() {
+            let needed = largest.saturating_mul(6).saturating_mul(most_pairs);
+            if needed > available {
+                bail!(
+                    "a size of {} needs about {} of memory{}, but only {} is available",
+                    units::size(largest),
+                    units::size(needed),
+                    match most_pairs {
+                        1 => String::new(),
+                        n => format!(" with {n} pairs"),
+                    },
+                    units::size(available)
+                );
+            }
+        }
+        // The pinned CPUs: the two given, or every allowed one from the
+        // first two, for the pairs to spread over.
+        let mut cpus = vec![client, server];
+        cpus.dedup();
+        if self.cpus.is_none() {
+            cpus.extend(allowed.iter().filter(|c| **c != client && **c != server));
+        }
+        Ok(cpus)
+    }
+}
+
+/// Refuses no pairs, more than [`MAX_PAIRS`], or more processes than
+/// this user may start.
+fn check_pairs(pairs: usize) -> Result<()> {
+    if pairs == 0 {
+        bail!("--pairs 0 runs nothing; give at least 1");
+    }
+    if pairs > MAX_PAIRS {
+        bail!("--pairs {pairs} is more than {MAX_PAIRS} pairs (2 processes each)");
+    }
+    if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nproc).current {
+        // The user's other processes count too: this is the least needed.
+        let needed = 2 * pairs as u64 + 2;
+        if needed > limit {
             bail!(
-                "a size of {} needs about {} of memory, but only {} is available",
-                units::size(largest),
-                units::size(largest.saturating_mul(6)),
-                units::size(available)
+                "--pairs {pairs} needs {needed} processes with the run's own two, but \
+                 RLIMIT_NPROC (ulimit -u) allows {limit} for this user"
             );
         }
-        Ok((client, server))
     }
+    Ok(())
 }
 
 fn cpu_list(cpus: &[usize]) -> String {
@@ -152,7 +207,7 @@ pub type OnCell<'a> = &'a mut dyn FnMut(&Run) -> Result<()>;
 /// Runs every cell; `exe` is the `ipclab` binary (it re-executes itself as
 /// each cell's supervisor).
 pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
-    let (client_cpu, server_cpu) = options.validate()?;
+    let cpus = options.validate()?;
     handle_interrupts();
     let mut run = Run {
         schema: SCHEMA,
@@ -178,6 +233,8 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
             limits: options.limits,
             repeat: options.repeat,
             seed: options.seed,
+            pairs: options.pairs.clone(),
+            rates: options.rates.clone(),
         },
         rows: Vec::new(),
         failures: Vec::new(),
@@ -195,17 +252,7 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
         }
     }
     let cells = plan(&mechanisms, options);
-    let order: Vec<Key> = cells
-        .iter()
-        .map(|&(t, pattern, size, placement)| {
-            (
-                t.info().name.to_string(),
-                pattern.to_string(),
-                size,
-                placement.to_string(),
-            )
-        })
-        .collect();
+    let order: Vec<Key> = cells.iter().map(Cell::key).collect();
     let repeat = options.repetitions();
     run.settings.repeat = repeat;
     let progress = Progress::new((cells.len() * repeat) as u64);
@@ -216,10 +263,18 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
         if repeat > 1 {
             shuffled(&mut this, &mut shuffle);
         }
-        for (t, pattern, size, placement) in this {
+        for cell in this {
             if stopped() {
                 break 'repetitions;
             }
+            let Cell {
+                t,
+                pattern,
+                size,
+                placement,
+                pairs,
+                rate,
+            } = cell;
             let info = t.info();
             let spec = CellSpec {
                 mechanism: info.name.to_string(),
@@ -230,11 +285,9 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
                     segments: options.segments,
                 },
                 placement,
-                cpus: match placement {
-                    Placement::CrossCore => Some((client_cpu, server_cpu)),
-                    Placement::SameCore => Some((client_cpu, client_cpu)),
-                    Placement::Unpinned => None,
-                },
+                pairs,
+                cpus: topology::pin(placement, pairs, &cpus),
+                rate,
                 // Each repetition gets its share of the time, so that a
                 // run takes about as long whatever `--repeat`.
                 warmup_ns: options.warmup_ns / repeat as u64,
@@ -253,14 +306,22 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
                 verify: options.verify,
                 timeout_ns: options.timeout_ns,
             };
-            let mut label = format!("{} {pattern} {} {placement}", info.name, units::size(size));
+            let condition = crate::results::condition(placement.as_str(), pairs, rate);
+            let mut label = format!("{} {pattern} {} {condition}", info.name, units::size(size));
             if repeat > 1 {
                 label.push_str(&format!(" ({}/{repeat})", rep + 1));
             }
             progress.start(&label);
             match run_cell(exe, &spec) {
                 Ok(outcome) => {
-                    let round_trips = outcome.client.histogram.clone();
+                    let merged = |h: fn(&SideReport) -> &Vec<(u64, u64)>| {
+                        outcome
+                            .pairs()
+                            .flat_map(|(c, _)| h(c).iter().copied())
+                            .collect()
+                    };
+                    let round_trips = merged(|c| &c.histogram);
+                    let uncorrected = merged(|c| &c.uncorrected);
                     let oneshot_ns = outcome.oneshot.iter().map(|s| s.total_ns).collect();
                     let row = row(t, &spec, outcome);
                     progress.done(&label, &headline(&row));
@@ -268,6 +329,7 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
                         repetition: rep,
                         row,
                         round_trips,
+                        uncorrected,
                         oneshot_ns,
                     });
                     run.rows = pooled::rows(&measured, &order);
@@ -284,6 +346,8 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
                         pattern: pattern.to_string(),
                         size,
                         placement: placement.to_string(),
+                        pairs,
+                        offered_rate: rate,
                         error,
                     });
                     if options.fail_fast {
@@ -327,26 +391,66 @@ fn shuffled<T>(cells: &mut [T], noise: &mut Noise) {
     }
 }
 
-type Cell = (&'static dyn Transport, Pattern, usize, Placement);
+/// One cell of the plan.
+#[derive(Clone, Copy)]
+struct Cell {
+    t: &'static dyn Transport,
+    pattern: Pattern,
+    size: usize,
+    placement: Placement,
+    pairs: usize,
+    rate: Option<f64>,
+}
 
-/// Every cell of a run, in order: per placement and pattern, the limits of
-/// each size just before the mechanisms (`limit-spin` and `limit-futex`
-/// once, at size 0, ahead of the pingpong sizes; `limit-copy` at every
-/// size of pingpong and stream).
+impl Cell {
+    fn key(&self) -> Key {
+        (
+            self.t.info().name.to_string(),
+            self.pattern.to_string(),
+            self.size,
+            crate::results::condition(self.placement.as_str(), self.pairs, self.rate),
+        )
+    }
+}
+
+/// Every cell of a run, in order: per placement, pairs, pattern and rate,
+/// the limits of each size just before the mechanisms (`limit-spin` and
+/// `limit-futex` once, at size 0, ahead of the pingpong sizes; `limit-copy`
+/// at every size of pingpong and stream). Rates other than `max` apply to
+/// pingpong only.
 fn plan(mechanisms: &[&'static dyn Transport], options: &Options) -> Vec<Cell> {
     let mut cells = Vec::new();
+    let closed_loop = [None];
     for &placement in &options.placements {
-        for &pattern in &options.patterns {
-            if options.limits && pattern == Pattern::Pingpong {
-                cells.push((&LIMIT_SPIN as &dyn Transport, pattern, 0, placement));
-                cells.push((&LIMIT_FUTEX, pattern, 0, placement));
-            }
-            for &size in &options.sizes {
-                if options.limits && pattern != Pattern::Oneshot {
-                    cells.push((&LIMIT_COPY, pattern, size, placement));
-                }
-                for &t in mechanisms {
-                    cells.push((t, pattern, size, placement));
+        for &pairs in &options.pairs {
+            for &pattern in &options.patterns {
+                let rates: &[Option<f64>] = match pattern {
+                    Pattern::Pingpong => &options.rates,
+                    _ => &closed_loop,
+                };
+                for &rate in rates {
+                    let mut add = |t: &'static dyn Transport, size: usize| {
+                        cells.push(Cell {
+                            t,
+                            pattern,
+                            size,
+                            placement,
+                            pairs,
+                            rate,
+                        })
+                    };
+                    if options.limits && pattern == Pattern::Pingpong {
+                        add(&LIMIT_SPIN, 0);
+                        add(&LIMIT_FUTEX, 0);
+                    }
+                    for &size in &options.sizes {
+                        if options.limits && pattern != Pattern::Oneshot {
+                            add(&LIMIT_COPY, size);
+                        }
+                        for &t in mechanisms {
+                            add(t, size);
+                        }
+                    }
                 }
             }
         }
@@ -354,23 +458,59 @@ fn plan(mechanisms: &[&'static dyn Transport], options: &Options) -> Vec<Cell> {
     cells
 }
 
-/// Turns what the supervisor reported into a result row.
+/// Turns what the supervisor reported into a result row: every pair's
+/// round trips in one histogram, rates summed over the pairs, CPU time and
+/// context switches of every process per message.
 fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
     let info = t.info();
-    let (client, server) = (&o.client, &o.server);
-    let per = |side: &crate::harness::spec::SideReport| {
-        if side.measured == 0 {
+    let pairs: Vec<(&SideReport, &SideReport)> = o.pairs().collect();
+    let sum = |f: &dyn Fn(&SideReport, &SideReport) -> u64| -> u64 {
+        pairs.iter().map(|&(c, s)| f(c, s)).sum()
+    };
+    // Messages are counted where they are received: the server for
+    // requests and streams; round trips by the client.
+    let messages = match spec.pattern {
+        Pattern::Stream => sum(&|_, s| s.measured),
+        _ => sum(&|c, _| c.measured),
+    };
+    let per = |total: u64| {
+        if messages == 0 {
             0.0
         } else {
-            side.cpu_ns as f64 / side.measured as f64
+            total as f64 / messages as f64
         }
     };
-    // Rounds are counted where messages are received: the server for
-    // requests and streams.
-    let rounds = if server.total == 0 {
+    let received = sum(&|_, s| s.total);
+    let rounds = if received == 0 {
         0.0
     } else {
-        server.rounds as f64 / server.total as f64
+        sum(&|_, s| s.rounds) as f64 / received as f64
+    };
+    // Each pair's rate over its own window (the windows start together).
+    let pair_rates: Vec<f64> = pairs
+        .iter()
+        .map(|&(c, s)| {
+            let side = if spec.pattern == Pattern::Stream {
+                s
+            } else {
+                c
+            };
+            if side.wall_ns == 0 {
+                0.0
+            } else {
+                side.measured as f64 * 1e9 / side.wall_ns as f64
+            }
+        })
+        .collect();
+    let total_rate: f64 = pair_rates.iter().sum();
+    let seen = |client: bool| {
+        let mut all: Vec<usize> = pairs
+            .iter()
+            .flat_map(|&(c, s)| if client { c } else { s }.cpus_seen.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
     };
     let mut row = Row {
         mechanism: info.name.into(),
@@ -382,9 +522,18 @@ fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
         pattern: spec.pattern.to_string(),
         size: spec.channel.size,
         placement: spec.placement.to_string(),
+        pairs: spec.pairs,
+        oversubscription: Some(topology::oversubscription(
+            spec.cpus.as_deref(),
+            spec.pairs,
+            crate::machine::allowed_cpus().len(),
+        )),
+        offered_rate: spec.rate,
+        achieved_rate: None,
+        sustained: None,
         cpus: Cpus {
-            client: client.cpus_seen.clone(),
-            server: server.cpus_seen.clone(),
+            client: seen(true),
+            server: seen(false),
         },
         iterations: 0,
         verified: spec.verify,
@@ -393,35 +542,58 @@ fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
         teardown_ns: o.teardown_ns,
         rtt_ns: None,
         rtt_cdf: Vec::new(),
+        rtt_uncorrected_ns: None,
+        round_trips: None,
+        pair_throughput: None,
+        context_switches_per_message: None,
         throughput: None,
         oneshot_ns: None,
         cpu_ns_per_message: CpuPerMessage {
-            client: per(client),
-            server: per(server),
+            client: per(sum(&|c, _| c.cpu_ns)),
+            server: per(sum(&|_, s| s.cpu_ns)),
         },
         vs_limit: None,
         vs_limit_ci95: None,
         repetitions: Vec::new(),
         ci95: None,
     };
+    if spec.pattern != Pattern::Oneshot {
+        row.pair_throughput = Some(MinMax {
+            min: pair_rates.iter().copied().fold(f64::INFINITY, f64::min),
+            max: pair_rates.iter().copied().fold(0.0, f64::max),
+        });
+        row.context_switches_per_message = Some(Switches {
+            voluntary: per(sum(&|c, s| c.voluntary_switches + s.voluntary_switches)),
+            involuntary: per(sum(&|c, s| c.involuntary_switches + s.involuntary_switches)),
+        });
+    }
     match spec.pattern {
         Pattern::Pingpong => {
-            let h = histogram(client.histogram.iter().copied());
-            row.iterations = client.measured;
+            let h = histogram(pairs.iter().flat_map(|(c, _)| c.histogram.iter().copied()));
+            row.iterations = messages;
             row.rtt_ns = Some(Stats::of(&h));
             row.rtt_cdf = cdf(&h);
+            row.round_trips = Some(Throughput {
+                bytes_per_s: total_rate * spec.channel.size as f64,
+                messages_per_s: total_rate,
+            });
+            if let Some(offered) = spec.rate {
+                let u = histogram(
+                    pairs
+                        .iter()
+                        .flat_map(|(c, _)| c.uncorrected.iter().copied()),
+                );
+                row.rtt_uncorrected_ns = Some(Stats::of(&u));
+                let achieved = total_rate / pairs.len().max(1) as f64;
+                row.achieved_rate = Some(achieved);
+                row.sustained = Some(achieved >= Row::SUSTAINED * offered);
+            }
         }
         Pattern::Stream => {
-            row.iterations = server.measured;
-            let seconds = server.wall_ns as f64 / 1e9;
-            let messages_per_s = if seconds > 0.0 {
-                server.measured as f64 / seconds
-            } else {
-                0.0
-            };
+            row.iterations = messages;
             row.throughput = Some(Throughput {
-                bytes_per_s: messages_per_s * spec.channel.size as f64,
-                messages_per_s,
+                bytes_per_s: total_rate * spec.channel.size as f64,
+                messages_per_s: total_rate,
             });
         }
         Pattern::Oneshot => {

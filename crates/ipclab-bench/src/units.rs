@@ -106,6 +106,55 @@ pub fn count_rate(per_s: f64) -> String {
     format!("{} {unit}", three_figures(v))
 }
 
+/// An offered rate from the command line: round trips per second with an
+/// optional decimal `k` or `M` (`500`, `10k`, `1.5M`), or `max` (closed
+/// loop, `None`).
+pub fn parse_rate(s: &str) -> Result<Option<f64>, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("max") {
+        return Ok(None);
+    }
+    let (number, scale) = match t.strip_suffix(['k', 'K']) {
+        Some(n) => (n, 1e3),
+        None => match t.strip_suffix('M') {
+            Some(n) => (n, 1e6),
+            None => (t, 1.0),
+        },
+    };
+    let bad =
+        || format!("'{s}' is not a rate (round trips per second, e.g. 500, 10k, 1.5M, or max)");
+    let v = number.parse::<f64>().map_err(|_| bad())? * scale;
+    if !v.is_finite() {
+        return Err(bad());
+    }
+    if v < 1.0 {
+        return Err(format!(
+            "--rate {s} is below one round trip per second; give at least 1, or max"
+        ));
+    }
+    if v > 1e9 {
+        return Err(format!(
+            "--rate {s} is above 1G round trips per second per pair"
+        ));
+    }
+    Ok(Some(v))
+}
+
+/// A rate as the command line writes it: `1k/s`, `50k/s`, `2.5M/s`,
+/// `300/s`.
+pub fn rate_label(per_s: f64) -> String {
+    let (v, unit) = if per_s >= 1e6 {
+        (per_s / 1e6, "M")
+    } else if per_s >= 1e3 {
+        (per_s / 1e3, "k")
+    } else {
+        (per_s, "")
+    };
+    let v = format!("{v:.3}");
+    let v = v.trim_end_matches('0').trim_end_matches('.');
+    format!("{v}{unit}/s")
+}
+
 fn three_figures(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
@@ -119,6 +168,21 @@ fn three_figures(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("max"), Ok(None));
+        assert_eq!(parse_rate("1k"), Ok(Some(1000.0)));
+        assert_eq!(parse_rate("2.5M"), Ok(Some(2.5e6)));
+        assert_eq!(parse_rate(" 300 "), Ok(Some(300.0)));
+        for bad in ["0", "abc", "", "-5", "1e999", "0.5", "5G", "nan", "inf"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(rate_label(1000.0), "1k/s");
+        assert_eq!(rate_label(50_000.0), "50k/s");
+        assert_eq!(rate_label(2.5e6), "2.5M/s");
+        assert_eq!(rate_label(300.0), "300/s");
+    }
 
     #[test]
     fn sizes() {

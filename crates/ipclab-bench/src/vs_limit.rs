@@ -30,16 +30,17 @@ use std::borrow::Borrow;
 
 use crate::results::Row;
 
-/// The limit row `name` of `pattern` at `size` on `placement`, if measured.
+/// The limit row `name` of `pattern` at `size` in `condition` (placement,
+/// pairs, offered rate: a limit under the same load), if measured.
 fn limit<'a, R: Borrow<Row>>(
     rows: &'a [R],
     name: &str,
     pattern: &str,
     size: usize,
-    placement: &str,
+    condition: &str,
 ) -> Option<&'a Row> {
     rows.iter().map(Borrow::borrow).find(|r| {
-        r.mechanism == name && r.pattern == pattern && r.size == size && r.placement == placement
+        r.mechanism == name && r.pattern == pattern && r.size == size && r.condition() == condition
     })
 }
 
@@ -50,7 +51,8 @@ fn p50(row: Option<&Row>) -> Option<f64> {
 /// The figure of `row`'s matching limit, in the row's own unit: round-trip
 /// nanoseconds (pingpong) or messages per second (stream).
 pub fn matching_limit<R: Borrow<Row>>(rows: &[R], row: &Row) -> Option<f64> {
-    let at = |name: &str, size: usize| limit(rows, name, &row.pattern, size, &row.placement);
+    let condition = row.condition();
+    let at = |name: &str, size: usize| limit(rows, name, &row.pattern, size, &condition);
     if row.placement == "same-core" {
         // Two spinners on one CPU hand over once per scheduler time slice:
         // limit-spin and limit-copy measure the slice there, a floor of
@@ -132,6 +134,11 @@ pub(crate) mod tests {
             pattern: pattern.into(),
             size,
             placement: "cross-core".into(),
+            pairs: 1,
+            oversubscription: Some(1.0),
+            offered_rate: None,
+            achieved_rate: None,
+            sustained: None,
             cpus: Cpus {
                 client: vec![0],
                 server: vec![1],
@@ -143,6 +150,10 @@ pub(crate) mod tests {
             teardown_ns: 0,
             rtt_ns: (pattern == "pingpong").then_some(stats),
             rtt_cdf: Vec::new(),
+            rtt_uncorrected_ns: None,
+            round_trips: None,
+            pair_throughput: None,
+            context_switches_per_message: None,
             throughput: (pattern == "stream").then_some(Throughput {
                 bytes_per_s: figure * size as f64,
                 messages_per_s: figure,

@@ -17,6 +17,19 @@ pub fn cpu_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+/// Context switches of this process so far (`getrusage`): voluntary (it
+/// waited and gave up the CPU) and involuntary (it was preempted).
+pub fn switches() -> (u64, u64) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => (
+            u.voluntary_context_switches() as u64,
+            u.involuntary_context_switches() as u64,
+        ),
+        Err(_) => (0, 0),
+    }
+}
+
 /// The cost of one clock read, and the smallest step the clock shows.
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TimerCalibration {

@@ -7,10 +7,13 @@
 pub mod cell;
 pub mod clock;
 mod fault;
+mod kernel_limits;
+pub mod pace;
 pub mod scribbler;
 pub mod sides;
 pub mod sigbus;
 mod sigbus_cause;
 pub mod spec;
 pub mod supervisor;
+pub mod topology;
 pub mod window;

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::clock::{cpu_ns, mono_ns};
+use super::clock::{cpu_ns, mono_ns, switches};
+use super::pace::Schedule;
 use super::spec::{CellSpec, Pattern, SideReport};
-use super::window::Window;
+use super::window::PairWindow;
 use crate::payload::{Payload, Verifier};
 use crate::stats::new_histogram;
 use crate::transport::{Endpoint, Received};
@@ -112,15 +113,39 @@ fn closed_early(who: &str, seq: u64) -> anyhow::Error {
     anyhow!("the {who} closed the channel after {seq} messages, before the run was over")
 }
 
-/// Pingpong, client side: times every round trip.
+/// Context switches since a starting point (`getrusage`).
+struct Switches((u64, u64));
+
+impl Switches {
+    fn start() -> Self {
+        Switches(switches())
+    }
+
+    /// (voluntary, involuntary) since `start`.
+    fn since(&self) -> (u64, u64) {
+        let (v, i) = switches();
+        (v.saturating_sub(self.0.0), i.saturating_sub(self.0.1))
+    }
+}
+
+fn recorded(hist: &hdrhistogram::Histogram<u64>) -> Vec<(u64, u64)> {
+    hist.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+/// Pingpong, client side: times every round trip. Closed loop, the next
+/// round trip as soon as the last came back; or open loop at `spec.rate`,
+/// each timed from when it was due ([`Schedule`]).
 pub fn pingpong_client(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &Window,
+    window: &PairWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
     let mut hist = new_histogram();
+    let mut uncorrected = new_histogram();
     let mut cpus = CpuTrace::default();
     cpus.sample();
     let mut round_trip = |seq: u64| -> Result<()> {
@@ -130,14 +155,21 @@ pub fn pingpong_client(
         }
         Ok(())
     };
+    let attached = mono_ns();
+    let mut schedule = spec.rate.map(|rate| Schedule::new(rate, attached));
     let mut seq = 0;
-    let warm_end = mono_ns() + spec.warmup_ns;
-    while mono_ns() < warm_end {
+    while window.warming(attached, spec.warmup_ns, mono_ns()) {
+        if let Some(s) = schedule.as_mut() {
+            s.wait_next();
+        }
         round_trip(seq)?;
         seq += 1;
     }
-    let (cpu0, begin) = (cpu_ns(), mono_ns());
+    let (cpu0, begin, switches) = (cpu_ns(), mono_ns(), Switches::start());
     window.open(seq, begin);
+    if let Some(s) = schedule.as_mut() {
+        s.restart(begin);
+    }
     let mut t0 = begin;
     let mut measured = 0;
     loop {
@@ -148,17 +180,29 @@ pub fn pingpong_client(
         } else if spec.enough(measured, t0 - begin) {
             break;
         }
-        round_trip(seq)?;
-        let t1 = mono_ns();
-        hist.saturating_record(t1 - t0);
-        t0 = t1;
+        match schedule.as_mut() {
+            None => {
+                round_trip(seq)?;
+                let t1 = mono_ns();
+                hist.saturating_record(t1 - t0);
+                t0 = t1;
+            }
+            Some(s) => {
+                let due = s.wait_next();
+                let sent = mono_ns();
+                round_trip(seq)?;
+                t0 = mono_ns();
+                hist.saturating_record(t0 - due);
+                uncorrected.saturating_record(t0 - sent);
+            }
+        }
         seq += 1;
         measured += 1;
         if measured % 1024 == 0 {
             cpus.sample();
         }
     }
-    let (cpu1, end) = (cpu_ns(), mono_ns());
+    let (cpu1, end, (voluntary, involuntary)) = (cpu_ns(), mono_ns(), switches.since());
     cpus.sample();
     ep.finish().context("finish failed")?;
     Ok(SideReport {
@@ -167,13 +211,29 @@ pub fn pingpong_client(
         wall_ns: end - begin,
         cpu_ns: cpu1 - cpu0,
         rounds: ep.rounds(),
-        histogram: hist
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect(),
+        histogram: recorded(&hist),
+        uncorrected: if schedule.is_some() {
+            recorded(&uncorrected)
+        } else {
+            Vec::new()
+        },
+        voluntary_switches: voluntary,
+        involuntary_switches: involuntary,
         cpus_seen: cpus.0,
         ..SideReport::default()
     })
+}
+
+/// Test hook: `IPCLAB_FAULT_STALL=<ms>:<seq>` makes a server sleep `ms`
+/// milliseconds before it answers request `seq` (counted from 0 with the
+/// warm-up), to show what a stall does to an open-loop run's percentiles.
+fn stall_from_env() -> Option<(u64, std::time::Duration)> {
+    let value = std::env::var("IPCLAB_FAULT_STALL").ok()?;
+    let (ms, seq) = value.split_once(':')?;
+    Some((
+        seq.parse().ok()?,
+        std::time::Duration::from_millis(ms.parse().ok()?),
+    ))
 }
 
 /// The receiving side of pingpong and stream: takes messages until the
@@ -188,19 +248,20 @@ pub fn pingpong_client(
 pub fn server(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &Window,
+    window: &PairWindow,
     reply: bool,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
+    let stall = stall_from_env();
     let mut cpus = CpuTrace::default();
     cpus.sample();
     let mut seq = 0;
-    // (first measured seq, time, cpu time) once the window is open.
-    let mut opened: Option<(u64, u64, u64)> = None;
+    // (first measured seq, time, cpu time, switches) once the window is open.
+    let mut opened: Option<(u64, u64, u64, Switches)> = None;
     // The last measured message, when the count is known, and when it came.
     let mut last = None;
-    let mut ended: Option<(u64, u64)> = None;
+    let mut ended: Option<(u64, u64, (u64, u64))> = None;
     // Until the window opens, the arrival time of each message (the warm-up
     // only: no clock read per message inside the window).
     let mut previous_arrival = 0;
@@ -217,7 +278,7 @@ pub fn server(
                     } else {
                         previous_arrival
                     };
-                    opened = Some((seq, begin, cpu_ns()));
+                    opened = Some((seq, begin, cpu_ns(), Switches::start()));
                     last = spec
                         .iterations
                         .and_then(|n| n.checked_sub(1))
@@ -226,25 +287,36 @@ pub fn server(
                 _ => previous_arrival = now,
             }
         }
+        if let Some((at, pause)) = stall
+            && at == seq
+        {
+            std::thread::sleep(pause);
+        }
         if reply {
             io.send(ep, Payload::reply(seq, size), seq)?;
         }
         if last == Some(seq) {
-            ended = Some((mono_ns(), cpu_ns()));
+            let switches = opened.as_ref().map_or((0, 0), |o| o.3.since());
+            ended = Some((mono_ns(), cpu_ns(), switches));
         }
         seq += 1;
         if seq % 1024 == 0 {
             cpus.sample();
         }
     }
-    let (end, cpu_end) = ended.unwrap_or_else(|| (mono_ns(), cpu_ns()));
+    let (end, cpu_end, (voluntary, involuntary)) = ended.unwrap_or_else(|| {
+        let switches = opened.as_ref().map_or((0, 0), |o| o.3.since());
+        (mono_ns(), cpu_ns(), switches)
+    });
     cpus.sample();
-    let (first, begin, cpu0) = opened.unwrap_or((seq, end, cpu_end));
+    let (first, begin, cpu0) = opened.map_or((seq, end, cpu_end), |o| (o.0, o.1, o.2));
     Ok(SideReport {
         measured: seq - first,
         total: seq,
         wall_ns: end.saturating_sub(begin),
         cpu_ns: cpu_end - cpu0,
+        voluntary_switches: voluntary,
+        involuntary_switches: involuntary,
         rounds: ep.rounds(),
         cpus_seen: cpus.0,
         ..SideReport::default()
@@ -255,19 +327,19 @@ pub fn server(
 pub fn stream_client(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &Window,
+    window: &PairWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
     let mut cpus = CpuTrace::default();
     cpus.sample();
     let mut seq = 0;
-    let warm_end = mono_ns() + spec.warmup_ns;
-    while seq % CLOCK_EVERY != 0 || mono_ns() < warm_end {
+    let attached = mono_ns();
+    while seq % CLOCK_EVERY != 0 || window.warming(attached, spec.warmup_ns, mono_ns()) {
         io.send(ep, Payload::request(seq, size), seq)?;
         seq += 1;
     }
-    let (cpu0, begin) = (cpu_ns(), mono_ns());
+    let (cpu0, begin, switches) = (cpu_ns(), mono_ns(), Switches::start());
     window.open(seq, begin);
     let mut measured = 0;
     loop {
@@ -285,7 +357,7 @@ pub fn stream_client(
             cpus.sample();
         }
     }
-    let (cpu1, end) = (cpu_ns(), mono_ns());
+    let (cpu1, end, (voluntary, involuntary)) = (cpu_ns(), mono_ns(), switches.since());
     cpus.sample();
     ep.finish().context("finish failed")?;
     Ok(SideReport {
@@ -293,6 +365,8 @@ pub fn stream_client(
         total: seq,
         wall_ns: end - begin,
         cpu_ns: cpu1 - cpu0,
+        voluntary_switches: voluntary,
+        involuntary_switches: involuntary,
         cpus_seen: cpus.0,
         ..SideReport::default()
     })
@@ -302,7 +376,7 @@ pub fn stream_client(
 pub fn oneshot_client(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &Window,
+    window: &PairWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
@@ -328,7 +402,7 @@ pub fn oneshot_client(
 pub fn oneshot_server(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &Window,
+    window: &PairWindow,
 ) -> Result<SideReport> {
     let report = server(spec, ep, window, true)?;
     if report.total != 1 {
@@ -396,7 +470,9 @@ mod tests {
                 segments: 0,
             },
             placement: Placement::Unpinned,
+            pairs: 1,
             cpus: None,
+            rate: None,
             warmup_ns: 0,
             duration_ns: 0,
             iterations,

@@ -89,11 +89,21 @@ impl fmt::Display for Placement {
 impl FromStr for Placement {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        // `spread` and `packed` are what the placements are called when
+        // there are many pairs (`harness::topology`).
+        match s {
+            "spread" => return Ok(Placement::CrossCore),
+            "packed" => return Ok(Placement::SameCore),
+            _ => {}
+        }
         Placement::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown placement '{s}' (known: cross-core, same-core, unpinned)")
+                format!(
+                    "unknown placement '{s}' (known: cross-core or spread, same-core or packed, \
+                     unpinned)"
+                )
             })
     }
 }
@@ -105,8 +115,18 @@ pub struct CellSpec {
     pub pattern: Pattern,
     pub channel: ChannelConfig,
     pub placement: Placement,
-    /// CPU of the client and of the server; `None` when unpinned.
-    pub cpus: Option<(usize, usize)>,
+    /// Client/server pairs, each with its own channel, run at once
+    /// (`harness::topology`).
+    #[serde(default = "one")]
+    pub pairs: usize,
+    /// CPU of the client and of the server of each pair; `None` when
+    /// unpinned.
+    pub cpus: Option<Vec<(usize, usize)>>,
+    /// Open loop: round trips per second each client starts, on a fixed
+    /// schedule (`harness::pace`); `None` sends the next as soon as the last
+    /// came back (closed loop, `--rate max`). Pingpong only.
+    #[serde(default)]
+    pub rate: Option<f64>,
     /// Time spent before measuring.
     pub warmup_ns: u64,
     /// Minimum measured time (unless `iterations` is set).
@@ -118,6 +138,18 @@ pub struct CellSpec {
     pub verify: bool,
     /// The supervisor kills both sides and fails the cell after this long.
     pub timeout_ns: u64,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl CellOutcome {
+    /// Every pair's sides, the first pair's first.
+    pub fn pairs(&self) -> impl Iterator<Item = (&SideReport, &SideReport)> {
+        std::iter::once((&self.client, &self.server))
+            .chain(self.more_pairs.iter().map(|p| (&p.client, &p.server)))
+    }
 }
 
 impl CellSpec {
@@ -152,8 +184,20 @@ pub struct SideReport {
     pub cpu_ns: u64,
     /// Transfers needed per received message, over all received messages.
     pub rounds: u64,
-    /// Round-trip times as (value, count) pairs of an HDR histogram.
+    /// Round-trip times as (value, count) pairs of an HDR histogram; in an
+    /// open-loop cell, from the moment each round trip was due.
     pub histogram: Vec<(u64, u64)>,
+    /// Open loop only: the same round trips from the moment each was
+    /// actually sent, as a closed-loop tool would time them (coordinated
+    /// omission left in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncorrected: Vec<(u64, u64)>,
+    /// Context switches of this process in the measured window
+    /// (`getrusage`): waits that gave up the CPU, and preemptions.
+    #[serde(default)]
+    pub voluntary_switches: u64,
+    #[serde(default)]
+    pub involuntary_switches: u64,
     /// The CPUs this side was seen running on.
     pub cpus_seen: Vec<usize>,
     pub error: Option<String>,
@@ -178,11 +222,22 @@ pub struct OneshotSample {
     pub setup_ns: u64,
 }
 
+/// The two sides of one pair.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Sides {
+    pub client: SideReport,
+    pub server: SideReport,
+}
+
 /// What the supervisor reports for a whole cell.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CellOutcome {
+    /// The first pair's sides (the only pair, unless `--pairs`).
     pub client: SideReport,
     pub server: SideReport,
+    /// The sides of pairs 2 to N.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_pairs: Vec<Sides>,
     pub oneshot: Vec<OneshotSample>,
     pub setup_ns: u64,
     pub teardown_ns: u64,

@@ -21,11 +21,12 @@ use rustix::process::{Pid, Signal, WaitOptions, kill_process, pidfd_open, waitpi
 
 use super::clock::mono_ns;
 use super::fault::Fault;
+use super::kernel_limits;
 use super::scribbler;
 use super::sides;
 use super::sigbus;
-use super::spec::{CellOutcome, CellSpec, OneshotSample, Pattern, SideReport};
-use super::window::Window;
+use super::spec::{CellOutcome, CellSpec, OneshotSample, Pattern, SideReport, Sides};
+use super::window::{PairWindow, Window};
 use crate::mechanisms;
 use crate::transport::{Endpoint, Pair, Transport};
 
@@ -110,20 +111,22 @@ fn run(spec: &CellSpec, stop: &AtomicBool) -> Result<CellOutcome> {
     }
     match spec.pattern {
         Pattern::Pingpong | Pattern::Stream => {
-            let start = mono_ns();
             let run = once(spec, transport, stop)?;
-            let (client, server) = (run.client, run.server);
-            sides::check_counts(spec, &client, &server)?;
-            Ok(CellOutcome {
-                setup_ns: client
-                    .attached_at_ns
-                    .max(server.attached_at_ns)
-                    .saturating_sub(start),
-                teardown_ns: client.teardown_ns.max(server.teardown_ns) + run.guard_drop_ns,
-                client,
-                server,
+            let outcome = CellOutcome {
+                setup_ns: run.setup_ns,
+                teardown_ns: run.client.teardown_ns.max(run.server.teardown_ns) + run.guard_drop_ns,
+                client: run.client,
+                server: run.server,
+                more_pairs: run.more_pairs,
                 ..Default::default()
-            })
+            };
+            for (i, (client, server)) in outcome.pairs().enumerate() {
+                sides::check_counts(spec, client, server).map_err(|e| match spec.pairs {
+                    0 | 1 => e,
+                    n => e.context(format!("pair {} of {n}", i + 1)),
+                })?;
+            }
+            Ok(outcome)
         }
         Pattern::Oneshot => oneshot(spec, transport, stop),
     }
@@ -149,10 +152,9 @@ fn oneshot(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Res
         let start = mono_ns();
         let run = once(spec, transport, stop)?;
         let end = mono_ns();
-        let attached = run.client.attached_at_ns.max(run.server.attached_at_ns);
         samples.push(OneshotSample {
             total_ns: end - start,
-            setup_ns: attached.saturating_sub(start),
+            setup_ns: run.setup_ns,
         });
         last = Some(run);
     }
@@ -173,6 +175,7 @@ fn oneshot(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Res
             ..run.server
         },
         oneshot: samples,
+        more_pairs: Vec::new(),
         error: None,
     })
 }
@@ -180,6 +183,10 @@ fn oneshot(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Res
 struct Once {
     client: SideReport,
     server: SideReport,
+    more_pairs: Vec<Sides>,
+    /// From preparing a pair's channel to both its sides attached, the
+    /// slowest pair's.
+    setup_ns: u64,
     guard_drop_ns: u64,
 }
 
@@ -214,70 +221,47 @@ impl Role {
     }
 }
 
-/// One channel, one server process and one client process, start to end.
+/// The channels of every pair, a server process and a client process each,
+/// start to end.
+///
+/// Pair by pair, the supervisor prepares the channel, forks its two sides
+/// and drops its own copy of the ends, so that each side holds its own
+/// channel and no other (a side that dies is then seen by its peer, and by
+/// nobody else). The pairs start measuring together (`harness::window`).
 fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result<Once> {
     let fault = Fault::from_env(&spec.mechanism)?;
-    let prepared = transport
-        .prepare(&spec.channel)
-        .with_context(|| format!("{}: preparing the channel", spec.mechanism))?;
-    if std::env::var_os("IPCLAB_FAULT_STOP_AFTER_PREPARE").is_some() {
-        // Tests only: stop here, objects made and no side started, for the
-        // test to `kill -9` us (what `ipclab ls`/`clean` must then find).
-        let _ = kill_process(rustix::process::getpid(), Signal::STOP);
-    }
-    let guard = prepared.guard;
-    let mut pair = Some(prepared.pair);
-    // Fault injection (tests only): the shared memory, mapped before the
-    // sides can remove its name, for a scribbler forked below.
-    let scribble = scribbler::scribble_seed();
-    let targets = match (scribble, pair.as_mut()) {
-        (Some(_), Some(pair)) => pair
-            .shared_memory()
-            .context("mapping the shared memory to scribble on")?,
-        _ => Vec::new(),
-    };
-    let window = Window::new().context("mapping the measured window's page")?;
+    let window = Window::new(spec.pairs).context("mapping the measured window's page")?;
+    let mut guards: Vec<Box<dyn std::any::Any>> = Vec::new();
     let mut children = Vec::new();
+    let mut targets = Vec::new();
+    let scribble = scribbler::scribble_seed();
+    let mut prepare_ns = Vec::new();
     let supervisor = rustix::process::getpid();
-    for role in [Role::Server, Role::Client] {
-        let report = memfd_create("ipclab-report", MemfdFlags::CLOEXEC).context("memfd_create")?;
-        // SAFETY: the supervisor is single-threaded (it is its own process,
-        // started by exec, and starts no threads), so the child may do
-        // anything the parent could.
-        match unsafe { fork() }.context("fork")? {
-            ForkResult::Child => {
-                // The guard belongs to the supervisor: the child must not
-                // remove the channel's objects when it exits.
-                std::mem::forget(guard);
-                let pair = pair.take().expect("each child takes the pair once");
-                side_main(spec, role, pair, &window, report, supervisor);
-            }
-            ForkResult::Parent { child } => {
-                let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
-                children.push(Child {
-                    role,
-                    pid,
-                    pidfd: pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok(),
-                    report,
-                    status: None,
-                    ended_by: None,
-                });
-            }
+    for index in 0..spec.pairs.max(1) {
+        prepare_ns.push(mono_ns());
+        let started = prepare_and_fork(
+            spec,
+            transport,
+            index,
+            &window,
+            &mut guards,
+            &mut children,
+            (scribble.is_some() && index == 0).then_some(&mut targets),
+            supervisor,
+        );
+        if let Err(e) = started {
+            kill_all(&mut children);
+            return Err(e);
         }
     }
-    // Our copy of both ends goes, so that each side sees the other's death.
-    drop(pair);
-    // Forked after the drop: the scribbler holds the mappings, nothing else
-    // of the channel.
+    // Forked after the pairs: the scribbler holds the first pair's
+    // mappings, nothing else of the channels.
     let scribbler = match scribble {
         Some(seed) if !targets.is_empty() => {
             match scribbler::start_scribbler(seed, spec, &targets) {
                 Ok(pid) => Some(pid),
                 Err(e) => {
-                    for c in &children {
-                        let _ = kill_process(c.pid, Signal::KILL);
-                        let _ = waitpid(Some(c.pid), WaitOptions::empty());
-                    }
+                    kill_all(&mut children);
                     return Err(e);
                 }
             }
@@ -292,7 +276,7 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
         let _ = waitpid(Some(pid), WaitOptions::empty());
     }
     let t = mono_ns();
-    drop(guard);
+    drop(guards);
     let guard_drop_ns = mono_ns() - t;
     if let Err(e) = waited {
         // A frozen side is why a cell timed out: say so.
@@ -324,35 +308,145 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
             .as_ref()
             .is_some_and(|e| e.fault().is_some())
     };
-    let mut errors: Vec<(bool, &str)> = (0..reports.len())
-        .filter_map(|i| Some((!faulted(i), reports[i].error.as_deref()?)))
+    let mut errors: Vec<(bool, String)> = (0..reports.len())
+        .filter_map(|i| {
+            let line = reports[i].error.as_deref()?;
+            let line = match spec.pairs {
+                0 | 1 => line.to_string(),
+                n => format!("pair {} of {n}: {line}", children[i].pair + 1),
+            };
+            Some((!faulted(i), line))
+        })
         .collect();
     errors.sort_by_key(|&(later, _)| later);
     let errors = errors
-        .iter()
-        .map(|&(_, line)| line)
+        .into_iter()
+        .map(|(_, line)| line)
         .collect::<Vec<_>>()
         .join("; ");
+    // Children were forked server then client, pair by pair.
+    let mut sides: Vec<Sides> = Vec::new();
     let mut reports = reports.into_iter();
-    let server = reports.next().expect("two children");
-    let client = reports.next().expect("two children");
+    while let (Some(server), Some(client)) = (reports.next(), reports.next()) {
+        sides.push(Sides { client, server });
+    }
+    let setup_ns = sides
+        .iter()
+        .zip(&prepare_ns)
+        .map(|(p, &start)| {
+            p.client
+                .attached_at_ns
+                .max(p.server.attached_at_ns)
+                .saturating_sub(start)
+        })
+        .max()
+        .unwrap_or(0);
+    let mut sides = sides.into_iter();
+    let first = sides.next().unwrap_or_default();
+    let more_pairs: Vec<Sides> = sides.collect();
     if !errors.is_empty() {
         return Err(SidesFailed {
             errors,
-            client,
-            server,
+            client: first.client,
+            server: first.server,
         }
         .into());
     }
     Ok(Once {
-        client,
-        server,
+        client: first.client,
+        server: first.server,
+        more_pairs,
+        setup_ns,
         guard_drop_ns,
     })
 }
 
+/// Prepares pair `index`'s channel, keeps its guard in `guards`, forks its
+/// server and its client into `children`, and drops the supervisor's copy of
+/// its ends. `targets` takes the shared memory to scribble on, when asked.
+#[allow(clippy::too_many_arguments)]
+fn prepare_and_fork(
+    spec: &CellSpec,
+    transport: &dyn Transport,
+    index: usize,
+    window: &Window,
+    guards: &mut Vec<Box<dyn std::any::Any>>,
+    children: &mut Vec<Child>,
+    targets: Option<&mut Vec<crate::transport::SharedMemory>>,
+    supervisor: Pid,
+) -> Result<()> {
+    let prepared = transport.prepare(&spec.channel).map_err(|e| {
+        let what = match spec.pairs {
+            0 | 1 => "preparing the channel".to_string(),
+            n => format!("preparing the channel of pair {} of {n}", index + 1),
+        };
+        kernel_limits::name_the_limit(anyhow::Error::from(e))
+            .context(format!("{}: {what}", spec.mechanism))
+    })?;
+    if std::env::var_os("IPCLAB_FAULT_STOP_AFTER_PREPARE").is_some() {
+        // Tests only: stop here, objects made and no side started, for the
+        // test to `kill -9` us (what `ipclab ls`/`clean` must then find).
+        let _ = kill_process(rustix::process::getpid(), Signal::STOP);
+    }
+    guards.push(prepared.guard);
+    let mut pair = Some(prepared.pair);
+    // Fault injection (tests only): the shared memory, mapped before the
+    // sides can remove its name, for a scribbler forked later.
+    if let (Some(targets), Some(pair)) = (targets, pair.as_mut()) {
+        *targets = pair
+            .shared_memory()
+            .context("mapping the shared memory to scribble on")?;
+    }
+    for role in [Role::Server, Role::Client] {
+        let report = memfd_create("ipclab-report", MemfdFlags::CLOEXEC).context("memfd_create")?;
+        // SAFETY: the supervisor is single-threaded (it is its own process,
+        // started by exec, and starts no threads), so the child may do
+        // anything the parent could.
+        match unsafe { fork() }
+            .map_err(|e| anyhow!(kernel_limits::name_the_limit(anyhow!(e).context("fork"))))?
+        {
+            ForkResult::Child => {
+                // The guards belong to the supervisor: the child must not
+                // remove the channels' objects when it exits.
+                std::mem::forget(std::mem::take(guards));
+                let pair = pair.take().expect("each child takes the pair once");
+                let window = window.pair(index);
+                side_main(spec, role, index, pair, &window, report, supervisor);
+            }
+            ForkResult::Parent { child } => {
+                let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
+                children.push(Child {
+                    role,
+                    pair: index,
+                    pid,
+                    pidfd: pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok(),
+                    report,
+                    status: None,
+                    ended_by: None,
+                });
+            }
+        }
+    }
+    // Our copy of both ends goes, so that each side sees the other's death.
+    drop(pair);
+    Ok(())
+}
+
+/// Kills and reaps every child (a cell that could not start all its pairs).
+fn kill_all(children: &mut [Child]) {
+    for c in children.iter() {
+        let _ = kill_process(c.pid, Signal::KILL);
+    }
+    for c in children.iter_mut() {
+        let _ = waitpid(Some(c.pid), WaitOptions::empty());
+        c.status = Some(-1);
+    }
+}
+
 struct Child {
     role: Role,
+    /// 0-based.
+    pair: usize,
     pid: Pid,
     pidfd: Option<OwnedFd>,
     report: OwnedFd,
@@ -520,8 +614,9 @@ fn reap(children: &mut [Child]) {
 fn side_main(
     spec: &CellSpec,
     role: Role,
+    index: usize,
     pair: Box<dyn Pair>,
-    window: &Window,
+    window: &PairWindow,
     report: OwnedFd,
     supervisor: Pid,
 ) -> ! {
@@ -554,7 +649,7 @@ fn side_main(
         serde_json::to_vec(&report).expect("a SideReport always serialises")
     });
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        side(spec, role, pair, window)
+        side(spec, role, index, pair, window)
     }));
     let report_value = match result {
         Ok(Ok(r)) => r,
@@ -592,8 +687,14 @@ fn side_main(
     unsafe { libc::_exit(if failed { 1 } else { 0 }) }
 }
 
-fn side(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, window: &Window) -> Result<SideReport> {
-    if let Some((client_cpu, server_cpu)) = spec.cpus {
+fn side(
+    spec: &CellSpec,
+    role: Role,
+    index: usize,
+    pair: Box<dyn Pair>,
+    window: &PairWindow,
+) -> Result<SideReport> {
+    if let Some(&(client_cpu, server_cpu)) = spec.cpus.as_ref().and_then(|c| c.get(index)) {
         let cpu = match role {
             Role::Client => client_cpu,
             Role::Server => server_cpu,
@@ -609,6 +710,7 @@ fn side(spec: &CellSpec, role: Role, pair: Box<dyn Pair>, window: &Window) -> Re
     }
     .with_context(|| format!("opening the {} end", role.name()))?;
     let attached_at_ns = mono_ns();
+    window.arrive();
     let mut report = match (spec.pattern, role) {
         (Pattern::Pingpong, Role::Client) => sides::pingpong_client(spec, &mut *ep, window),
         (Pattern::Pingpong, Role::Server) => sides::server(spec, &mut *ep, window, true),

@@ -1,6 +1,7 @@
 //! `ipclab compare OLD.json NEW.json`: row by row, what got faster or slower.
 //!
-//! Rows match on (mechanism, pattern, size, placement). The figure compared
+//! Rows match on (mechanism, pattern, size, condition: placement, pairs,
+//! offered rate). The figure compared
 //! is the one the tables lead with: the median round trip (pingpong), the
 //! median fork-to-reap time (oneshot), throughput (stream). When both rows
 //! carry a 95 % interval from repetitions (schema 2), a change is real
@@ -102,7 +103,9 @@ pub struct Change {
     pub mechanism: String,
     pub pattern: String,
     pub size: usize,
-    pub placement: String,
+    /// Placement, and pairs and offered rate where not 1 and closed loop
+    /// (`Row::condition`).
+    pub condition: String,
     pub old: f64,
     pub new: f64,
     /// NEW / OLD of the figure (time or throughput).
@@ -122,18 +125,13 @@ pub struct Change {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Comparison {
     pub changes: Vec<Change>,
-    /// Rows of OLD with no match in NEW, as `mechanism pattern size placement`.
+    /// Rows of OLD with no match in NEW, as `mechanism pattern size condition`.
     pub only_old: Vec<String>,
     pub only_new: Vec<String>,
 }
 
-fn key(r: &Row) -> (String, String, usize, String) {
-    (
-        r.mechanism.clone(),
-        r.pattern.clone(),
-        r.size,
-        r.placement.clone(),
-    )
+fn key(r: &Row) -> crate::pooled::Key {
+    crate::pooled::key(r)
 }
 
 fn label(r: &Row) -> String {
@@ -142,7 +140,7 @@ fn label(r: &Row) -> String {
         r.mechanism,
         r.pattern,
         size(r.size),
-        r.placement
+        r.condition()
     )
 }
 
@@ -213,7 +211,7 @@ pub fn compare(old: &Run, new: &Run) -> Comparison {
             mechanism: o.mechanism.clone(),
             pattern: o.pattern.clone(),
             size: o.size,
-            placement: o.placement.clone(),
+            condition: o.condition(),
             old: a,
             new: b,
             ratio,
@@ -247,7 +245,7 @@ impl Comparison {
             "mechanism",
             "pattern",
             "size",
-            "placement",
+            "condition",
             "old",
             "new",
             "new/old",
@@ -266,7 +264,7 @@ impl Comparison {
                 c.mechanism.clone(),
                 c.pattern.clone(),
                 size(c.size),
-                c.placement.clone(),
+                c.condition.clone(),
                 show(c.old),
                 show(c.new),
                 format!("{:.2}", c.ratio),

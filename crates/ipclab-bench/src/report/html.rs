@@ -190,7 +190,7 @@ fn machine_and_settings(page: &mut String, run: &Run) {
     page.push_str("</table>\n");
 }
 
-/// Per pattern and placement: the best mechanism of each family at each
+/// Per pattern and condition: the best mechanism of each family at each
 /// size, and how far behind the best of all it is.
 fn summary(page: &mut String, run: &Run) {
     page.push_str(
@@ -199,17 +199,18 @@ fn summary(page: &mut String, run: &Run) {
          interval from the repetitions, and how many times slower than the best of all it is \
          (less throughput, for streams), unless the two intervals overlap.</p>\n",
     );
-    let mut groups: Vec<(&str, &str)> = Vec::new();
+    let mut groups: Vec<(&str, String)> = Vec::new();
     for r in &run.rows {
-        if !groups.contains(&(r.pattern.as_str(), r.placement.as_str())) {
-            groups.push((&r.pattern, &r.placement));
+        let group = (r.pattern.as_str(), r.condition());
+        if !groups.contains(&group) {
+            groups.push(group);
         }
     }
-    for (pattern, placement) in groups {
+    for (pattern, condition) in groups {
         let rows: Vec<&Row> = run
             .rows
             .iter()
-            .filter(|r| r.pattern == pattern && r.placement == placement)
+            .filter(|r| r.pattern == pattern && r.condition() == condition)
             .collect();
         let families: Vec<&str> = FAMILIES
             .iter()
@@ -223,7 +224,7 @@ fn summary(page: &mut String, run: &Run) {
             page,
             "<h3>{}, {}</h3>\n<div class=\"scroll\"><table>\n<tr><th>size</th>",
             escape(pattern),
-            escape(placement)
+            escape(&condition)
         );
         for f in &families {
             let _ = write!(page, "<th class=\"l\">{}</th>", escape(f));

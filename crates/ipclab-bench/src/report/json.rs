@@ -11,7 +11,7 @@ pub fn render(run: &Run) -> String {
     s
 }
 
-/// Reads a run written by [`render`] (schema 1 or 2), refusing other
+/// Reads a run written by [`render`] (schema 1 to 3), refusing other
 /// schema versions.
 ///
 /// No `serde_json::Value` of the whole file is built (it takes about ten

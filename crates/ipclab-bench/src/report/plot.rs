@@ -1,6 +1,6 @@
 //! The report's plots: what a run is drawn as.
 //!
-//! Per placement: round-trip p50 against size (p99 whiskers), throughput
+//! Per placement, one pair, closed loop: round-trip p50 against size (p99 whiskers), throughput
 //! against size, fresh-process round trips against size, the round-trip
 //! distribution at one size, and CPU time per message. Each is written as
 //! `<stem>.svg` and `<stem>.png`; the page inlines the SVG.
@@ -27,7 +27,12 @@ pub fn charts(run: &Run, cdf_size: Option<usize>) -> Vec<Chart> {
         let rows = |pattern: &str| -> Vec<&Row> {
             run.rows
                 .iter()
-                .filter(|r| r.placement == placement && r.pattern == pattern)
+                .filter(|r| {
+                    r.placement == placement
+                        && r.pattern == pattern
+                        && r.pairs == 1
+                        && r.offered_rate.is_none()
+                })
                 .collect()
         };
         let where_ = placement_words(placement);

@@ -1,4 +1,5 @@
-//! The summary after the tables: for each placement, pattern and size
+//! The summary after the tables: for each condition (placement, pairs,
+//! offered rate), pattern and size
 //! (limits aside), the mechanisms in groups that the noise cannot tell
 //! apart, best first, and how many times faster each group ran than the
 //! next.
@@ -18,20 +19,20 @@ use crate::units::{duration, rate, size};
 
 /// The summary of `run`; empty when no group has anything to compare.
 pub fn render(run: &Run) -> String {
-    let mut keys: Vec<(&str, &str, usize)> = Vec::new();
+    let mut keys: Vec<(String, &str, usize)> = Vec::new();
     for r in &run.rows {
-        let key = (r.placement.as_str(), r.pattern.as_str(), r.size);
+        let key = (r.condition(), r.pattern.as_str(), r.size);
         if !keys.contains(&key) {
             keys.push(key);
         }
     }
     let mut out = String::new();
-    for (placement, pattern, bytes) in keys {
+    for (condition, pattern, bytes) in keys {
         let rows: Vec<&Row> = run
             .rows
             .iter()
             .filter(|r| {
-                r.placement == placement
+                r.condition() == condition
                     && r.pattern == pattern
                     && r.size == bytes
                     && r.family != "limit"
@@ -141,7 +142,7 @@ fn extent(g: &[&Row]) -> (f64, f64) {
         })
 }
 
-/// The lines of one placement, pattern and size.
+/// The lines of one condition, pattern and size.
 fn block(rows: &[&Row]) -> String {
     let groups = verdict_groups(rows);
     if rows.len() < 2 {
@@ -153,7 +154,7 @@ fn block(rows: &[&Row]) -> String {
     let mut out = format!(
         "  {} {} {}:\n",
         first.pattern,
-        first.placement,
+        first.condition(),
         size(first.size)
     );
     for (i, g) in groups.iter().enumerate() {

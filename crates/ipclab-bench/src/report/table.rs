@@ -35,22 +35,23 @@ pub fn tables(run: &Run, markdown: bool) -> Vec<Titled> {
         .collect()
 }
 
-/// The cells of every table of `run`: one per pattern and placement,
-/// fastest first within each size.
+/// The cells of every table of `run`: one per pattern and condition
+/// (placement, pairs, offered rate), fastest first within each size.
 pub fn grids(run: &Run) -> Vec<Grid> {
-    let mut groups: Vec<(&str, &str)> = Vec::new();
+    let mut groups: Vec<(String, &str)> = Vec::new();
     for r in &run.rows {
-        if !groups.contains(&(r.placement.as_str(), r.pattern.as_str())) {
-            groups.push((&r.placement, &r.pattern));
+        let group = (r.condition(), r.pattern.as_str());
+        if !groups.contains(&group) {
+            groups.push(group);
         }
     }
     groups
         .into_iter()
-        .map(|(placement, pattern)| {
+        .map(|(condition, pattern)| {
             let mut rows: Vec<&Row> = run
                 .rows
                 .iter()
-                .filter(|r| r.placement == placement && r.pattern == pattern)
+                .filter(|r| r.condition() == condition && r.pattern == pattern)
                 .collect();
             rows.sort_by(|a, b| {
                 a.size
@@ -70,7 +71,7 @@ pub fn grids(run: &Run) -> Vec<Grid> {
             };
             let (header, body) = cells(&rows, pattern);
             Grid {
-                title: format!("{pattern}, {placement}{cpus}: {what}; {verified}"),
+                title: format!("{pattern}, {condition}{cpus}: {what}; {verified}"),
                 header,
                 body,
             }
@@ -87,16 +88,26 @@ fn placement_note(r: &Row) -> String {
             .collect::<Vec<_>>()
             .join(","),
     };
+    let load = match r.oversubscription {
+        Some(o) if r.pairs > 1 || o > 1.0 => {
+            format!("; {} processes, {o:.1} per CPU", 2 * r.pairs)
+        }
+        _ => String::new(),
+    };
+    let sides = if r.pairs > 1 { "s" } else { "" };
     format!(
-        " (client on CPU {}, server on CPU {})",
+        " (client{sides} on CPU {}, server{sides} on CPU {}{load})",
         list(&r.cpus.client),
         list(&r.cpus.server)
     )
 }
 
-/// Lower is better: p50, or the inverse of throughput.
+/// Lower is better: p50, or the inverse of throughput; a rate the row
+/// could not sustain sorts last.
 fn main_figure(r: &Row) -> f64 {
-    if let Some(s) = &r.rtt_ns {
+    if r.sustained == Some(false) {
+        f64::MAX / 2.0
+    } else if let Some(s) = &r.rtt_ns {
         s.p50 as f64
     } else if let Some(t) = &r.throughput {
         -t.bytes_per_s
@@ -132,43 +143,7 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
     let d = |ns: u64| duration(ns as f64);
     let cpu = |ns: f64| if ns > 0.0 { duration(ns) } else { "-".into() };
     match pattern {
-        "pingpong" => (
-            vec![
-                "mechanism",
-                "sync",
-                "size",
-                "p50",
-                "p90",
-                "p99",
-                "p99.9",
-                "max",
-                "cpu client",
-                "cpu server",
-                "rounds",
-                "n",
-                "× limit",
-            ],
-            rows.iter()
-                .map(|r| {
-                    let s = r.rtt_ns.expect("pingpong rows have rtt_ns");
-                    vec![
-                        r.mechanism.clone(),
-                        r.sync.clone(),
-                        size(r.size),
-                        with_interval(d(s.p50), r),
-                        d(s.p90),
-                        d(s.p99),
-                        d(s.p999),
-                        d(s.max),
-                        cpu(r.cpu_ns_per_message.client),
-                        cpu(r.cpu_ns_per_message.server),
-                        format!("{:.1}", r.rounds),
-                        r.iterations.to_string(),
-                        times_limit(r),
-                    ]
-                })
-                .collect(),
-        ),
+        "pingpong" => pingpong_cells(rows),
         "stream" => (
             vec![
                 "mechanism",
@@ -230,6 +205,80 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
     }
 }
 
+/// The pingpong table: latency, then what contention and offered load
+/// add when the rows have them (round trips per second of all pairs, the
+/// slowest and fastest pair, context switches; offered and achieved rate,
+/// the p99 a closed-loop tool would have reported).
+fn pingpong_cells(rows: &[&Row]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let d = |ns: u64| duration(ns as f64);
+    let cpu = |ns: f64| if ns > 0.0 { duration(ns) } else { "-".into() };
+    let contention = rows.iter().any(|r| r.pairs > 1);
+    let open = rows.iter().any(|r| r.offered_rate.is_some());
+    let mut header = vec![
+        "mechanism",
+        "sync",
+        "size",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+    ];
+    if open {
+        header.extend(["offered", "achieved", "p99 uncorrected"]);
+    }
+    if contention {
+        header.extend(["round trips", "pairs slowest–fastest", "switches"]);
+    }
+    header.extend(["cpu client", "cpu server", "rounds", "n", "× limit"]);
+    let body = rows
+        .iter()
+        .map(|r| {
+            let s = r.rtt_ns.expect("pingpong rows have rtt_ns");
+            let mut line = vec![
+                r.mechanism.clone(),
+                r.sync.clone(),
+                size(r.size),
+                with_interval(d(s.p50), r),
+                d(s.p90),
+                d(s.p99),
+                d(s.p999),
+                d(s.max),
+            ];
+            if open {
+                line.push(r.offered_rate.map_or("max".into(), count_rate));
+                line.push(match (r.achieved_rate, r.sustained) {
+                    (Some(a), Some(false)) => format!("{} NOT SUSTAINED", count_rate(a)),
+                    (Some(a), _) => count_rate(a),
+                    _ => "-".into(),
+                });
+                line.push(r.rtt_uncorrected_ns.map_or("-".into(), |u| d(u.p99)));
+            }
+            if contention {
+                line.push(
+                    r.round_trips
+                        .map_or("-".into(), |t| count_rate(t.messages_per_s)),
+                );
+                line.push(r.pair_throughput.map_or("-".into(), |p| {
+                    format!("{} – {}", count_rate(p.min), count_rate(p.max))
+                }));
+                line.push(r.context_switches_per_message.map_or("-".into(), |c| {
+                    format!("{:.2}", c.voluntary + c.involuntary)
+                }));
+            }
+            line.extend([
+                cpu(r.cpu_ns_per_message.client),
+                cpu(r.cpu_ns_per_message.server),
+                format!("{:.1}", r.rounds),
+                r.iterations.to_string(),
+                times_limit(r),
+            ]);
+            line
+        })
+        .collect();
+    (header, body)
+}
+
 /// A headline figure with its 95 % interval from the repetitions, as the
 /// larger distance to an end in percent: `84.5 µs ±6%`.
 pub fn with_interval(figure: String, r: &Row) -> String {
@@ -282,7 +331,7 @@ pub fn notes(run: &Run) -> String {
             f.mechanism,
             f.pattern,
             size(f.size),
-            f.placement,
+            crate::results::condition(&f.placement, f.pairs, f.offered_rate),
             f.error
         ));
     }
