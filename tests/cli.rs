@@ -218,6 +218,20 @@ fn bad_input_is_one_line_and_status_2() {
             "invalid value 'x' for '--segments",
         ),
         (&["run", "--segment-size", "0"], "'0' is zero"),
+        // run: pairs and offered load
+        (&["run", "--pairs", "0"], "0 pairs run nothing"),
+        (&["run", "--pairs", "1,257"], "257 pairs are more than 256"),
+        (
+            &["run", "--pairs", "many"],
+            "'many' is not a number of pairs",
+        ),
+        (&["run", "--rate", "0"], "below one round trip per second"),
+        (&["run", "--rate", "abc"], "'abc' is not a rate"),
+        (&["run", "--rate", "1k,-3"], "-3 is below one round trip"),
+        (
+            &["run", "-p", "stream", "--rate", "1k"],
+            "--rate paces round trips, so it needs -p pingpong",
+        ),
         (&["run", "--segment-size", "big"], "'big' is not a size"),
         // run: output files and folders
         (&["run", "--json", &a_dir], "it is a directory"),

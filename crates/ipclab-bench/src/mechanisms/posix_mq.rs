@@ -271,8 +271,23 @@ pub(crate) fn create_queue_named(
 
 fn open_error(e: Errno, attr: Option<&MqAttr>) -> io::Error {
     let hint = match e {
-        Errno::EMFILE => " (RLIMIT_MSGQUEUE bytes (ulimit -q) or open files exhausted)".to_string(),
-        Errno::ENOSPC => " (fs.mqueue.queues_max queues exist already)".to_string(),
+        Errno::EMFILE => {
+            let limit = |r| {
+                rustix::process::getrlimit(r)
+                    .current
+                    .map_or("unlimited".to_string(), |n| n.to_string())
+            };
+            format!(
+                " (a kernel limit: RLIMIT_MSGQUEUE (ulimit -q), {} bytes of queues per user, or \
+                 RLIMIT_NOFILE (ulimit -n), {} open files)",
+                limit(rustix::process::Resource::Msgqueue),
+                limit(rustix::process::Resource::Nofile)
+            )
+        }
+        Errno::ENOSPC => format!(
+            " (a kernel limit: fs.mqueue.queues_max, {} queues, exist already)",
+            read_proc("/proc/sys/fs/mqueue/queues_max")
+        ),
         Errno::EINVAL => attr.map_or(String::new(), |a| {
             format!(
                 " (mq_maxmsg {} / mq_msgsize {} refused)",

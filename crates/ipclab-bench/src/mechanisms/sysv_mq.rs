@@ -74,8 +74,11 @@ impl SysvQueue {
             if id < 0 {
                 let e = io::Error::last_os_error();
                 let hint = match e.raw_os_error() {
-                    Some(libc::ENOSPC) => " (kernel.msgmni queues exist already)",
-                    _ => "",
+                    Some(libc::ENOSPC) => format!(
+                        " (a kernel limit: kernel.msgmni, {} queues, exist already)",
+                        read_proc("/proc/sys/kernel/msgmni")
+                    ),
+                    _ => String::new(),
                 };
                 return Err(io::Error::new(e.kind(), format!("msgget: {e}{hint}")));
             }
