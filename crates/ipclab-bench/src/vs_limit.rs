@@ -44,8 +44,12 @@ fn limit<'a, R: Borrow<Row>>(
     })
 }
 
+/// The p50 of a limit row; none from a limit that could not sustain the
+/// offered rate (its round trips queued behind each other: no floor).
 fn p50(row: Option<&Row>) -> Option<f64> {
-    row.and_then(|r| r.rtt_ns).map(|s| s.p50 as f64)
+    row.filter(|r| r.sustained != Some(false))
+        .and_then(|r| r.rtt_ns)
+        .map(|s| s.p50 as f64)
 }
 
 /// The figure of `row`'s matching limit, in the row's own unit: round-trip
@@ -82,6 +86,10 @@ pub fn matching_limit<R: Borrow<Row>>(rows: &[R], row: &Row) -> Option<f64> {
 
 /// `row`'s figure over its matching limit's (see the module comment).
 pub fn vs_limit<R: Borrow<Row>>(rows: &[R], row: &Row) -> Option<f64> {
+    if row.sustained == Some(false) {
+        // Its p50 is queueing, not a cost per round trip.
+        return None;
+    }
     let floor = matching_limit(rows, row)?;
     let ratio = match row.pattern.as_str() {
         "pingpong" => row.rtt_ns.map(|s| s.p50 as f64)? / floor,
@@ -237,6 +245,25 @@ pub(crate) mod tests {
         attach(&mut rows);
         assert_eq!(rows[5].vs_limit, Some(4.0));
         assert_eq!(rows[6].vs_limit, None);
+    }
+
+    #[test]
+    fn an_unsustained_rate_has_no_ratio_and_sets_no_floor() {
+        let open = |mut r: Row, sustained| {
+            r.offered_rate = Some(1000.0);
+            r.sustained = Some(sustained);
+            r
+        };
+        let limits: Vec<Row> = limits().into_iter().map(|r| open(r, false)).collect();
+        let mechanism = open(
+            row("pipe", "message-passing", "pingpong", 64, false, 50_000.0),
+            true,
+        );
+        assert_eq!(vs_limit(&limits, &mechanism), None);
+        let limits: Vec<Row> = limits.into_iter().map(|r| open(r, true)).collect();
+        assert!(vs_limit(&limits, &mechanism).is_some());
+        let slow = open(mechanism, false);
+        assert_eq!(vs_limit(&limits, &slow), None);
     }
 
     #[test]
