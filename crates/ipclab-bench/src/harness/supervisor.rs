@@ -28,7 +28,7 @@ use super::sigbus;
 use super::spec::{CellOutcome, CellSpec, OneshotSample, Pattern, SideReport, Sides};
 use super::window::{PairWindow, Window};
 use crate::mechanisms;
-use crate::transport::{Endpoint, Pair, Transport};
+use crate::transport::{Endpoint, Pair, SharedMemory, Transport};
 
 /// Exit status of a process that a signal asked to stop and that stopped
 /// cleanly: 128 plus the signal, as a shell reports a death by it (130
@@ -231,29 +231,22 @@ impl Role {
 fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result<Once> {
     let fault = Fault::from_env(&spec.mechanism)?;
     let window = Window::new(spec.pairs).context("mapping the measured window's page")?;
-    let mut guards: Vec<Box<dyn std::any::Any>> = Vec::new();
-    let mut children = Vec::new();
-    let mut targets = Vec::new();
     let scribble = scribbler::scribble_seed();
+    let mut started = Started::default();
     let mut prepare_ns = Vec::new();
-    let supervisor = rustix::process::getpid();
     for index in 0..spec.pairs.max(1) {
         prepare_ns.push(mono_ns());
-        let started = prepare_and_fork(
-            spec,
-            transport,
-            index,
-            &window,
-            &mut guards,
-            &mut children,
-            (scribble.is_some() && index == 0).then_some(&mut targets),
-            supervisor,
-        );
-        if let Err(e) = started {
-            kill_all(&mut children);
+        let scribble_on = scribble.is_some() && index == 0;
+        if let Err(e) = started.pair(spec, transport, index, &window, scribble_on) {
+            started.kill_all();
             return Err(e);
         }
     }
+    let Started {
+        guards,
+        mut children,
+        targets,
+    } = started;
     // Forked after the pairs: the scribbler holds the first pair's
     // mappings, nothing else of the channels.
     let scribbler = match scribble {
@@ -261,7 +254,7 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
             match scribbler::start_scribbler(seed, spec, &targets) {
                 Ok(pid) => Some(pid),
                 Err(e) => {
-                    kill_all(&mut children);
+                    kill(&mut children);
                     return Err(e);
                 }
             }
@@ -361,79 +354,102 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
     })
 }
 
-/// Prepares pair `index`'s channel, keeps its guard in `guards`, forks its
-/// server and its client into `children`, and drops the supervisor's copy of
-/// its ends. `targets` takes the shared memory to scribble on, when asked.
-#[allow(clippy::too_many_arguments)]
-fn prepare_and_fork(
-    spec: &CellSpec,
-    transport: &dyn Transport,
-    index: usize,
-    window: &Window,
-    guards: &mut Vec<Box<dyn std::any::Any>>,
-    children: &mut Vec<Child>,
-    targets: Option<&mut Vec<crate::transport::SharedMemory>>,
-    supervisor: Pid,
-) -> Result<()> {
-    let prepared = transport.prepare(&spec.channel).map_err(|e| {
-        let what = match spec.pairs {
-            0 | 1 => "preparing the channel".to_string(),
-            n => format!("preparing the channel of pair {} of {n}", index + 1),
-        };
-        kernel_limits::name_the_limit(anyhow::Error::from(e))
-            .context(format!("{}: {what}", spec.mechanism))
-    })?;
-    if std::env::var_os("IPCLAB_FAULT_STOP_AFTER_PREPARE").is_some() {
-        // Tests only: stop here, objects made and no side started, for the
-        // test to `kill -9` us (what `ipclab ls`/`clean` must then find).
-        let _ = kill_process(rustix::process::getpid(), Signal::STOP);
-    }
-    guards.push(prepared.guard);
-    let mut pair = Some(prepared.pair);
-    // Fault injection (tests only): the shared memory, mapped before the
-    // sides can remove its name, for a scribbler forked later.
-    if let (Some(targets), Some(pair)) = (targets, pair.as_mut()) {
-        *targets = pair
-            .shared_memory()
-            .context("mapping the shared memory to scribble on")?;
-    }
-    for role in [Role::Server, Role::Client] {
-        let report = memfd_create("ipclab-report", MemfdFlags::CLOEXEC).context("memfd_create")?;
-        // SAFETY: the supervisor is single-threaded (it is its own process,
-        // started by exec, and starts no threads), so the child may do
-        // anything the parent could.
-        match unsafe { fork() }
-            .map_err(|e| anyhow!(kernel_limits::name_the_limit(anyhow!(e).context("fork"))))?
-        {
-            ForkResult::Child => {
-                // The guards belong to the supervisor: the child must not
-                // remove the channels' objects when it exits.
-                std::mem::forget(std::mem::take(guards));
-                let pair = pair.take().expect("each child takes the pair once");
-                let window = window.pair(index);
-                side_main(spec, role, index, pair, &window, report, supervisor);
-            }
-            ForkResult::Parent { child } => {
-                let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
-                children.push(Child {
-                    role,
-                    pair: index,
-                    pid,
-                    pidfd: pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok(),
-                    report,
-                    status: None,
-                    ended_by: None,
-                });
-            }
-        }
-    }
-    // Our copy of both ends goes, so that each side sees the other's death.
-    drop(pair);
-    Ok(())
+/// What the supervisor holds of the pairs it has started.
+#[derive(Default)]
+struct Started {
+    /// Each pair's guard: dropped once every side is reaped, it removes
+    /// the channel's names and kernel objects.
+    guards: Vec<Box<dyn std::any::Any>>,
+    /// Server then client, pair by pair.
+    children: Vec<Child>,
+    /// The first pair's shared memory, for a scribbler (tests only).
+    targets: Vec<SharedMemory>,
 }
 
-/// Kills and reaps every child (a cell that could not start all its pairs).
-fn kill_all(children: &mut [Child]) {
+impl Started {
+    /// Prepares pair `index`'s channel, keeps its guard, forks its server
+    /// and its client, and drops the supervisor's copy of its ends. With
+    /// `scribble_on`, first maps the channel's shared memory for a
+    /// scribbler.
+    fn pair(
+        &mut self,
+        spec: &CellSpec,
+        transport: &dyn Transport,
+        index: usize,
+        window: &Window,
+        scribble_on: bool,
+    ) -> Result<()> {
+        let prepared = transport.prepare(&spec.channel).map_err(|e| {
+            let what = match spec.pairs {
+                0 | 1 => "preparing the channel".to_string(),
+                n => format!("preparing the channel of pair {} of {n}", index + 1),
+            };
+            kernel_limits::name_the_limit(anyhow::Error::from(e))
+                .context(format!("{}: {what}", spec.mechanism))
+        })?;
+        if std::env::var_os("IPCLAB_FAULT_STOP_AFTER_PREPARE").is_some() {
+            // Tests only: stop here, objects made and no side started, for
+            // the test to `kill -9` us (what `ipclab ls`/`clean` must then
+            // find).
+            let _ = kill_process(rustix::process::getpid(), Signal::STOP);
+        }
+        self.guards.push(prepared.guard);
+        let mut pair = Some(prepared.pair);
+        // Fault injection (tests only): the shared memory, mapped before
+        // the sides can remove its name, for a scribbler forked later.
+        if let (true, Some(pair)) = (scribble_on, pair.as_mut()) {
+            self.targets = pair
+                .shared_memory()
+                .context("mapping the shared memory to scribble on")?;
+        }
+        let supervisor = rustix::process::getpid();
+        for role in [Role::Server, Role::Client] {
+            let report =
+                memfd_create("ipclab-report", MemfdFlags::CLOEXEC).context("memfd_create")?;
+            // SAFETY: the supervisor is single-threaded (it is its own
+            // process, started by exec, and starts no threads), so the
+            // child may do anything the parent could.
+            let forked = unsafe { fork() }.map_err(|e| {
+                kernel_limits::name_the_limit(anyhow::Error::from(e).context("fork"))
+            })?;
+            match forked {
+                ForkResult::Child => {
+                    // The guards belong to the supervisor: the child must
+                    // not remove the channels' objects when it exits.
+                    std::mem::forget(std::mem::take(&mut self.guards));
+                    let pair = pair.take().expect("each child takes the pair once");
+                    let window = window.pair(index);
+                    side_main(spec, role, index, pair, &window, report, supervisor);
+                }
+                ForkResult::Parent { child } => {
+                    let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
+                    self.children.push(Child {
+                        role,
+                        pair: index,
+                        pid,
+                        pidfd: pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok(),
+                        report,
+                        status: None,
+                        ended_by: None,
+                    });
+                }
+            }
+        }
+        // Our copy of both ends goes, so that each side sees the other's
+        // death.
+        drop(pair);
+        Ok(())
+    }
+
+    /// Kills and reaps every side started (a cell that could not start
+    /// all its pairs); the guards go with `self`.
+    fn kill_all(&mut self) {
+        kill(&mut self.children);
+    }
+}
+
+/// Kills and reaps `children`.
+fn kill(children: &mut [Child]) {
     for c in children.iter() {
         let _ = kill_process(c.pid, Signal::KILL);
     }
