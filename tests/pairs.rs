@@ -277,3 +277,40 @@ fn pairs_beyond_a_kernel_limit_fail_their_cell_naming_it() {
     let leaked = common::new_objects(&before);
     assert!(leaked.is_empty(), "left behind: {leaked:?}");
 }
+
+/// A server of the first of three pairs killed mid-run: the cell fails
+/// naming the pair, the other pairs' processes are stopped, and every
+/// channel's objects go, also those of the pairs that were still running.
+#[test]
+fn a_pair_killed_mid_run_fails_its_cell_and_leaves_nothing() {
+    let before = common::ipc_objects();
+    for mechanism in ["shm-futex", "posix-mq"] {
+        let (code, run, stderr) = run(
+            &[
+                "-m",
+                mechanism,
+                "-s",
+                "4K",
+                "-p",
+                "stream",
+                "--pairs",
+                "3",
+                "--duration",
+                "2s",
+                "--no-limits",
+            ],
+            &[("IPCLAB_FAULT_KILL", &format!("server:100000:{mechanism}"))],
+            None,
+        );
+        assert_eq!(code, 1, "{stderr}");
+        let failures = run["failures"].as_array().expect("failures");
+        assert_eq!(failures.len(), 1, "{failures:#?}");
+        let error = failures[0]["error"].as_str().expect("error");
+        assert!(
+            error.contains("pair 1 of 3") && error.contains("SIGKILL"),
+            "{mechanism}: {error}"
+        );
+    }
+    let leaked = common::new_objects(&before);
+    assert!(leaked.is_empty(), "left behind: {leaked:?}");
+}
