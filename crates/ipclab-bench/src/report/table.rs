@@ -288,13 +288,17 @@ pub fn with_interval(figure: String, r: &Row) -> String {
     }
 }
 
-/// A relative width as a short percentage: `0.4%`, `6%`, `130%`.
+/// A relative width as a short percentage: `0.4%`, `6%`, `130%`; past
+/// 999 % (one repetition a hundred times another's, as a spinning pair
+/// that lost its CPU gives) only that: `>999%`.
 fn percent(x: f64) -> String {
     let p = x * 100.0;
     if p < 1.0 {
         format!("{p:.1}%")
-    } else {
+    } else if p < 999.5 {
         format!("{p:.0}%")
+    } else {
+        ">999%".into()
     }
 }
 
@@ -339,4 +343,17 @@ pub fn notes(run: &Run) -> String {
         out.push_str("the run did not finish: these are the cells measured before it stopped\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent;
+
+    #[test]
+    fn percentages_stay_short() {
+        assert_eq!(percent(0.004), "0.4%");
+        assert_eq!(percent(0.06), "6%");
+        assert_eq!(percent(9.99), "999%");
+        assert_eq!(percent(3.2e6), ">999%");
+    }
 }
