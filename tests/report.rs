@@ -303,10 +303,11 @@ fn loaded_run() -> Run {
                 voluntary: 1.0,
                 involuntary: 0.5,
             });
-            if spins && pairs == 4 {
-                if let Some(t) = l.throughput.as_mut() {
-                    t.messages_per_s = 1e5;
-                }
+            if spins
+                && pairs == 4
+                && let Some(t) = l.throughput.as_mut()
+            {
+                t.messages_per_s = 1e5;
             }
             if let Some(s) = l.rtt_ns.as_mut() {
                 if spins && pairs == 4 {
