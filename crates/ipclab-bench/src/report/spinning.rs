@@ -18,9 +18,13 @@
 //! repetitions record the headline figure, the p50 or the messages per
 //! second). The comparison borrows each row's relative 95 % interval of its
 //! headline figure (at least [`MIN_RELATIVE`]) and calls a difference only
-//! beyond the wider of the two; a row whose interval is too wide to place
-//! (`summary::too_noisy`) is "too noisy to tell" at that step. Without
-//! repetitions the differences are untested, and the heading says so.
+//! beyond the wider of the two. A sleeper whose interval is too wide to
+//! place (`summary::too_noisy`) is no reference. A spinner that is too
+//! noisy is judged against the sleeper's interval alone and can only be
+//! found behind (its repetitions disagree, which the line says), else it
+//! is "too noisy to tell" at that step: its pooled p99 and throughput hold
+//! the stalled repetitions too. Without repetitions the differences are
+//! untested, and the heading says so.
 
 use super::summary::{too_noisy, unsustained, verdict_groups};
 use crate::interval::MIN_RELATIVE;
@@ -208,10 +212,17 @@ fn standing<'a>(spinner: &'a Row, sleeper: &'a Row) -> Standing<'a> {
     if unsustained(spinner) {
         return Standing::Unsustained;
     }
-    if too_noisy(spinner) {
-        return Standing::Noisy;
-    }
-    let m = margin(spinner, sleeper);
+    // A spinner whose repetitions disagree beyond placing is judged against
+    // the sleeper's interval alone, and only to say that it is behind: its
+    // pooled p99 and throughput hold every repetition, the stalled ones
+    // too, and a stall in some repetitions is what falling behind looks
+    // like. That it is ahead, such a row cannot tell.
+    let noisy = too_noisy(spinner);
+    let m = if noisy {
+        margin(sleeper, sleeper)
+    } else {
+        margin(spinner, sleeper)
+    };
     let p99_behind = matches!((p99(spinner), p99(sleeper)), (Some(s), Some(z)) if s > z * m);
     let tp_behind =
         matches!((throughput(spinner), throughput(sleeper)), (Some(s), Some(z)) if s * m < z);
@@ -221,9 +232,31 @@ fn standing<'a>(spinner: &'a Row, sleeper: &'a Row) -> Standing<'a> {
             p99: p99_behind,
             throughput: tp_behind,
         }
+    } else if noisy {
+        Standing::Noisy
     } else {
         Standing::Ahead(sleeper)
     }
+}
+
+/// `; its repetitions disagree: p50 603 ns to 40.0 ms` for a row too noisy
+/// to place, nothing otherwise.
+fn disagreement(r: &Row) -> String {
+    let (lo, hi) = r
+        .repetitions
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    if !too_noisy(r) || !lo.is_finite() {
+        return String::new();
+    }
+    let (what, lo, hi) = if r.higher_is_better() {
+        ("messages", count_rate(lo), count_rate(hi))
+    } else {
+        ("p50", duration(lo), duration(hi))
+    };
+    format!("; its repetitions disagree: {what} {lo} to {hi}")
 }
 
 /// `p99 2.68 µs, 206 k/s`: the figures compared, of one row.
@@ -394,9 +427,10 @@ fn spinner_line(rows: &[&Row], name: &str, steps: &[Step], along: Along) -> Stri
                     p99,
                     throughput,
                 } => format!(
-                    "behind {} {when} ({})",
+                    "behind {} {when} ({}{})",
                     sleeper.mechanism,
-                    against(spinner, sleeper, *p99, *throughput)
+                    against(spinner, sleeper, *p99, *throughput),
+                    disagreement(spinner)
                 ),
                 _ => format!(
                     "could not sustain the offered rate {when} (achieved {} per pair)",
@@ -477,7 +511,8 @@ mod tests {
     }
 
     #[test]
-    fn a_spinner_too_noisy_to_place_is_not_judged() {
+    fn noise_keeps_a_spinner_from_being_called_ahead_but_not_from_being_called_behind() {
+        // The sleeper too noisy at 4 pairs: no reference there.
         let mut run = pairs_run();
         for r in run.rows.iter_mut().filter(|r| r.pairs == 4) {
             *r = with_interval(r.clone(), 400.0);
@@ -485,6 +520,28 @@ mod tests {
         let text = render(&run);
         assert!(text.contains("too noisy to tell at 4 pairs"), "{text}");
         assert!(!text.contains("from 4 pairs"), "{text}");
+
+        // The spinner alone too noisy, one repetition stalled: behind at 4
+        // pairs all the same, and the line says its repetitions disagree;
+        // at 2 pairs, where it is ahead, nothing can be said.
+        let mut run = pairs_run();
+        for r in run
+            .rows
+            .iter_mut()
+            .filter(|r| r.polls && r.pattern == "pingpong" && r.pairs > 1)
+        {
+            *r = with_interval(r.clone(), 400.0);
+            r.repetitions = vec![700.0, 720.0, 40e6];
+        }
+        let text = render(&run);
+        assert!(
+            text.contains(
+                "behind shm-futex from 4 pairs (p99 5.00 ms against 100 µs; 40.0 k/s round trips \
+                 against 60.0 k/s; its repetitions disagree: p50 700 ns to 40.0 ms); too noisy \
+                 to tell at 2 pairs"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
