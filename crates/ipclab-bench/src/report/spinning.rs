@@ -7,10 +7,10 @@
 //! mechanism that polls (`Row::polls`, limits aside) is set against the
 //! best sleeping mechanism at each step: the one with the lowest p99 among
 //! those that sustained the rate (pingpong), or the highest throughput
-//! (stream). A spinner is behind at a step when its p99 is higher or its
+//! (stream). A spinner is behind at a step when its p99 is higher, its
 //! round trips per second of all pairs (messages per second, for stream)
-//! fewer by more than the noise allows, or when it could not sustain the
-//! rate. The p50 alone would hide it: a spinner preempted by its
+//! fewer, or its slowest pair's fewer (a starved pair), by more than the
+//! noise allows, or when it could not sustain the rate. The p50 alone would hide it: a spinner preempted by its
 //! neighbours stalls for whole time slices on a few round trips, which show
 //! only past the p99.
 //!
@@ -62,8 +62,8 @@ pub fn title(run: &Run) -> String {
         "one repetition: differences untested"
     };
     format!(
-        "Spinning against sleeping as the load grows (p99 and throughput of all pairs against \
-         the best sleeping mechanism at each step; limits aside; {how})"
+        "Spinning against sleeping as the load grows (p99, throughput of all pairs and of the \
+         slowest pair, against the best sleeping mechanism at each step; limits aside; {how})"
     )
 }
 
@@ -192,16 +192,31 @@ fn margin(a: &Row, b: &Row) -> f64 {
     1.0 + rel(a).into_iter().chain(rel(b)).fold(0.0, f64::max)
 }
 
+/// The figures a spinner is behind by.
+#[derive(Clone, Copy)]
+struct By {
+    p99: bool,
+    /// Of all pairs together.
+    throughput: bool,
+    /// Of the slowest pair: one pair starved while the others run.
+    slowest: bool,
+}
+
+/// The slowest pair's round trips (or messages) per second, with more
+/// than one pair.
+fn slowest(r: &Row) -> Option<f64> {
+    r.pair_throughput
+        .filter(|_| r.pairs > 1)
+        .map(|p| p.min)
+        .filter(|&v| v > 0.0)
+}
+
 /// How a spinning row stands at one step.
 enum Standing<'a> {
     /// Level with or ahead of the best sleeper.
     Ahead(&'a Row),
-    /// Behind it: by p99, by throughput, or both.
-    Behind {
-        sleeper: &'a Row,
-        p99: bool,
-        throughput: bool,
-    },
+    /// Behind it by some of the figures compared.
+    Behind { sleeper: &'a Row, by: By },
     /// Could not sustain the offered rate.
     Unsustained,
     /// Its repetitions disagree too much to tell.
@@ -223,15 +238,14 @@ fn standing<'a>(spinner: &'a Row, sleeper: &'a Row) -> Standing<'a> {
     } else {
         margin(spinner, sleeper)
     };
-    let p99_behind = matches!((p99(spinner), p99(sleeper)), (Some(s), Some(z)) if s > z * m);
-    let tp_behind =
-        matches!((throughput(spinner), throughput(sleeper)), (Some(s), Some(z)) if s * m < z);
-    if p99_behind || tp_behind {
-        Standing::Behind {
-            sleeper,
-            p99: p99_behind,
-            throughput: tp_behind,
-        }
+    let fewer = |f: fn(&Row) -> Option<f64>| matches!((f(spinner), f(sleeper)), (Some(s), Some(z)) if s * m < z);
+    let by = By {
+        p99: matches!((p99(spinner), p99(sleeper)), (Some(s), Some(z)) if s > z * m),
+        throughput: fewer(throughput),
+        slowest: fewer(slowest),
+    };
+    if by.p99 || by.throughput || by.slowest {
+        Standing::Behind { sleeper, by }
     } else if noisy {
         Standing::Noisy
     } else {
@@ -280,20 +294,34 @@ fn figures(r: &Row) -> String {
     parts.join(", ")
 }
 
-/// `p99 9.1 ms against 221 µs; 51.8 k/s round trips against 206 k/s`.
-fn against(spinner: &Row, sleeper: &Row, p99_too: bool, throughput_too: bool) -> String {
+/// `p99 9.1 ms against 221 µs; 51.8 k/s round trips against 206 k/s;
+/// slowest pair 52.0 /s against 13.0 k/s`.
+fn against(spinner: &Row, sleeper: &Row, by: By) -> String {
     let mut parts = Vec::new();
-    if p99_too && let (Some(a), Some(b)) = (p99(spinner), p99(sleeper)) {
+    if by.p99
+        && let (Some(a), Some(b)) = (p99(spinner), p99(sleeper))
+    {
         parts.push(format!("p99 {} against {}", duration(a), duration(b)));
     }
-    if throughput_too && let (Some(a), Some(b)) = (throughput(spinner), throughput(sleeper)) {
-        let what = if spinner.round_trips.is_some() {
-            "round trips"
-        } else {
-            "messages"
-        };
+    let what = if spinner.round_trips.is_some() {
+        "round trips"
+    } else {
+        "messages"
+    };
+    if by.throughput
+        && let (Some(a), Some(b)) = (throughput(spinner), throughput(sleeper))
+    {
         parts.push(format!(
             "{} {what} against {}",
+            count_rate(a),
+            count_rate(b)
+        ));
+    }
+    if by.slowest
+        && let (Some(a), Some(b)) = (slowest(spinner), slowest(sleeper))
+    {
+        parts.push(format!(
+            "slowest pair {} {what} against {}",
             count_rate(a),
             count_rate(b)
         ));
@@ -422,14 +450,10 @@ fn spinner_line(rows: &[&Row], name: &str, steps: &[Step], along: Along) -> Stri
                 format!("at {}", at.join(", "))
             };
             parts.push(match standing {
-                Standing::Behind {
-                    sleeper,
-                    p99,
-                    throughput,
-                } => format!(
+                Standing::Behind { sleeper, by } => format!(
                     "behind {} {when} ({}{})",
                     sleeper.mechanism,
-                    against(spinner, sleeper, *p99, *throughput),
+                    against(spinner, sleeper, *by),
                     disagreement(spinner)
                 ),
                 _ => format!(
@@ -463,13 +487,16 @@ mod tests {
             text.contains(
                 "    shm-spin: best at 1 pair (p50 700 ns, p99 2.00 µs, 1.40 M/s round trips); \
                  behind shm-futex from 4 pairs (p99 5.00 ms against 100 µs; 40.0 k/s round \
-                 trips against 60.0 k/s)\n"
+                 trips against 60.0 k/s; slowest pair 8.00 k/s round trips against 12.0 k/s)\n"
             ),
             "{text}"
         );
         // Stream: behind by messages per second from 2 pairs.
         assert!(
-            text.contains("behind shm-futex from 2 pairs (500 k/s messages against 2.00 M/s)"),
+            text.contains(
+                "behind shm-futex from 2 pairs (500 k/s messages against 2.00 M/s; slowest pair \
+                 125 k/s messages against 500 k/s)"
+            ),
             "{text}"
         );
     }
@@ -484,6 +511,25 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("behind shm-futex"), "{text}");
+    }
+
+    #[test]
+    fn a_starved_pair_puts_a_spinner_behind_though_p99_and_the_total_hold() {
+        let mut run = pairs_run();
+        run.rows.retain(|r| r.pairs < 4 && r.pattern == "pingpong");
+        for r in run.rows.iter_mut().filter(|r| r.polls && r.pairs == 2) {
+            r.pair_throughput = Some(crate::results::MinMax {
+                min: 52.0,
+                max: 1e6,
+            });
+        }
+        let text = render(&run);
+        assert!(
+            text.contains(
+                "behind shm-futex from 2 pairs (slowest pair 52.0 /s round trips against 16.0 k/s)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -537,8 +583,8 @@ mod tests {
         assert!(
             text.contains(
                 "behind shm-futex from 4 pairs (p99 5.00 ms against 100 µs; 40.0 k/s round trips \
-                 against 60.0 k/s; its repetitions disagree: p50 700 ns to 40.0 ms); too noisy \
-                 to tell at 2 pairs"
+                 against 60.0 k/s; slowest pair 8.00 k/s round trips against 12.0 k/s; its \
+                 repetitions disagree: p50 700 ns to 40.0 ms); too noisy to tell at 2 pairs"
             ),
             "{text}"
         );
