@@ -421,11 +421,17 @@ fn marker<DB: DrawingBackend>(
     look: &Look,
     hollow: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-    let filled = if hollow {
-        ShapeStyle::from(look.color).stroke_width(2)
-    } else {
-        ShapeStyle::from(look.color).filled()
-    };
+    if hollow {
+        // A ring in the series' colour, white inside, whatever the
+        // series' marker: plain to tell from every filled one.
+        area.draw(&Circle::new(at, 6, WHITE.filled()))?;
+        return area.draw(&Circle::new(
+            at,
+            6,
+            ShapeStyle::from(look.color).stroke_width(2),
+        ));
+    }
+    let filled = ShapeStyle::from(look.color).filled();
     let (x, y) = at;
     match look.marker {
         Marker::Circle => area.draw(&Circle::new(at, 4, filled)),
