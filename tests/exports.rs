@@ -248,6 +248,17 @@ fn dash_writes_the_export_to_standard_output() {
         text.starts_with("mechanism,") && text.lines().count() == 2,
         "{text}"
     );
+    // The columns of pairs and offered load: one pair, closed loop.
+    let mut csv = text.lines().map(|l| l.split(',').collect::<Vec<_>>());
+    let (header, row) = (csv.next().unwrap(), csv.next().unwrap());
+    let column = |name: &str| {
+        let i = header.iter().position(|h| *h == name);
+        row[i.unwrap_or_else(|| panic!("no column {name}: {text}"))]
+    };
+    assert_eq!(column("pairs"), "1");
+    assert_eq!(column("offered_rate"), "");
+    assert_eq!(column("sustained"), "");
+    assert_ne!(column("round_trips_per_s"), "");
 
     // Two exports cannot share standard output.
     let out = ipclab()

@@ -11,7 +11,7 @@ use ipclab_bench::harness::clock::TimerCalibration;
 use ipclab_bench::machine::Machine;
 use ipclab_bench::report::write_report;
 use ipclab_bench::results::{
-    CpuPerMessage, Cpus, Failure, Row, Run, SCHEMA, Settings, Skipped, Throughput,
+    CpuPerMessage, Cpus, Failure, MinMax, Row, Run, SCHEMA, Settings, Skipped, Switches, Throughput,
 };
 use ipclab_bench::stats::Stats;
 
@@ -263,6 +263,120 @@ fn thirty_mechanisms_give_every_plot_and_a_self_contained_page() {
         assert!(page.contains(text), "the page lacks {text}");
     }
     assert!(!page.contains("odd<&>name"), "unescaped name in the page");
+}
+
+/// Two mechanisms of the hand-made run, one spinning, at 1, 2 and 4 pairs
+/// closed loop, and at one pair offered 1k/s, 10k/s and 100k/s: the
+/// spinner's p99 passes the sleeper's at 4 pairs, and it cannot sustain
+/// 100k/s.
+fn loaded_run() -> Run {
+    let mut run = hand_made_run();
+    let base: Vec<Row> = run
+        .rows
+        .iter()
+        .filter(|r| {
+            r.size == 12
+                && r.pattern != "oneshot"
+                && ["shared-memory-0", "message-passing-0"].contains(&r.mechanism.as_str())
+        })
+        .cloned()
+        .collect();
+    let mut rows = Vec::new();
+    for r in &base {
+        let spins = r.family == "shared-memory";
+        let mut r = r.clone();
+        if spins {
+            // Faster than the sleeper (1 µs p50, 4 µs p99) with one pair.
+            r.rtt_ns = r.rtt_ns.map(|_| stats(500));
+            if let Some(t) = r.throughput.as_mut() {
+                t.messages_per_s = 2e6;
+                t.bytes_per_s = 2e6 * 12.0;
+            }
+        }
+        for pairs in [1usize, 2, 4] {
+            let mut l = r.clone();
+            l.polls = spins;
+            l.pairs = pairs;
+            l.oversubscription = Some(pairs as f64);
+            l.pair_throughput = Some(MinMax { min: 1e3, max: 2e3 });
+            l.context_switches_per_message = Some(Switches {
+                voluntary: 1.0,
+                involuntary: 0.5,
+            });
+            if spins
+                && pairs == 4
+                && let Some(t) = l.throughput.as_mut()
+            {
+                t.messages_per_s = 1e5;
+            }
+            if let Some(s) = l.rtt_ns.as_mut() {
+                if spins && pairs == 4 {
+                    s.p99 = 50_000_000;
+                }
+                l.round_trips = Some(Throughput {
+                    bytes_per_s: 12e5 * pairs as f64,
+                    messages_per_s: 1e5 * pairs as f64
+                        / if spins && pairs == 4 { 10.0 } else { 1.0 },
+                });
+            }
+            rows.push(l);
+        }
+        if r.pattern == "pingpong" {
+            for rate in [1e3, 1e4, 1e5] {
+                let mut l = r.clone();
+                l.polls = spins;
+                l.offered_rate = Some(rate);
+                let achieved = if spins && rate == 1e5 { 3e4 } else { rate };
+                l.achieved_rate = Some(achieved);
+                l.sustained = Some(achieved >= rate * Row::SUSTAINED);
+                l.rtt_uncorrected_ns = l.rtt_ns;
+                rows.push(l);
+            }
+        }
+    }
+    run.rows = rows;
+    run.settings.pairs = vec![1, 2, 4];
+    run.settings.rates = vec![Some(1e3), Some(1e4), Some(1e5), None];
+    run
+}
+
+#[test]
+fn a_loaded_run_draws_against_pairs_and_offered_rate_and_says_where_spinning_falls_behind() {
+    let dir = TempDir::new("loaded");
+    let index = write_report(&dir.0, &loaded_run(), None).unwrap();
+    let names = ["shared-memory-0", "message-passing-0"];
+    for stem in [
+        "pairs-latency-cross-core-12B",
+        "pairs-round-trips-cross-core-12B",
+        "pairs-messages-cross-core-12B",
+        "rate-latency-cross-core-1p-12B",
+    ] {
+        assert_svg(&dir.0.join(format!("{stem}.svg")), &names);
+        assert_png(&dir.0.join(format!("{stem}.png")));
+    }
+    let knee = std::fs::read_to_string(dir.0.join("rate-latency-cross-core-1p-12B.svg")).unwrap();
+    assert!(
+        knee.contains("hollow: rate NOT sustained"),
+        "no hollow legend"
+    );
+    let pairs = std::fs::read_to_string(dir.0.join("pairs-latency-cross-core-12B.svg")).unwrap();
+    assert!(
+        !pairs.contains("hollow"),
+        "a hollow legend without a hollow point"
+    );
+    let page = std::fs::read_to_string(&index).unwrap();
+    for text in [
+        "id=\"pairs-latency-cross-core-12B\"",
+        "id=\"rate-latency-cross-core-1p-12B\"",
+        "Spinning under load",
+        "shared-memory-0: best at 1 pair",
+        "behind message-passing-0 from 4 pairs",
+        "could not sustain the offered rate at 100k/s",
+        "pairs slowest–fastest",
+        "NOT SUSTAINED",
+    ] {
+        assert!(page.contains(text), "the page lacks {text}");
+    }
 }
 
 #[test]

@@ -24,6 +24,9 @@ pub const WIDTH: u32 = 1200;
 pub const HEIGHT: u32 = 680;
 const LEGEND_WIDTH: u32 = 260;
 
+/// What the legend says a hollow marker is.
+pub const HOLLOW_NOTE: &str = "hollow: rate NOT sustained";
+
 /// The order families are listed in, with their legend headings.
 pub const FAMILIES: [(&str, &str); 4] = [
     ("message-passing", "message passing"),
@@ -74,6 +77,22 @@ pub struct Point {
     pub x: f64,
     pub y: f64,
     pub whisker: Option<f64>,
+    /// Drawn as a hollow marker outside the series' line: a point that is
+    /// no measurement of what the x axis says (an offered rate the
+    /// mechanism could not sustain). The legend explains it.
+    pub hollow: bool,
+}
+
+impl Point {
+    /// A filled point.
+    pub fn at(x: f64, y: f64, whisker: Option<f64>) -> Point {
+        Point {
+            x,
+            y,
+            whisker,
+            hollow: false,
+        }
+    }
 }
 
 impl Chart {
@@ -259,7 +278,8 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Chart) -> Result<
     } else {
         0.0
     };
-    let placed: Vec<Vec<(f64, f64, Option<f64>)>> = c
+    // Points in plotting coordinates.
+    let placed: Vec<Vec<Point>> = c
         .series
         .iter()
         .enumerate()
@@ -267,20 +287,19 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Chart) -> Result<
             let dodge = (i as f64 - (n - 1) as f64 / 2.0) * step;
             s.points
                 .iter()
-                .map(|p| {
-                    (
-                        place(&c.x, p.x) + dodge,
-                        place(&c.y, p.y),
-                        p.whisker.map(|w| place(&c.y, w)),
-                    )
+                .map(|p| Point {
+                    x: place(&c.x, p.x) + dodge,
+                    y: place(&c.y, p.y),
+                    whisker: p.whisker.map(|w| place(&c.y, w)),
+                    hollow: p.hollow,
                 })
-                .filter(|(x, y, _)| x.is_finite() && y.is_finite())
+                .filter(|p| p.x.is_finite() && p.y.is_finite())
                 .collect()
         })
         .collect();
     let all = || placed.iter().flatten();
-    let (x0, x1) = range(all().map(|p| p.0));
-    let (y0, y1) = range(all().flat_map(|p| [Some(p.1), p.2]).flatten());
+    let (x0, x1) = range(all().map(|p| p.x));
+    let (y0, y1) = range(all().flat_map(|p| [Some(p.y), p.whisker]).flatten());
     let x_ticks: Vec<f64> = ticks(&c.x, x0, x1)
         .into_iter()
         .map(|v| place(&c.x, v))
@@ -326,11 +345,22 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Chart) -> Result<
 
     for (points, look) in placed.iter().zip(&looks) {
         let line = ShapeStyle::from(look.color).stroke_width(2);
+        // The line joins the filled points only: a hollow one is no
+        // measurement of its x and must not read as part of the curve.
         chart
-            .draw_series(LineSeries::new(points.iter().map(|p| (p.0, p.1)), line))
+            .draw_series(LineSeries::new(
+                points.iter().filter(|p| !p.hollow).map(|p| (p.x, p.y)),
+                line,
+            ))
             .map_err(e)?;
         let thin = ShapeStyle::from(look.color.mix(0.7)).stroke_width(1);
-        for &(x, y, w) in points {
+        for &Point {
+            x,
+            y,
+            whisker: w,
+            hollow,
+        } in points
+        {
             if let Some(w) = w {
                 chart
                     .draw_series([PathElement::new(vec![(x, y), (x, w)], thin)])
@@ -342,7 +372,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Chart) -> Result<
                 ))
                 .map_err(e)?;
             }
-            marker(root, chart.backend_coord(&(x, y)), look).map_err(e)?;
+            marker(root, chart.backend_coord(&(x, y)), look, hollow).map_err(e)?;
         }
     }
     draw_legend(&legend, c, &looks).map_err(e)?;
@@ -389,7 +419,18 @@ fn marker<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     at: (i32, i32),
     look: &Look,
+    hollow: bool,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    if hollow {
+        // A ring in the series' colour, white inside, whatever the
+        // series' marker: plain to tell from every filled one.
+        area.draw(&Circle::new(at, 6, WHITE.filled()))?;
+        return area.draw(&Circle::new(
+            at,
+            6,
+            ShapeStyle::from(look.color).stroke_width(2),
+        ));
+    }
     let filled = ShapeStyle::from(look.color).filled();
     let (x, y) = at;
     match look.marker {
@@ -424,7 +465,9 @@ fn draw_legend<DB: DrawingBackend>(
         .series
         .iter()
         .any(|s| s.points.iter().any(|p| p.whisker.is_some()));
-    let lines = c.series.len() + present.len() + usize::from(whiskers) * 2;
+    let hollows = c.series.iter().any(|s| s.points.iter().any(|p| p.hollow));
+    let lines =
+        c.series.len() + present.len() + usize::from(whiskers) * 2 + usize::from(hollows) * 2;
     let row = ((HEIGHT as i32 - 60) / lines.max(1) as i32).clamp(10, 22);
     let size = (row - 5).clamp(9, 15);
     let left = |s: u32| {
@@ -446,7 +489,7 @@ fn draw_legend<DB: DrawingBackend>(
             }
             let style = ShapeStyle::from(look.color).stroke_width(2);
             area.draw(&PathElement::new(vec![(14, y), (42, y)], style))?;
-            marker(area, (28, y), look)?;
+            marker(area, (28, y), look, false)?;
             area.draw_text(&s.name, &left(size as u32), (50, y))?;
             y += row;
         }
@@ -454,6 +497,15 @@ fn draw_legend<DB: DrawingBackend>(
     if whiskers {
         y += row / 2;
         area.draw_text("whisker: up to p99", &left(size as u32), (8, y))?;
+    }
+    if hollows {
+        y += row;
+        let grey = Look {
+            color: RGBColor(90, 90, 90),
+            marker: Marker::Circle,
+        };
+        marker(area, (14, y), &grey, true)?;
+        area.draw_text(HOLLOW_NOTE, &left(size as u32), (26, y))?;
     }
     Ok(())
 }

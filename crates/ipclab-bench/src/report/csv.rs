@@ -47,6 +47,22 @@ pub fn render(run: &Run) -> Result<String> {
         "vs_limit_ci95_low",
         "vs_limit_ci95_high",
         "copies_per_message",
+        // Pairs and offered load (schema 3): empty where the row has none.
+        "pairs",
+        "oversubscription",
+        // Round trips per second per pair; empty for closed loop.
+        "offered_rate",
+        "achieved_rate",
+        "sustained",
+        // Pingpong: round trips per second over all pairs.
+        "round_trips_per_s",
+        // The slowest and fastest pair: round trips or messages per second.
+        "pair_min_per_s",
+        "pair_max_per_s",
+        "switches_voluntary_per_message",
+        "switches_involuntary_per_message",
+        // Open loop: the p99 timed from each send, not from when it was due.
+        "rtt_uncorrected_p99_ns",
     ]);
     w.write_record(&header)?;
     let opt = |v: Option<String>| v.unwrap_or_default();
@@ -99,8 +115,76 @@ pub fn render(run: &Run) -> Result<String> {
             opt(r.vs_limit_ci95.map(|i| format!("{:.3}", i.low))),
             opt(r.vs_limit_ci95.map(|i| format!("{:.3}", i.high))),
             opt(r.copies_per_message.map(|n| n.to_string())),
+            r.pairs.to_string(),
+            opt(r.oversubscription.map(|o| format!("{o:.3}"))),
+            opt(r.offered_rate.map(|v| format!("{v:.1}"))),
+            opt(r.achieved_rate.map(|v| format!("{v:.1}"))),
+            opt(r.sustained.map(|b| b.to_string())),
+            opt(r.round_trips.map(|t| format!("{:.1}", t.messages_per_s))),
+            opt(r.pair_throughput.map(|p| format!("{:.1}", p.min))),
+            opt(r.pair_throughput.map(|p| format!("{:.1}", p.max))),
+            opt(r
+                .context_switches_per_message
+                .map(|c| format!("{:.4}", c.voluntary))),
+            opt(r
+                .context_switches_per_message
+                .map(|c| format!("{:.4}", c.involuntary))),
+            opt(r.rtt_uncorrected_ns.map(|s| s.p99.to_string())),
         ]);
         w.write_record(&rec)?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::test_rows::{pairs_run, rate_run};
+
+    /// The records of `run`'s CSV as maps from column to value.
+    fn records(run: &Run) -> Vec<std::collections::HashMap<String, String>> {
+        let text = render(run).unwrap();
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+        r.records()
+            .map(|rec| {
+                header
+                    .iter()
+                    .cloned()
+                    .zip(rec.unwrap().iter().map(String::from))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pairs_and_offered_load_have_columns() {
+        let rows = records(&rate_run());
+        let spin_50k = rows
+            .iter()
+            .find(|r| r["mechanism"] == "shm-spin" && r["offered_rate"] == "50000.0")
+            .unwrap();
+        assert_eq!(spin_50k["achieved_rate"], "20000.0");
+        assert_eq!(spin_50k["sustained"], "false");
+        assert_eq!(spin_50k["pairs"], "1");
+        assert_eq!(spin_50k["rtt_uncorrected_p99_ns"], "45000000");
+        assert_eq!(spin_50k["round_trips_per_s"], "20000.0");
+        let closed = rows
+            .iter()
+            .find(|r| r["mechanism"] == "shm-spin" && r["offered_rate"].is_empty())
+            .unwrap();
+        assert_eq!(closed["sustained"], "");
+        assert_eq!(closed["rtt_uncorrected_p99_ns"], "");
+
+        let rows = records(&pairs_run());
+        let spin_4 = rows
+            .iter()
+            .find(|r| r["mechanism"] == "shm-spin" && r["pairs"] == "4")
+            .unwrap();
+        assert_eq!(spin_4["oversubscription"], "4.000");
+        assert_eq!(spin_4["pair_min_per_s"], "8000.0");
+        assert_eq!(spin_4["pair_max_per_s"], "12000.0");
+        assert_eq!(spin_4["switches_voluntary_per_message"], "0.0100");
+        assert_eq!(spin_4["switches_involuntary_per_message"], "0.5000");
+    }
 }

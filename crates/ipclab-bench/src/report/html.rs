@@ -5,9 +5,10 @@
 use std::fmt::Write;
 
 use super::chart::{Chart, FAMILIES};
+use super::summary::unsustained;
 use super::table::{Grid, grids, notes};
 use crate::results::{Row, Run};
-use crate::units::{duration, rate, size};
+use crate::units::{count_rate, duration, rate, size};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -199,6 +200,10 @@ fn summary(page: &mut String, run: &Run) {
          interval from the repetitions, and how many times slower than the best of all it is \
          (less throughput, for streams), unless the two intervals overlap.</p>\n",
     );
+    page.push_str(
+        "<p>A rate a mechanism could not sustain (it achieved less than it was offered) is \
+         never its family's best: such a row measures no load.</p>\n",
+    );
     let mut groups: Vec<(&str, String)> = Vec::new();
     for r in &run.rows {
         let group = (r.pattern.as_str(), r.condition());
@@ -232,24 +237,23 @@ fn summary(page: &mut String, run: &Run) {
         page.push_str("</tr>\n");
         for sz in sizes {
             let at: Vec<&Row> = rows.iter().copied().filter(|r| r.size == sz).collect();
-            let Some(best_row) = at
+            // A row that could not sustain its rate is never the best.
+            let best_row = at
                 .iter()
                 .copied()
-                .min_by(|a, b| cost(a).total_cmp(&cost(b)))
-            else {
-                continue;
-            };
-            let best = cost(best_row);
+                .filter(|r| !unsustained(r))
+                .min_by(|a, b| cost(a).total_cmp(&cost(b)));
             let _ = write!(page, "<tr><td>{}</td>", escape(&size(sz)));
             for f in &families {
-                let top = at
+                let of_family: Vec<&Row> = at.iter().copied().filter(|r| r.family == *f).collect();
+                let top = of_family
                     .iter()
-                    .filter(|r| r.family == *f)
+                    .copied()
+                    .filter(|r| !unsustained(r))
                     .min_by(|a, b| cost(a).total_cmp(&cost(b)));
-                let cell = match top {
-                    None => "–".to_string(),
-                    Some(r) => {
-                        let behind = cost(r) / best;
+                let cell = match (top, best_row) {
+                    (Some(r), Some(best_row)) => {
+                        let behind = cost(r) / cost(best_row);
                         let overlap = match (r.ci95, best_row.ci95) {
                             (Some(a), Some(b)) => a.overlaps(&b),
                             _ => false,
@@ -263,12 +267,61 @@ fn summary(page: &mut String, run: &Run) {
                         };
                         format!("{} {}{times}", r.mechanism, figure(r))
                     }
+                    _ => match of_family.first() {
+                        Some(r) => format!(
+                            "{} could not sustain the rate (achieved {} per pair)",
+                            r.mechanism,
+                            r.achieved_rate.map_or("?".into(), count_rate)
+                        ),
+                        None => "–".to_string(),
+                    },
                 };
                 let _ = write!(page, "<td class=\"l\">{}</td>", escape(&cell));
             }
             page.push_str("</tr>\n");
         }
         page.push_str("</table></div>\n");
+        let short: Vec<String> = rows
+            .iter()
+            .filter(|r| unsustained(r))
+            .map(|r| {
+                format!(
+                    "{} at {} (achieved {} per pair)",
+                    r.mechanism,
+                    size(r.size),
+                    r.achieved_rate.map_or("?".into(), count_rate)
+                )
+            })
+            .collect();
+        if !short.is_empty() {
+            let _ = writeln!(
+                page,
+                "<p class=\"note\">Could not sustain the offered rate, so not placed: {}.</p>",
+                escape(&short.join(", "))
+            );
+        }
+    }
+    spinning(page, run);
+}
+
+/// Where the spinning mechanisms fall behind the sleeping ones as the load
+/// grows (`report::spinning`), when the run varied it.
+fn spinning(page: &mut String, run: &Run) {
+    let blocks = super::spinning::blocks(run);
+    if blocks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        page,
+        "<h3 id=\"spinning\">Spinning under load</h3>\n<p>{}</p>",
+        escape(&super::spinning::title(run))
+    );
+    for b in blocks {
+        let _ = writeln!(page, "<p>{}:</p>\n<ul>", escape(&b.heading));
+        for l in b.lines {
+            let _ = writeln!(page, "<li>{}</li>", escape(&l));
+        }
+        page.push_str("</ul>\n");
     }
 }
 
@@ -337,6 +390,49 @@ mod tests {
             escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+    }
+
+    #[test]
+    fn the_summary_never_calls_an_unsustained_rate_best_and_says_where_spinning_falls_behind() {
+        let page = render(&crate::report::test_rows::rate_run(), &[], &[]);
+        // At 50k/s shm-spin has the lowest p50 but did not sustain it.
+        let at_50k = page
+            .split("<h3>pingpong, cross-core, 50k/s</h3>")
+            .nth(1)
+            .and_then(|rest| rest.split("<h3>").next())
+            .expect("a summary table for 50k/s");
+        assert!(
+            at_50k.contains(
+                "Could not sustain the offered rate, so not placed: shm-spin at 64 B (achieved \
+                 20.0 k/s per pair)."
+            ),
+            "{at_50k}"
+        );
+        assert!(!at_50k.contains("shm-spin 300 ns"), "{at_50k}");
+        assert!(at_50k.contains("shm-futex 70.0 µs ±5% (best)"), "{at_50k}");
+        assert!(page.contains("<h3 id=\"spinning\">Spinning under load</h3>"));
+        assert!(page.contains(
+            "<li>shm-spin: best at 1k/s (p50 800 ns, p99 3.00 µs, 1.00 k/s round trips); could \
+             not sustain the offered rate at 50k/s (achieved 20.0 k/s per pair)</li>"
+        ));
+
+        // A family whose only row did not sustain the rate says so.
+        let mut run = crate::report::test_rows::rate_run();
+        run.rows.retain(|r| r.offered_rate == Some(5e4));
+        for r in run.rows.iter_mut().filter(|r| r.mechanism == "shm-futex") {
+            r.family = "message-passing".into();
+        }
+        let page = render(&run, &[], &[]);
+        assert!(
+            page.contains(
+                "<td class=\"l\">shm-futex 70.0 µs ±5% (best)</td><td class=\"l\">shm-spin \
+                 could not sustain the rate (achieved 20.0 k/s per pair)</td>"
+            ),
+            "{page}"
+        );
+
+        let page = render(&crate::report::test_rows::pairs_run(), &[], &[]);
+        assert!(page.contains("behind shm-futex from 4 pairs"), "{page}");
     }
 
     #[test]

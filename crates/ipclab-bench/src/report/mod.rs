@@ -11,11 +11,15 @@ pub mod csv;
 pub mod files;
 pub mod html;
 pub mod json;
+pub mod load_plots;
 pub mod markdown;
 pub mod plot;
 pub mod seed;
+pub mod spinning;
 pub mod summary;
 pub mod table;
+#[cfg(test)]
+pub(crate) mod test_rows;
 
 pub use files::write_atomically;
 

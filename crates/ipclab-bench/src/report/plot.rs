@@ -1,8 +1,10 @@
 //! The report's plots: what a run is drawn as.
 //!
-//! Per placement, one pair, closed loop: round-trip p50 against size (p99 whiskers), throughput
-//! against size, fresh-process round trips against size, the round-trip
-//! distribution at one size, and CPU time per message. Each is written as
+//! Per placement, one pair, closed loop: round-trip p50 against size (p99
+//! whiskers), throughput against size, fresh-process round trips against
+//! size, the round-trip distribution at one size, and CPU time per message;
+//! then, when the run measured several pairs or offered rates, the plots
+//! of `load_plots` (against pairs, against offered rate). Each is written as
 //! `<stem>.svg` and `<stem>.png`; the page inlines the SVG.
 
 use std::path::Path;
@@ -56,6 +58,7 @@ pub fn charts(run: &Run, cdf_size: Option<usize>) -> Vec<Chart> {
         if let Some(c) = fresh(&oneshot, placement, &where_) {
             out.push(c);
         }
+        out.extend(super::load_plots::charts(run, placement, &where_));
     }
     out
 }
@@ -81,7 +84,7 @@ pub fn median_size(rows: &[&Row]) -> Option<usize> {
     sizes.get(sizes.len().saturating_sub(1) / 2).copied()
 }
 
-fn placement_words(placement: &str) -> String {
+pub(super) fn placement_words(placement: &str) -> String {
     match placement {
         "cross-core" => "pinned to two CPUs".into(),
         "same-core" => "both pinned to one CPU".into(),
@@ -92,7 +95,7 @@ fn placement_words(placement: &str) -> String {
 
 /// One series per mechanism, families in legend order, from the rows that
 /// give a point.
-fn series(rows: &[&Row], point: impl Fn(&Row) -> Option<Point>) -> Vec<Series> {
+pub(super) fn series(rows: &[&Row], point: impl Fn(&Row) -> Option<Point>) -> Vec<Series> {
     let mut out: Vec<Series> = Vec::new();
     for r in rows {
         let Some(p) = point(r) else { continue };
@@ -113,7 +116,7 @@ fn series(rows: &[&Row], point: impl Fn(&Row) -> Option<Point>) -> Vec<Series> {
 }
 
 /// Where a family goes in the legend (stable sorts keep registry order within).
-fn family_rank(family: &str) -> usize {
+pub(super) fn family_rank(family: &str) -> usize {
     FAMILIES
         .iter()
         .position(|f| f.0 == family)
@@ -137,7 +140,7 @@ fn size_axis(rows: &[&Row]) -> Axis {
     }
 }
 
-fn time_axis(label: &str) -> Axis {
+pub(super) fn time_axis(label: &str) -> Axis {
     Axis {
         label: label.into(),
         log: true,
@@ -147,7 +150,7 @@ fn time_axis(label: &str) -> Axis {
 }
 
 /// `1.00 µs` → `1 µs`, `2.50 ms` → `2.5 ms`: tick labels at round values.
-fn round_label(s: &str) -> String {
+pub(super) fn round_label(s: &str) -> String {
     match s.split_once(' ') {
         Some((num, unit)) if num.contains('.') => {
             format!("{} {unit}", num.trim_end_matches('0').trim_end_matches('.'))
@@ -161,11 +164,7 @@ const ZERO_NOTE: &str = "Size 0 cannot sit on a log axis and is left out.";
 fn latency(rows: &[&Row], placement: &str, where_: &str) -> Option<Chart> {
     let series = series(rows, |r| {
         let s = r.rtt_ns?;
-        (r.size > 0).then_some(Point {
-            x: r.size as f64,
-            y: s.p50 as f64,
-            whisker: Some(s.p99 as f64),
-        })
+        (r.size > 0).then_some(Point::at(r.size as f64, s.p50 as f64, Some(s.p99 as f64)))
     });
     (!series.is_empty()).then(|| Chart {
         stem: format!("latency-{placement}"),
@@ -183,11 +182,7 @@ fn latency(rows: &[&Row], placement: &str, where_: &str) -> Option<Chart> {
 fn throughput(rows: &[&Row], placement: &str, where_: &str) -> Option<Chart> {
     let series = series(rows, |r| {
         let t = r.throughput?;
-        (r.size > 0 && t.bytes_per_s > 0.0).then_some(Point {
-            x: r.size as f64,
-            y: t.bytes_per_s,
-            whisker: None,
-        })
+        (r.size > 0 && t.bytes_per_s > 0.0).then_some(Point::at(r.size as f64, t.bytes_per_s, None))
     });
     (!series.is_empty()).then(|| Chart {
         stem: format!("throughput-{placement}"),
@@ -211,11 +206,7 @@ fn throughput(rows: &[&Row], placement: &str, where_: &str) -> Option<Chart> {
 fn fresh(rows: &[&Row], placement: &str, where_: &str) -> Option<Chart> {
     let series = series(rows, |r| {
         let s = r.oneshot_ns?;
-        (r.size > 0).then_some(Point {
-            x: r.size as f64,
-            y: s.p50 as f64,
-            whisker: Some(s.p99 as f64),
-        })
+        (r.size > 0).then_some(Point::at(r.size as f64, s.p50 as f64, Some(s.p99 as f64)))
     });
     (!series.is_empty()).then(|| Chart {
         stem: format!("oneshot-{placement}"),
@@ -268,11 +259,7 @@ fn distribution(rows: &[&Row], size: usize, placement: &str, where_: &str) -> Op
             .rtt_cdf
             .iter()
             .filter(|(q, _)| *q <= last || *q >= 1.0)
-            .map(|&(q, ns)| Point {
-                x: ns.max(1) as f64,
-                y: nines(q),
-                whisker: None,
-            })
+            .map(|&(q, ns)| Point::at(ns.max(1) as f64, nines(q), None))
             .collect();
         if !points.is_empty() {
             out.push(Series {
@@ -319,11 +306,7 @@ fn cpu(rows: &[&Row], pattern: &str, placement: &str, where_: &str) -> Option<Ch
     let series = series(rows, |r| {
         let c = r.cpu_ns_per_message;
         let total = c.client + c.server;
-        (r.size > 0 && total > 0.0).then_some(Point {
-            x: r.size as f64,
-            y: total,
-            whisker: None,
-        })
+        (r.size > 0 && total > 0.0).then_some(Point::at(r.size as f64, total, None))
     });
     let what = if pattern == "pingpong" {
         "round trip"

@@ -13,9 +13,14 @@
 //! stands alone, and the summary says that the differences are untested.
 //! A row whose interval spans more than a factor [`TOO_NOISY`] is listed
 //! apart as too noisy to place, rather than chaining every group into one.
+//! A row that could not sustain its offered rate is never placed, let
+//! alone named best: it is listed apart with the rate it achieved.
+//!
+//! Then, when the run varied the load, `spinning` says where the spinning
+//! mechanisms fall behind the sleeping ones.
 
 use crate::results::{Row, Run};
-use crate::units::{duration, rate, size};
+use crate::units::{count_rate, duration, rate, size};
 
 /// The summary of `run`; empty when no group has anything to compare.
 pub fn render(run: &Run) -> String {
@@ -40,8 +45,9 @@ pub fn render(run: &Run) -> String {
             .collect();
         out.push_str(&block(&rows));
     }
+    let load = super::spinning::render(run);
     if out.is_empty() {
-        return out;
+        return load;
     }
     let how = if run.rows.iter().any(|r| r.ci95.is_some()) {
         format!(
@@ -51,7 +57,7 @@ pub fn render(run: &Run) -> String {
     } else {
         "no intervals with one repetition: differences untested, best first".to_string()
     };
-    format!("\nSummary (limits aside; {how})\n{out}")
+    format!("\nSummary (limits aside; {how})\n{out}{load}")
 }
 
 /// (low, centre, high), lower is better: see [`span`].
@@ -80,11 +86,18 @@ pub fn too_noisy(r: &Row) -> bool {
     r.ci95.is_some_and(|i| i.high > i.low * TOO_NOISY)
 }
 
-/// Whether `r` can be placed among `rows`: not [`too_noisy`], and with an
-/// interval if any of them has one (a row left with one repetition, the
-/// others failed, is untested beside rows that have intervals).
+/// Whether `r` could not sustain its offered rate: its figures measure
+/// no load, and grow with the length of the run.
+pub fn unsustained(r: &Row) -> bool {
+    r.sustained == Some(false)
+}
+
+/// Whether `r` can be placed among `rows`: it sustained its rate, is not
+/// [`too_noisy`], and has an interval if any of them has one (a row left
+/// with one repetition, the others failed, is untested beside rows that
+/// have intervals).
 fn placeable(r: &Row, rows: &[&Row]) -> bool {
-    !too_noisy(r) && (r.ci95.is_some() || rows.iter().all(|o| o.ci95.is_none()))
+    !unsustained(r) && !too_noisy(r) && (r.ci95.is_some() || rows.iter().all(|o| o.ci95.is_none()))
 }
 
 /// The rows in groups the intervals cannot tell apart, best group first;
@@ -152,10 +165,10 @@ fn block(rows: &[&Row]) -> String {
         return String::new();
     };
     let mut out = format!(
-        "  {} {} {}:\n",
+        "  {} {}, {}:\n",
         first.pattern,
-        first.condition(),
-        size(first.size)
+        size(first.size),
+        first.condition()
     );
     for (i, g) in groups.iter().enumerate() {
         let members = g.iter().map(|r| name(r)).collect::<Vec<_>>().join(", ");
@@ -191,13 +204,31 @@ fn block(rows: &[&Row]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let noisy = listed(&|r| too_noisy(r));
+    if rows.iter().any(|r| unsustained(r)) {
+        let achieved: Vec<String> = rows
+            .iter()
+            .filter(|r| unsustained(r))
+            .map(|r| {
+                format!(
+                    "{} (achieved {} of {} per pair)",
+                    name(r),
+                    r.achieved_rate.map_or("?".into(), count_rate),
+                    r.offered_rate.map_or("?".into(), count_rate)
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "    could not sustain the offered rate, not placed: {}\n",
+            achieved.join(", ")
+        ));
+    }
+    let noisy = listed(&|r| !unsustained(r) && too_noisy(r));
     if !noisy.is_empty() {
         out.push_str(&format!(
             "    too noisy to place (repetitions more than {TOO_NOISY}× apart): {noisy}\n"
         ));
     }
-    let untested = listed(&|r| !too_noisy(r) && !placeable(r, rows));
+    let untested = listed(&|r| !unsustained(r) && !too_noisy(r) && !placeable(r, rows));
     if !untested.is_empty() {
         out.push_str(&format!(
             "    not placed (one repetition, no interval): {untested}\n"
@@ -222,13 +253,13 @@ fn times(ratio: f64, least: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::interval::Interval;
     use crate::results::Run;
     use crate::vs_limit::tests::row;
 
-    fn run_of(rows: Vec<Row>, repeat: usize) -> Run {
+    pub(crate) fn run_of(rows: Vec<Row>, repeat: usize) -> Run {
         let mut run: Run = serde_json::from_str(
             r#"{"schema":1,"ipclab_version":"0","started_at":"now","machine":{"kernel":"k","cpu_model":"c","cpu_count":2,"cpus_allowed":[0,1],"virtualised":false,"clock_source":"tsc"},"timer":{"overhead_ns":20.0,"resolution_ns":1},"settings":{"mechanisms":[],"sizes":[],"patterns":[],"placements":[],"warmup_ns":0,"duration_ns":0,"iterations":null,"verify":true,"segment_size":null,"segments":0},"rows":[],"failures":[],"skipped":[],"complete":true}"#
         )

@@ -141,40 +141,9 @@ pub fn styled(grid: &Grid, markdown: bool) -> Table {
 /// The header and rows of one table.
 fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let d = |ns: u64| duration(ns as f64);
-    let cpu = |ns: f64| if ns > 0.0 { duration(ns) } else { "-".into() };
     match pattern {
         "pingpong" => pingpong_cells(rows),
-        "stream" => (
-            vec![
-                "mechanism",
-                "sync",
-                "size",
-                "throughput",
-                "messages",
-                "cpu sender",
-                "cpu receiver",
-                "rounds",
-                "n",
-                "× limit",
-            ],
-            rows.iter()
-                .map(|r| {
-                    let tp = r.throughput.expect("stream rows have throughput");
-                    vec![
-                        r.mechanism.clone(),
-                        r.sync.clone(),
-                        size(r.size),
-                        with_interval(rate(tp.bytes_per_s), r),
-                        count_rate(tp.messages_per_s),
-                        cpu(r.cpu_ns_per_message.client),
-                        cpu(r.cpu_ns_per_message.server),
-                        format!("{:.1}", r.rounds),
-                        r.iterations.to_string(),
-                        times_limit(r),
-                    ]
-                })
-                .collect(),
-        ),
+        "stream" => stream_cells(rows),
         _ => (
             vec![
                 "mechanism",
@@ -203,6 +172,55 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
                 .collect(),
         ),
     }
+}
+
+/// The stream table: throughput, then the slowest and fastest pair and
+/// the context switches when the rows have more than one pair.
+fn stream_cells(rows: &[&Row]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let cpu = |ns: f64| if ns > 0.0 { duration(ns) } else { "-".into() };
+    let contention = rows.iter().any(|r| r.pairs > 1);
+    let mut header = vec!["mechanism", "sync", "size", "throughput", "messages"];
+    if contention {
+        header.extend(["pairs slowest–fastest", "switches"]);
+    }
+    header.extend(["cpu sender", "cpu receiver", "rounds", "n", "× limit"]);
+    let body = rows
+        .iter()
+        .map(|r| {
+            let tp = r.throughput.expect("stream rows have throughput");
+            let mut line = vec![
+                r.mechanism.clone(),
+                r.sync.clone(),
+                size(r.size),
+                with_interval(rate(tp.bytes_per_s), r),
+                count_rate(tp.messages_per_s),
+            ];
+            if contention {
+                line.extend(pairs_and_switches(r));
+            }
+            line.extend([
+                cpu(r.cpu_ns_per_message.client),
+                cpu(r.cpu_ns_per_message.server),
+                format!("{:.1}", r.rounds),
+                r.iterations.to_string(),
+                times_limit(r),
+            ]);
+            line
+        })
+        .collect();
+    (header, body)
+}
+
+/// The `pairs slowest–fastest` and `switches` cells of a row.
+fn pairs_and_switches(r: &Row) -> [String; 2] {
+    [
+        r.pair_throughput.map_or("-".into(), |p| {
+            format!("{} – {}", count_rate(p.min), count_rate(p.max))
+        }),
+        r.context_switches_per_message.map_or("-".into(), |c| {
+            format!("{:.2}", c.voluntary + c.involuntary)
+        }),
+    ]
 }
 
 /// The pingpong table: latency, then what contention and offered load
@@ -259,12 +277,7 @@ fn pingpong_cells(rows: &[&Row]) -> (Vec<&'static str>, Vec<Vec<String>>) {
                     r.round_trips
                         .map_or("-".into(), |t| count_rate(t.messages_per_s)),
                 );
-                line.push(r.pair_throughput.map_or("-".into(), |p| {
-                    format!("{} – {}", count_rate(p.min), count_rate(p.max))
-                }));
-                line.push(r.context_switches_per_message.map_or("-".into(), |c| {
-                    format!("{:.2}", c.voluntary + c.involuntary)
-                }));
+                line.extend(pairs_and_switches(r));
             }
             line.extend([
                 cpu(r.cpu_ns_per_message.client),
@@ -347,7 +360,45 @@ pub fn notes(run: &Run) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::percent;
+    use super::*;
+    use crate::report::test_rows::{pairs_run, rate_run};
+
+    fn grid<'a>(grids: &'a [Grid], starts: &str) -> &'a Grid {
+        grids
+            .iter()
+            .find(|g| g.title.starts_with(starts))
+            .unwrap_or_else(|| panic!("no table {starts}"))
+    }
+
+    #[test]
+    fn a_stream_table_with_pairs_shows_the_slowest_and_fastest_pair_and_switches() {
+        let grids = grids(&pairs_run());
+        let two = grid(&grids, "stream, cross-core, 2 pairs");
+        let at = |h: &str| two.header.iter().position(|c| *c == h).unwrap();
+        let spin = two.body.iter().find(|l| l[0] == "shm-spin").unwrap();
+        assert_eq!(spin[at("pairs slowest–fastest")], "125 k/s – 375 k/s");
+        assert_eq!(spin[at("switches")], "0.30");
+        assert!(
+            two.title.contains("4 processes, 2.0 per CPU"),
+            "{}",
+            two.title
+        );
+        // One pair: the columns stay out.
+        let one = grid(&grids, "stream, cross-core (");
+        assert!(!one.header.contains(&"switches"));
+    }
+
+    #[test]
+    fn an_unsustained_rate_sorts_last_and_says_so() {
+        let grids = grids(&rate_run());
+        let g = grid(&grids, "pingpong, cross-core, 50k/s");
+        let last = g.body.last().unwrap();
+        assert_eq!(last[0], "shm-spin");
+        assert!(
+            last.iter().any(|c| c == "20.0 k/s NOT SUSTAINED"),
+            "{last:?}"
+        );
+    }
 
     #[test]
     fn percentages_stay_short() {

@@ -1,0 +1,646 @@
+//! Where the spinning mechanisms fall behind the sleeping ones: the part of
+//! the summary that follows the load (`--pairs`, `--rate`).
+//!
+//! For each placement, pattern and size, and each series of steps that
+//! differ only in the number of pairs (at one offered rate) or only in
+//! the offered rate (at one number of pairs, closed loop last), every
+//! mechanism that polls (`Row::polls`, limits aside) is set against the
+//! best sleeping mechanism at each step: the one with the lowest p99 among
+//! those that sustained the rate (pingpong), or the highest throughput
+//! (stream). A spinner is behind at a step when its p99 is higher, its
+//! round trips per second of all pairs (messages per second, for stream)
+//! fewer, or its slowest pair's fewer (a starved pair), by more than the
+//! noise allows, or when it could not sustain the rate. The p50 alone would hide it: a spinner preempted by its
+//! neighbours stalls for whole time slices on a few round trips, which show
+//! only past the p99.
+//!
+//! The noise: p99 and throughput carry no interval of their own (the
+//! repetitions record the headline figure, the p50 or the messages per
+//! second). The comparison borrows each row's relative 95 % interval of its
+//! headline figure (at least [`MIN_RELATIVE`]) and calls a difference only
+//! beyond the wider of the two. A sleeper whose interval is too wide to
+//! place (`summary::too_noisy`) is no reference. A spinner that is too
+//! noisy is judged against the sleeper's interval alone and can only be
+//! found behind (its repetitions disagree, which the line says), else it
+//! is "too noisy to tell" at that step: its pooled p99 and throughput hold
+//! the stalled repetitions too. Without repetitions the differences are
+//! untested, and the heading says so.
+
+use super::summary::{too_noisy, unsustained, verdict_groups};
+use crate::interval::MIN_RELATIVE;
+use crate::results::{Row, Run};
+use crate::units::{count_rate, duration, rate_label, size};
+
+/// One series of steps: a heading and a line per spinning mechanism.
+pub struct Block {
+    pub heading: String,
+    pub lines: Vec<String>,
+}
+
+/// What the terminal summary prints after its groups; empty when the run
+/// has no series of steps with both a spinning and a sleeping mechanism.
+pub fn render(run: &Run) -> String {
+    let blocks = blocks(run);
+    if blocks.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\n{}\n", title(run));
+    for b in blocks {
+        out.push_str(&format!("  {}:\n", b.heading));
+        for l in b.lines {
+            out.push_str(&format!("    {l}\n"));
+        }
+    }
+    out
+}
+
+/// The section's title, saying how differences are told from noise.
+pub fn title(run: &Run) -> String {
+    let how = if run.rows.iter().any(|r| r.ci95.is_some()) {
+        "a difference counts beyond the rows' 95 % intervals"
+    } else {
+        "one repetition: differences untested"
+    };
+    format!(
+        "Spinning against sleeping as the load grows (p99, throughput of all pairs and of the \
+         slowest pair, against the best sleeping mechanism at each step; limits aside; {how})"
+    )
+}
+
+/// What a series of steps varies.
+#[derive(Clone, Copy, PartialEq)]
+enum Along {
+    Pairs,
+    Rate,
+}
+
+/// A step of a series: pairs, and the offered rate as bits (`None`
+/// closed loop).
+type Step = (usize, Option<u64>);
+
+/// Every series of the run with a spinning and a sleeping mechanism.
+pub fn blocks(run: &Run) -> Vec<Block> {
+    let rows: Vec<&Row> = run.rows.iter().filter(|r| r.family != "limit").collect();
+    let mut cells: Vec<(&str, &str, usize)> = Vec::new();
+    for r in &rows {
+        let key = (r.placement.as_str(), r.pattern.as_str(), r.size);
+        if r.pattern != "oneshot" && !cells.contains(&key) {
+            cells.push(key);
+        }
+    }
+    let mut out = Vec::new();
+    for (placement, pattern, bytes) in cells {
+        let cell: Vec<&Row> = rows
+            .iter()
+            .copied()
+            .filter(|r| r.placement == placement && r.pattern == pattern && r.size == bytes)
+            .collect();
+        let step = |r: &Row| -> Step { (r.pairs, r.offered_rate.map(f64::to_bits)) };
+        // Along pairs: one series per offered rate.
+        let mut rates: Vec<Option<u64>> = cell.iter().map(|r| step(r).1).collect();
+        rates.sort_unstable();
+        rates.dedup();
+        for rate in rates {
+            let series: Vec<&Row> = cell.iter().copied().filter(|r| step(r).1 == rate).collect();
+            out.extend(block(&series, Along::Pairs));
+        }
+        // Along the rate: one series per number of pairs.
+        let mut pairs: Vec<usize> = cell.iter().map(|r| r.pairs).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        for p in pairs {
+            let series: Vec<&Row> = cell.iter().copied().filter(|r| r.pairs == p).collect();
+            if series.iter().any(|r| r.offered_rate.is_some()) {
+                out.extend(block(&series, Along::Rate));
+            }
+        }
+    }
+    out
+}
+
+/// The steps of a series in order: pairs ascending, or rates ascending
+/// with closed loop (the most a pair can do) last.
+fn steps(rows: &[&Row], along: Along) -> Vec<Step> {
+    let mut steps: Vec<Step> = rows
+        .iter()
+        .map(|r| (r.pairs, r.offered_rate.map(f64::to_bits)))
+        .collect();
+    steps.sort_by(|a, b| match along {
+        Along::Pairs => a.0.cmp(&b.0),
+        Along::Rate => {
+            let rate = |s: &Step| s.1.map_or(f64::INFINITY, f64::from_bits);
+            rate(a).total_cmp(&rate(b))
+        }
+    });
+    steps.dedup();
+    steps
+}
+
+fn step_words(step: Step, along: Along) -> String {
+    match along {
+        Along::Pairs if step.0 == 1 => "1 pair".into(),
+        Along::Pairs => format!("{} pairs", step.0),
+        Along::Rate => step.1.map_or("max (closed loop)".into(), |b| {
+            rate_label(f64::from_bits(b))
+        }),
+    }
+}
+
+fn at<'a>(rows: &[&'a Row], step: Step) -> Vec<&'a Row> {
+    rows.iter()
+        .copied()
+        .filter(|r| (r.pairs, r.offered_rate.map(f64::to_bits)) == (step.0, step.1))
+        .collect()
+}
+
+/// Throughput of all pairs: round trips per second (pingpong) or messages
+/// per second (stream).
+fn throughput(r: &Row) -> Option<f64> {
+    r.round_trips
+        .or(r.throughput)
+        .map(|t| t.messages_per_s)
+        .filter(|&t| t > 0.0)
+}
+
+fn p99(r: &Row) -> Option<f64> {
+    r.rtt_ns.map(|s| s.p99 as f64).filter(|&v| v > 0.0)
+}
+
+/// The best sleeping row of a step: lowest p99 (pingpong) or highest
+/// throughput (stream), among those that sustained the rate.
+fn best_sleeper<'a>(rows: &[&'a Row]) -> Option<&'a Row> {
+    let key = |r: &Row| p99(r).or_else(|| throughput(r).map(|t| 1.0 / t));
+    rows.iter()
+        .copied()
+        .filter(|r| !r.polls && !unsustained(r) && !too_noisy(r))
+        .filter(|r| key(r).is_some())
+        .min_by(|a, b| {
+            key(a)
+                .unwrap_or(f64::MAX)
+                .total_cmp(&key(b).unwrap_or(f64::MAX))
+        })
+}
+
+/// The factor a figure must differ by, between `a` and `b`, to count: one
+/// plus the wider of their relative intervals (at least
+/// [`MIN_RELATIVE`]); 1 when neither has an interval (untested).
+fn margin(a: &Row, b: &Row) -> f64 {
+    let rel = |r: &Row| match (r.ci95, r.figure()) {
+        (Some(i), Some(c)) => Some(i.relative(c).max(MIN_RELATIVE)),
+        _ => None,
+    };
+    1.0 + rel(a).into_iter().chain(rel(b)).fold(0.0, f64::max)
+}
+
+/// The figures a spinner is behind by.
+#[derive(Clone, Copy)]
+struct By {
+    p99: bool,
+    /// Of all pairs together.
+    throughput: bool,
+    /// Of the slowest pair: one pair starved while the others run.
+    slowest: bool,
+}
+
+/// The slowest pair's round trips (or messages) per second, with more
+/// than one pair.
+fn slowest(r: &Row) -> Option<f64> {
+    r.pair_throughput
+        .filter(|_| r.pairs > 1)
+        .map(|p| p.min)
+        .filter(|&v| v > 0.0)
+}
+
+/// How a spinning row stands at one step.
+enum Standing<'a> {
+    /// Level with or ahead of the best sleeper.
+    Ahead(&'a Row),
+    /// Behind it by some of the figures compared.
+    Behind { sleeper: &'a Row, by: By },
+    /// Could not sustain the offered rate.
+    Unsustained,
+    /// Its repetitions disagree too much to tell.
+    Noisy,
+}
+
+fn standing<'a>(spinner: &'a Row, sleeper: &'a Row) -> Standing<'a> {
+    if unsustained(spinner) {
+        return Standing::Unsustained;
+    }
+    // A spinner whose repetitions disagree beyond placing is judged against
+    // the sleeper's interval alone, and only to say that it is behind: its
+    // pooled p99 and throughput hold every repetition, the stalled ones
+    // too, and a stall in some repetitions is what falling behind looks
+    // like. That it is ahead, such a row cannot tell.
+    let noisy = too_noisy(spinner);
+    let m = if noisy {
+        margin(sleeper, sleeper)
+    } else {
+        margin(spinner, sleeper)
+    };
+    let fewer = |f: fn(&Row) -> Option<f64>| matches!((f(spinner), f(sleeper)), (Some(s), Some(z)) if s * m < z);
+    let by = By {
+        p99: matches!((p99(spinner), p99(sleeper)), (Some(s), Some(z)) if s > z * m),
+        throughput: fewer(throughput),
+        slowest: fewer(slowest),
+    };
+    if by.p99 || by.throughput || by.slowest {
+        Standing::Behind { sleeper, by }
+    } else if noisy {
+        Standing::Noisy
+    } else {
+        Standing::Ahead(sleeper)
+    }
+}
+
+/// `; its repetitions disagree: p50 603 ns to 40.0 ms` for a row too noisy
+/// to place, nothing otherwise.
+fn disagreement(r: &Row) -> String {
+    let (lo, hi) = r
+        .repetitions
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    if !too_noisy(r) || !lo.is_finite() {
+        return String::new();
+    }
+    let (what, lo, hi) = if r.higher_is_better() {
+        ("messages", count_rate(lo), count_rate(hi))
+    } else {
+        ("p50", duration(lo), duration(hi))
+    };
+    format!("; its repetitions disagree: {what} {lo} to {hi}")
+}
+
+/// `p99 2.68 µs, 206 k/s`: the figures compared, of one row.
+fn figures(r: &Row) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = r.rtt_ns {
+        parts.push(format!(
+            "p50 {}, p99 {}",
+            duration(s.p50 as f64),
+            duration(s.p99 as f64)
+        ));
+    }
+    if let Some(t) = throughput(r) {
+        let what = if r.round_trips.is_some() {
+            "round trips"
+        } else {
+            "messages"
+        };
+        parts.push(format!("{} {what}", count_rate(t)));
+    }
+    parts.join(", ")
+}
+
+/// `p99 9.1 ms against 221 µs; 51.8 k/s round trips against 206 k/s;
+/// slowest pair 52.0 /s against 13.0 k/s`.
+fn against(spinner: &Row, sleeper: &Row, by: By) -> String {
+    let mut parts = Vec::new();
+    if by.p99
+        && let (Some(a), Some(b)) = (p99(spinner), p99(sleeper))
+    {
+        parts.push(format!("p99 {} against {}", duration(a), duration(b)));
+    }
+    let what = if spinner.round_trips.is_some() {
+        "round trips"
+    } else {
+        "messages"
+    };
+    if by.throughput
+        && let (Some(a), Some(b)) = (throughput(spinner), throughput(sleeper))
+    {
+        parts.push(format!(
+            "{} {what} against {}",
+            count_rate(a),
+            count_rate(b)
+        ));
+    }
+    if by.slowest
+        && let (Some(a), Some(b)) = (slowest(spinner), slowest(sleeper))
+    {
+        parts.push(format!(
+            "slowest pair {} {what} against {}",
+            count_rate(a),
+            count_rate(b)
+        ));
+    }
+    parts.join("; ")
+}
+
+/// The lines of one series, if it has at least two steps, a spinning and
+/// a sleeping mechanism.
+fn block(rows: &[&Row], along: Along) -> Option<Block> {
+    let steps = steps(rows, along);
+    if steps.len() < 2 || !rows.iter().any(|r| r.polls) || rows.iter().all(|r| r.polls) {
+        return None;
+    }
+    let first = rows[0];
+    let heading = match along {
+        Along::Pairs => format!(
+            "{} {}, {}{}, as pairs grow ({})",
+            first.pattern,
+            size(first.size),
+            first.placement,
+            first.offered_rate.map_or(String::new(), |r| format!(
+                ", offered {} per pair",
+                rate_label(r)
+            )),
+            steps
+                .iter()
+                .map(|s| s.0.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Along::Rate => format!(
+            "{} {}, {}{}, as the offered rate grows ({})",
+            first.pattern,
+            size(first.size),
+            first.placement,
+            if first.pairs == 1 {
+                String::new()
+            } else {
+                format!(", {} pairs", first.pairs)
+            },
+            steps
+                .iter()
+                .map(|&s| step_words(s, along))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut spinners: Vec<&str> = Vec::new();
+    for r in rows.iter().filter(|r| r.polls) {
+        if !spinners.contains(&r.mechanism.as_str()) {
+            spinners.push(&r.mechanism);
+        }
+    }
+    let lines = spinners
+        .into_iter()
+        .map(|name| spinner_line(rows, name, &steps, along))
+        .collect();
+    Some(Block { heading, lines })
+}
+
+fn spinner_line(rows: &[&Row], name: &str, steps: &[Step], along: Along) -> String {
+    let mut parts = Vec::new();
+    let mut standings: Vec<(Step, &Row, Standing)> = Vec::new();
+    for &step in steps {
+        let here = at(rows, step);
+        let Some(spinner) = here.iter().copied().find(|r| r.mechanism == name) else {
+            continue;
+        };
+        if standings.is_empty() && parts.is_empty() {
+            // The first step it was measured at: where it stood overall.
+            let best = verdict_groups(&here)
+                .first()
+                .is_some_and(|g| g.iter().any(|r| r.mechanism == name));
+            let how = if best { "best at" } else { "at" };
+            parts.push(format!(
+                "{how} {} ({})",
+                step_words(step, along),
+                figures(spinner)
+            ));
+        }
+        if unsustained(spinner) {
+            // Behind whatever the sleepers did: it measured no load.
+            standings.push((step, spinner, Standing::Unsustained));
+        } else if let Some(sleeper) = best_sleeper(&here) {
+            standings.push((step, spinner, standing(spinner, sleeper)));
+        } else if here.iter().any(|r| !r.polls && too_noisy(r)) {
+            // The sleepers that could be compared are too noisy to place.
+            standings.push((step, spinner, Standing::Noisy));
+        }
+    }
+    let behind = |s: &Standing| matches!(s, Standing::Behind { .. } | Standing::Unsustained);
+    let noisy: Vec<String> = standings
+        .iter()
+        .filter(|s| matches!(s.2, Standing::Noisy))
+        .map(|s| step_words(s.0, along))
+        .collect();
+    match standings.iter().position(|s| behind(&s.2)) {
+        None => {
+            if let Some((step, spinner, Standing::Ahead(sleeper))) = standings
+                .iter()
+                .rev()
+                .find(|s| matches!(s.2, Standing::Ahead(_)))
+            {
+                parts.push(format!(
+                    "not behind the best sleeping mechanism up to {} ({}: {}; {}: {})",
+                    step_words(*step, along),
+                    name,
+                    figures(spinner),
+                    sleeper.mechanism,
+                    figures(sleeper)
+                ));
+            }
+        }
+        Some(i) => {
+            let (step, spinner, standing) = &standings[i];
+            let all_after = standings[i..].iter().all(|s| behind(&s.2));
+            let when = if all_after {
+                format!("from {}", step_words(*step, along))
+            } else {
+                let at: Vec<String> = standings
+                    .iter()
+                    .filter(|s| behind(&s.2))
+                    .map(|s| step_words(s.0, along))
+                    .collect();
+                format!("at {}", at.join(", "))
+            };
+            parts.push(match standing {
+                Standing::Behind { sleeper, by } => format!(
+                    "behind {} {when} ({}{})",
+                    sleeper.mechanism,
+                    against(spinner, sleeper, *by),
+                    disagreement(spinner)
+                ),
+                _ => format!(
+                    "could not sustain the offered rate {when} (achieved {} per pair)",
+                    spinner.achieved_rate.map_or("?".into(), count_rate)
+                ),
+            });
+        }
+    }
+    if !noisy.is_empty() {
+        parts.push(format!("too noisy to tell at {}", noisy.join(", ")));
+    }
+    format!("{name}: {}", parts.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::summary;
+    use crate::report::test_rows::{pairs_run, pingpong, rate_run, with_interval};
+
+    #[test]
+    fn a_spinner_whose_p99_passes_the_sleepers_is_behind_from_that_step() {
+        let text = render(&pairs_run());
+        assert!(
+            text.contains("  pingpong 64 B, cross-core, as pairs grow (1, 2, 4):\n"),
+            "{text}"
+        );
+        // Best p50 throughout, yet behind by p99 and round trips at 4.
+        assert!(
+            text.contains(
+                "    shm-spin: best at 1 pair (p50 700 ns, p99 2.00 µs, 1.40 M/s round trips); \
+                 behind shm-futex from 4 pairs (p99 5.00 ms against 100 µs; 40.0 k/s round \
+                 trips against 60.0 k/s; slowest pair 8.00 k/s round trips against 12.0 k/s)\n"
+            ),
+            "{text}"
+        );
+        // Stream: behind by messages per second from 2 pairs.
+        assert!(
+            text.contains(
+                "behind shm-futex from 2 pairs (500 k/s messages against 2.00 M/s; slowest pair \
+                 125 k/s messages against 500 k/s)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_spinner_ahead_at_every_step_is_not_called_behind() {
+        let mut run = pairs_run();
+        run.rows.retain(|r| r.pairs < 4 && r.pattern == "pingpong");
+        let text = render(&run);
+        assert!(
+            text.contains("shm-spin: best at 1 pair") && text.contains("not behind"),
+            "{text}"
+        );
+        assert!(!text.contains("behind shm-futex"), "{text}");
+    }
+
+    #[test]
+    fn a_starved_pair_puts_a_spinner_behind_though_p99_and_the_total_hold() {
+        let mut run = pairs_run();
+        run.rows.retain(|r| r.pairs < 4 && r.pattern == "pingpong");
+        for r in run.rows.iter_mut().filter(|r| r.polls && r.pairs == 2) {
+            r.pair_throughput = Some(crate::results::MinMax {
+                min: 52.0,
+                max: 1e6,
+            });
+        }
+        let text = render(&run);
+        assert!(
+            text.contains(
+                "behind shm-futex from 2 pairs (slowest pair 52.0 /s round trips against 16.0 k/s)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_difference_within_the_intervals_is_not_called() {
+        // p99 3 % above the sleeper's, with ±5 % intervals.
+        let rows = vec![
+            pingpong("shm-spin", true, 1, 700, 2_000, 1.4e6),
+            pingpong("shm-futex", false, 1, 50_000, 100_000, 20_000.0),
+            pingpong("shm-spin", true, 2, 700, 103_000, 1.0e6),
+            pingpong("shm-futex", false, 2, 55_000, 100_000, 40_000.0),
+        ];
+        let text = render(&summary::tests::run_of(rows.clone(), 3));
+        assert!(!text.contains("behind shm-futex"), "{text}");
+        // Without intervals, the same 3 % is a difference (untested).
+        let bare: Vec<Row> = rows
+            .into_iter()
+            .map(|mut r| {
+                r.ci95 = None;
+                r
+            })
+            .collect();
+        let text = render(&summary::tests::run_of(bare, 1));
+        assert!(text.contains("differences untested"), "{text}");
+        assert!(text.contains("behind shm-futex from 2 pairs (p99 103 µs against 100 µs)"));
+    }
+
+    #[test]
+    fn noise_keeps_a_spinner_from_being_called_ahead_but_not_from_being_called_behind() {
+        // The sleeper too noisy at 4 pairs: no reference there.
+        let mut run = pairs_run();
+        for r in run.rows.iter_mut().filter(|r| r.pairs == 4) {
+            *r = with_interval(r.clone(), 400.0);
+        }
+        let text = render(&run);
+        assert!(text.contains("too noisy to tell at 4 pairs"), "{text}");
+        assert!(!text.contains("from 4 pairs"), "{text}");
+
+        // The spinner alone too noisy, one repetition stalled: behind at 4
+        // pairs all the same, and the line says its repetitions disagree;
+        // at 2 pairs, where it is ahead, nothing can be said.
+        let mut run = pairs_run();
+        for r in run
+            .rows
+            .iter_mut()
+            .filter(|r| r.polls && r.pattern == "pingpong" && r.pairs > 1)
+        {
+            *r = with_interval(r.clone(), 400.0);
+            r.repetitions = vec![700.0, 720.0, 40e6];
+        }
+        let text = render(&run);
+        assert!(
+            text.contains(
+                "behind shm-futex from 4 pairs (p99 5.00 ms against 100 µs; 40.0 k/s round trips \
+                 against 60.0 k/s; slowest pair 8.00 k/s round trips against 12.0 k/s; its \
+                 repetitions disagree: p50 700 ns to 40.0 ms); too noisy to tell at 2 pairs"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unsustained_rate_is_reported_as_such_and_never_best() {
+        let run = rate_run();
+        let text = render(&run);
+        assert!(
+            text.contains(
+                "  pingpong 64 B, cross-core, as the offered rate grows (1k/s, 10k/s, 50k/s, \
+                 max (closed loop)):\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("shm-spin: best at 1k/s")
+                && text.contains(
+                    "could not sustain the offered rate at 50k/s (achieved 20.0 k/s per pair)"
+                ),
+            "{text}"
+        );
+        // The groups of the 50k/s condition: its 300 ns p50 is the lowest,
+        // yet it is not placed, let alone first.
+        let all = summary::render(&run);
+        let block: String = all
+            .split("  pingpong 64 B, cross-core, 50k/s:\n")
+            .nth(1)
+            .expect("a block for 50k/s")
+            .lines()
+            .take_while(|l| l.starts_with("    "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let first = block.lines().next().unwrap();
+        assert!(first.starts_with("    shm-futex"), "{block}");
+        assert!(
+            block.contains(
+                "    could not sustain the offered rate, not placed: shm-spin (achieved 20.0 k/s \
+                 of 50.0 k/s per pair)"
+            ),
+            "{block}"
+        );
+        let rows: Vec<&Row> = run.rows.iter().collect();
+        for g in verdict_groups(&rows) {
+            assert!(g.iter().all(|r| r.sustained != Some(false)));
+        }
+    }
+
+    #[test]
+    fn nothing_to_say_without_a_spinner_or_without_steps() {
+        let mut run = pairs_run();
+        run.rows.retain(|r| !r.polls);
+        assert_eq!(render(&run), "");
+        let mut run = pairs_run();
+        run.rows.retain(|r| r.pairs == 1);
+        assert_eq!(render(&run), "");
+    }
+}
