@@ -228,6 +228,7 @@ fn bad_input_is_one_line_and_status_2() {
         (&["run", "--rate", "0"], "below one round trip per second"),
         (&["run", "--rate", "abc"], "'abc' is not a rate"),
         (&["run", "--rate", "1k,-3"], "-3 is below one round trip"),
+        (&["run", "--rate", "1000,1000.3"], "two rates shown as 1k/s"),
         (
             &["run", "-p", "stream", "--rate", "1k"],
             "--rate paces round trips, so it needs -p pingpong",

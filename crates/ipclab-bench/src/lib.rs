@@ -24,6 +24,7 @@ pub mod payload;
 pub mod pooled;
 pub mod report;
 pub mod results;
+pub mod row;
 pub mod seed;
 pub mod stats;
 pub mod suite;

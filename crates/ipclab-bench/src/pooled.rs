@@ -152,7 +152,10 @@ fn pool(parts: &[&Measured], ratios: &[f64]) -> Row {
     ) {
         let achieved = per_s / row.pairs.max(1) as f64;
         row.achieved_rate = Some(achieved);
-        row.sustained = Some(achieved >= Row::SUSTAINED * offered);
+        // Sustained only if every repetition was (each judged by its
+        // slowest pair, see `crate::row`).
+        let every = parts.iter().all(|m| m.row.sustained != Some(false));
+        row.sustained = Some(every && achieved >= Row::SUSTAINED * offered);
     }
     // The slowest and fastest pair: the median over repetitions of each.
     let middle_f = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {

@@ -1,7 +1,7 @@
 //! A whole run: every cell of mechanisms × patterns × sizes × placements,
 //! one supervisor process each, results gathered into a [`Run`].
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
@@ -10,15 +10,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::harness::cell::{handle_interrupts, run_cell, stopped};
 use crate::harness::clock::TimerCalibration;
 use crate::harness::scribbler::Noise;
-use crate::harness::spec::{CellOutcome, CellSpec, Pattern, Placement, SideReport};
+use crate::harness::spec::{CellSpec, Pattern, Placement, SideReport};
 use crate::harness::topology::{self, MAX_PAIRS};
 use crate::machine::{Machine, allowed_cpus};
 use crate::mechanisms::limits::{LIMIT_COPY, LIMIT_FUTEX, LIMIT_SPIN};
 use crate::pooled::{self, Key, Measured};
-use crate::results::{
-    CpuPerMessage, Cpus, Failure, MinMax, Row, Run, SCHEMA, Settings, Skipped, Switches, Throughput,
-};
-use crate::stats::{Stats, cdf, histogram};
+use crate::results::{Failure, Row, Run, SCHEMA, Settings, Skipped};
 use crate::transport::{ChannelConfig, Family, Transport};
 use crate::units;
 
@@ -75,6 +72,17 @@ impl Options {
         let allowed = allowed_cpus();
         if let Some(&most) = self.pairs.iter().max() {
             check_pairs(most)?;
+        }
+        let mut labels: Vec<String> = Vec::new();
+        for &rate in self.rates.iter().flatten() {
+            let label = units::rate_label(rate);
+            if labels.contains(&label) {
+                bail!(
+                    "--rate has two rates shown as {label}: give rates that differ in their \
+                     first three figures"
+                );
+            }
+            labels.push(label);
         }
         if self.rates.iter().any(Option::is_some) && !self.patterns.contains(&Pattern::Pingpong) {
             bail!(
@@ -166,6 +174,17 @@ fn check_pairs(pairs: usize) -> Result<()> {
     }
     if pairs > MAX_PAIRS {
         bail!("--pairs {pairs} is more than {MAX_PAIRS} pairs (2 processes each)");
+    }
+    // The supervisor keeps a report and a pidfd per side, 4 a pair, beside
+    // each pair's guard and its own few.
+    if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
+        let needed = 4 * pairs as u64 + 64;
+        if needed > limit {
+            bail!(
+                "--pairs {pairs} needs about {needed} open files in the supervisor, but \
+                 RLIMIT_NOFILE (ulimit -n) allows {limit}"
+            );
+        }
     }
     if let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nproc).current {
         // The user's other processes count too: this is the least needed.
@@ -323,7 +342,7 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
                     let round_trips = merged(|c| &c.histogram);
                     let uncorrected = merged(|c| &c.uncorrected);
                     let oneshot_ns = outcome.oneshot.iter().map(|s| s.total_ns).collect();
-                    let row = row(t, &spec, outcome);
+                    let row = crate::row::row(t, &spec, outcome);
                     progress.done(&label, &headline(&row));
                     measured.push(Measured {
                         repetition: rep,
@@ -417,7 +436,7 @@ impl Cell {
 /// the limits of each size just before the mechanisms (`limit-spin` and
 /// `limit-futex` once, at size 0, ahead of the pingpong sizes; `limit-copy`
 /// at every size of pingpong and stream). Rates other than `max` apply to
-/// pingpong only.
+/// pingpong only; oneshot runs with one pair.
 fn plan(mechanisms: &[&'static dyn Transport], options: &Options) -> Vec<Cell> {
     let mut cells = Vec::new();
     let closed_loop = [None];
@@ -427,6 +446,17 @@ fn plan(mechanisms: &[&'static dyn Transport], options: &Options) -> Vec<Cell> {
                 let rates: &[Option<f64>] = match pattern {
                     Pattern::Pingpong => &options.rates,
                     _ => &closed_loop,
+                };
+                // Oneshot times fresh processes for one round trip: with
+                // several pairs it would time N forks as one; it runs with
+                // one pair, once per placement.
+                if pattern == Pattern::Oneshot && options.pairs.first() != Some(&pairs) {
+                    continue;
+                }
+                let pairs = if pattern == Pattern::Oneshot {
+                    1
+                } else {
+                    pairs
                 };
                 for &rate in rates {
                     let mut add = |t: &'static dyn Transport, size: usize| {
@@ -456,156 +486,6 @@ fn plan(mechanisms: &[&'static dyn Transport], options: &Options) -> Vec<Cell> {
         }
     }
     cells
-}
-
-/// Turns what the supervisor reported into a result row: every pair's
-/// round trips in one histogram, rates summed over the pairs, CPU time and
-/// context switches of every process per message.
-fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
-    let info = t.info();
-    let pairs: Vec<(&SideReport, &SideReport)> = o.pairs().collect();
-    let sum = |f: &dyn Fn(&SideReport, &SideReport) -> u64| -> u64 {
-        pairs.iter().map(|&(c, s)| f(c, s)).sum()
-    };
-    // Messages are counted where they are received: the server for
-    // requests and streams; round trips by the client.
-    let messages = match spec.pattern {
-        Pattern::Stream => sum(&|_, s| s.measured),
-        _ => sum(&|c, _| c.measured),
-    };
-    let per = |total: u64| {
-        if messages == 0 {
-            0.0
-        } else {
-            total as f64 / messages as f64
-        }
-    };
-    let received = sum(&|_, s| s.total);
-    let rounds = if received == 0 {
-        0.0
-    } else {
-        sum(&|_, s| s.rounds) as f64 / received as f64
-    };
-    // Each pair's rate over its own window (the windows start together).
-    let pair_rates: Vec<f64> = pairs
-        .iter()
-        .map(|&(c, s)| {
-            let side = if spec.pattern == Pattern::Stream {
-                s
-            } else {
-                c
-            };
-            if side.wall_ns == 0 {
-                0.0
-            } else {
-                side.measured as f64 * 1e9 / side.wall_ns as f64
-            }
-        })
-        .collect();
-    let total_rate: f64 = pair_rates.iter().sum();
-    let seen = |client: bool| {
-        let mut all: Vec<usize> = pairs
-            .iter()
-            .flat_map(|&(c, s)| if client { c } else { s }.cpus_seen.iter().copied())
-            .collect();
-        all.sort_unstable();
-        all.dedup();
-        all
-    };
-    let mut row = Row {
-        mechanism: info.name.into(),
-        family: info.family.as_str().into(),
-        sync: info.sync.into(),
-        polls: info.polls,
-        copies_per_message: info.copies.count,
-        copies_why: info.copies.why.into(),
-        pattern: spec.pattern.to_string(),
-        size: spec.channel.size,
-        placement: spec.placement.to_string(),
-        pairs: spec.pairs,
-        oversubscription: Some(topology::oversubscription(
-            spec.cpus.as_deref(),
-            spec.pairs,
-            crate::machine::allowed_cpus().len(),
-        )),
-        offered_rate: spec.rate,
-        achieved_rate: None,
-        sustained: None,
-        cpus: Cpus {
-            client: seen(true),
-            server: seen(false),
-        },
-        iterations: 0,
-        verified: spec.verify,
-        rounds,
-        setup_ns: o.setup_ns,
-        teardown_ns: o.teardown_ns,
-        rtt_ns: None,
-        rtt_cdf: Vec::new(),
-        rtt_uncorrected_ns: None,
-        round_trips: None,
-        pair_throughput: None,
-        context_switches_per_message: None,
-        throughput: None,
-        oneshot_ns: None,
-        cpu_ns_per_message: CpuPerMessage {
-            client: per(sum(&|c, _| c.cpu_ns)),
-            server: per(sum(&|_, s| s.cpu_ns)),
-        },
-        vs_limit: None,
-        vs_limit_ci95: None,
-        repetitions: Vec::new(),
-        ci95: None,
-    };
-    if spec.pattern != Pattern::Oneshot {
-        row.pair_throughput = Some(MinMax {
-            min: pair_rates.iter().copied().fold(f64::INFINITY, f64::min),
-            max: pair_rates.iter().copied().fold(0.0, f64::max),
-        });
-        row.context_switches_per_message = Some(Switches {
-            voluntary: per(sum(&|c, s| c.voluntary_switches + s.voluntary_switches)),
-            involuntary: per(sum(&|c, s| c.involuntary_switches + s.involuntary_switches)),
-        });
-    }
-    match spec.pattern {
-        Pattern::Pingpong => {
-            let h = histogram(pairs.iter().flat_map(|(c, _)| c.histogram.iter().copied()));
-            row.iterations = messages;
-            row.rtt_ns = Some(Stats::of(&h));
-            row.rtt_cdf = cdf(&h);
-            row.round_trips = Some(Throughput {
-                bytes_per_s: total_rate * spec.channel.size as f64,
-                messages_per_s: total_rate,
-            });
-            if let Some(offered) = spec.rate {
-                let u = histogram(
-                    pairs
-                        .iter()
-                        .flat_map(|(c, _)| c.uncorrected.iter().copied()),
-                );
-                row.rtt_uncorrected_ns = Some(Stats::of(&u));
-                let achieved = total_rate / pairs.len().max(1) as f64;
-                row.achieved_rate = Some(achieved);
-                row.sustained = Some(achieved >= Row::SUSTAINED * offered);
-            }
-        }
-        Pattern::Stream => {
-            row.iterations = messages;
-            row.throughput = Some(Throughput {
-                bytes_per_s: total_rate * spec.channel.size as f64,
-                messages_per_s: total_rate,
-            });
-        }
-        Pattern::Oneshot => {
-            row.iterations = o.oneshot.len() as u64;
-            row.oneshot_ns = Some(Stats::of_samples(o.oneshot.iter().map(|s| s.total_ns)));
-            row.cpu_ns_per_message = CpuPerMessage {
-                client: 0.0,
-                server: 0.0,
-            };
-        }
-    }
-    row
 }
 
 /// The one figure that sums up a row, for progress lines.
@@ -668,7 +548,15 @@ impl Progress {
                 }
                 bar.inc(1);
             }
-            None => eprintln!("[{}/{}] {line}", self.done.get(), self.total),
+            // A closed standard error (`2>&1 | head`) only loses the line.
+            None => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "[{}/{}] {line}",
+                    self.done.get(),
+                    self.total
+                );
+            }
         }
     }
 

@@ -208,6 +208,7 @@ pub fn pingpong_client(
     Ok(SideReport {
         measured,
         total: seq,
+        begin_ns: begin,
         wall_ns: end - begin,
         cpu_ns: cpu1 - cpu0,
         rounds: ep.rounds(),
@@ -313,6 +314,7 @@ pub fn server(
     Ok(SideReport {
         measured: seq - first,
         total: seq,
+        begin_ns: begin,
         wall_ns: end.saturating_sub(begin),
         cpu_ns: cpu_end - cpu0,
         voluntary_switches: voluntary,
@@ -363,6 +365,7 @@ pub fn stream_client(
     Ok(SideReport {
         measured,
         total: seq,
+        begin_ns: begin,
         wall_ns: end - begin,
         cpu_ns: cpu1 - cpu0,
         voluntary_switches: voluntary,

@@ -178,6 +178,10 @@ pub struct SideReport {
     pub measured: u64,
     /// Every message (or round trip) including warm-up.
     pub total: u64,
+    /// `CLOCK_MONOTONIC` when the measured window began (the same clock in
+    /// every process of a cell).
+    #[serde(default)]
+    pub begin_ns: u64,
     /// Wall time of the measured window.
     pub wall_ns: u64,
     /// CPU time (user + system) of the measured window.

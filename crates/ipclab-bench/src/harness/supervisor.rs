@@ -301,7 +301,10 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
             .as_ref()
             .is_some_and(|e| e.fault().is_some())
     };
+    // Sides stopped because another pair failed add nothing to its error.
+    let stopped_for_other = |i: usize| matches!(children[i].ended_by, Some(EndedBy::OtherPair(_)));
     let mut errors: Vec<(bool, String)> = (0..reports.len())
+        .filter(|&i| !stopped_for_other(i))
         .filter_map(|i| {
             let line = reports[i].error.as_deref()?;
             let line = match spec.pairs {
@@ -379,14 +382,18 @@ impl Started {
         window: &Window,
         scribble_on: bool,
     ) -> Result<()> {
-        let prepared = transport.prepare(&spec.channel).map_err(|e| {
+        // What failed, naming the pair when there are several, and the
+        // kernel limit behind it when there is one.
+        let failed = |e: anyhow::Error, what: &str| {
             let what = match spec.pairs {
-                0 | 1 => "preparing the channel".to_string(),
-                n => format!("preparing the channel of pair {} of {n}", index + 1),
+                0 | 1 => what.to_string(),
+                n => format!("{what} of pair {} of {n}", index + 1),
             };
-            kernel_limits::name_the_limit(anyhow::Error::from(e))
-                .context(format!("{}: {what}", spec.mechanism))
-        })?;
+            kernel_limits::name_the_limit(e).context(format!("{}: {what}", spec.mechanism))
+        };
+        let prepared = transport
+            .prepare(&spec.channel)
+            .map_err(|e| failed(e.into(), "preparing the channel"))?;
         if std::env::var_os("IPCLAB_FAULT_STOP_AFTER_PREPARE").is_some() {
             // Tests only: stop here, objects made and no side started, for
             // the test to `kill -9` us (what `ipclab ls`/`clean` must then
@@ -404,19 +411,28 @@ impl Started {
         }
         let supervisor = rustix::process::getpid();
         for role in [Role::Server, Role::Client] {
-            let report =
-                memfd_create("ipclab-report", MemfdFlags::CLOEXEC).context("memfd_create")?;
+            let report = memfd_create("ipclab-report", MemfdFlags::CLOEXEC).map_err(|e| {
+                failed(
+                    anyhow::Error::from(e).context("memfd_create"),
+                    "starting the sides",
+                )
+            })?;
             // SAFETY: the supervisor is single-threaded (it is its own
             // process, started by exec, and starts no threads), so the
             // child may do anything the parent could.
             let forked = unsafe { fork() }.map_err(|e| {
-                kernel_limits::name_the_limit(anyhow::Error::from(e).context("fork"))
+                failed(anyhow::Error::from(e).context("fork"), "starting the sides")
             })?;
             match forked {
                 ForkResult::Child => {
                     // The guards belong to the supervisor: the child must
                     // not remove the channels' objects when it exits.
                     std::mem::forget(std::mem::take(&mut self.guards));
+                    // Nor keep the other sides' reports and pidfds, or the
+                    // scribbler's mappings: with many pairs, the
+                    // descriptors of every earlier side would add up.
+                    drop(std::mem::take(&mut self.children));
+                    drop(std::mem::take(&mut self.targets));
                     let pair = pair.take().expect("each child takes the pair once");
                     let window = window.pair(index);
                     side_main(spec, role, index, pair, &window, report, supervisor);
@@ -477,6 +493,9 @@ enum EndedBy {
     Fault(Fault),
     /// Its peer failed and it did not end within [`GRACE_NS`].
     Grace,
+    /// Another pair (0-based) failed: the cell has failed, and this side
+    /// is stopped at once rather than left to finish a window nobody uses.
+    OtherPair(usize),
     /// The cell timed out or was interrupted.
     GaveUp,
 }
@@ -502,6 +521,11 @@ impl Child {
                 "the {} did not notice within {} s that its peer had failed; stopped",
                 self.role.name(),
                 GRACE_NS / 1_000_000_000
+            ),
+            Some(EndedBy::OtherPair(p)) => format!(
+                "the {} was stopped: pair {} failed",
+                self.role.name(),
+                p + 1
             ),
             _ => format!("the {} was killed", self.role.name()),
         }
@@ -555,15 +579,27 @@ fn wait_all(
             }
         }
         now = now.max(mono_ns());
-        if failed_at.is_none() && children.iter().any(|c| c.status.is_some_and(|s| s != 0)) {
+        if failed_at.is_none()
+            && let Some(failed) = children.iter().find(|c| c.status.is_some_and(|s| s != 0))
+        {
             failed_at = Some(now);
+            // The other pairs' sides: the cell has failed; its failing
+            // pair's survivor keeps its grace to say what it saw.
+            let pair = failed.pair;
+            for c in children
+                .iter_mut()
+                .filter(|c| c.status.is_none() && c.pair != pair && c.ended_by.is_none())
+            {
+                let _ = kill_process(c.pid, Signal::KILL);
+                c.ended_by = Some(EndedBy::OtherPair(pair));
+            }
         }
         let grace = failed_at.is_some_and(|t| now - t >= GRACE_NS);
         let give_up = if stop.load(Ordering::Relaxed) {
             Some("interrupted".to_string())
         } else if now >= deadline {
             Some(format!(
-                "{} {} size {}: timed out after {} s; both sides were killed",
+                "{} {} size {}: timed out after {} s; every side was killed",
                 spec.mechanism,
                 spec.pattern,
                 spec.channel.size,

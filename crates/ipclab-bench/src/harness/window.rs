@@ -11,8 +11,9 @@
 //! With several pairs the page also holds a start gate: every side arrives
 //! once it has its endpoint, and the last to arrive opens the gate with the
 //! time. Each client warms up until the warm-up has passed since the gate
-//! opened, so that all pairs measure over the same window, every one of
-//! them already running. A single pair needs no gate: its client warms up
+//! opened, so that all pairs start measuring together, every one of them
+//! already running (each stops on its own; `crate::row` counts rates over
+//! the pairs' common span). A single pair needs no gate: its client warms up
 //! from its own attachment, as it always did.
 //!
 //! The page is the harness's, not the mechanisms': written a few times per
@@ -111,9 +112,10 @@ impl PairWindow<'_> {
     /// Either side: it has its endpoint. The last side to arrive opens the
     /// gate.
     pub fn arrive(&self) {
-        // AcqRel on the count: the side that makes it complete is the one
-        // that stores the time, once.
-        let arrived = self.gate.arrived.fetch_add(1, Ordering::AcqRel) + 1;
+        // Relaxed: the read-modify-write's atomicity alone makes exactly
+        // one side the last; what the others need to see is the time,
+        // published below.
+        let arrived = self.gate.arrived.fetch_add(1, Ordering::Relaxed) + 1;
         if arrived == self.gate.expected.load(Ordering::Relaxed) {
             // Release: pairs with the Acquire in `warming`.
             self.gate.opened_ns.store(mono_ns(), Ordering::Release);

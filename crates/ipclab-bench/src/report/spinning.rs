@@ -166,19 +166,47 @@ fn p99(r: &Row) -> Option<f64> {
     r.rtt_ns.map(|s| s.p99 as f64).filter(|&v| v > 0.0)
 }
 
-/// The best sleeping row of a step: lowest p99 (pingpong) or highest
-/// throughput (stream), among those that sustained the rate.
-fn best_sleeper<'a>(rows: &[&'a Row]) -> Option<&'a Row> {
-    let key = |r: &Row| p99(r).or_else(|| throughput(r).map(|t| 1.0 / t));
-    rows.iter()
-        .copied()
-        .filter(|r| !r.polls && !unsustained(r) && !too_noisy(r))
-        .filter(|r| key(r).is_some())
-        .min_by(|a, b| {
-            key(a)
-                .unwrap_or(f64::MAX)
-                .total_cmp(&key(b).unwrap_or(f64::MAX))
-        })
+/// The best sleeping rows of a step, each by its own figure (lowest p99,
+/// most round trips or messages of all pairs, best slowest pair), among
+/// those that sustained the rate and can be placed: a spinner is behind
+/// when any of them beats it on its figure.
+#[derive(Clone, Copy)]
+struct Sleepers<'a> {
+    p99: Option<&'a Row>,
+    throughput: Option<&'a Row>,
+    slowest: Option<&'a Row>,
+}
+
+impl<'a> Sleepers<'a> {
+    fn of(rows: &[&'a Row]) -> Option<Sleepers<'a>> {
+        let eligible: Vec<&Row> = rows
+            .iter()
+            .copied()
+            .filter(|r| !r.polls && !unsustained(r) && !too_noisy(r))
+            .collect();
+        let best = |f: fn(&Row) -> Option<f64>, lower: bool| {
+            eligible
+                .iter()
+                .copied()
+                .filter_map(|r| Some((f(r)?, r)))
+                .min_by(|a, b| {
+                    let o = a.0.total_cmp(&b.0);
+                    if lower { o } else { o.reverse() }
+                })
+                .map(|(_, r)| r)
+        };
+        let s = Sleepers {
+            p99: best(p99, true),
+            throughput: best(throughput, false),
+            slowest: best(slowest, false),
+        };
+        s.any().map(|_| s)
+    }
+
+    /// One of them, to quote beside a spinner that is not behind.
+    fn any(&self) -> Option<&'a Row> {
+        self.p99.or(self.throughput).or(self.slowest)
+    }
 }
 
 /// The factor a figure must differ by, between `a` and `b`, to count: one
@@ -192,14 +220,33 @@ fn margin(a: &Row, b: &Row) -> f64 {
     1.0 + rel(a).into_iter().chain(rel(b)).fold(0.0, f64::max)
 }
 
-/// The figures a spinner is behind by.
-#[derive(Clone, Copy)]
-struct By {
-    p99: bool,
+/// The figures a spinner is behind by, each with the sleeper that beat it.
+#[derive(Clone, Copy, Default)]
+struct By<'a> {
+    p99: Option<&'a Row>,
     /// Of all pairs together.
-    throughput: bool,
+    throughput: Option<&'a Row>,
     /// Of the slowest pair: one pair starved while the others run.
-    slowest: bool,
+    slowest: Option<&'a Row>,
+}
+
+impl<'a> By<'a> {
+    fn sleepers(&self) -> impl Iterator<Item = &'a Row> {
+        [self.p99, self.throughput, self.slowest]
+            .into_iter()
+            .flatten()
+    }
+
+    /// `shm-futex` when one sleeper beat it on every figure it is behind
+    /// by, else `the best sleeping mechanisms`.
+    fn name(&self) -> String {
+        let mut names: Vec<&str> = self.sleepers().map(|r| r.mechanism.as_str()).collect();
+        names.dedup();
+        match names.as_slice() {
+            [one] => one.to_string(),
+            _ => "the best sleeping mechanisms".into(),
+        }
+    }
 }
 
 /// The slowest pair's round trips (or messages) per second, with more
@@ -213,17 +260,17 @@ fn slowest(r: &Row) -> Option<f64> {
 
 /// How a spinning row stands at one step.
 enum Standing<'a> {
-    /// Level with or ahead of the best sleeper.
+    /// Level with or ahead of the best sleepers (one quoted).
     Ahead(&'a Row),
-    /// Behind it by some of the figures compared.
-    Behind { sleeper: &'a Row, by: By },
+    /// Behind them by some of the figures compared.
+    Behind(By<'a>),
     /// Could not sustain the offered rate.
     Unsustained,
     /// Its repetitions disagree too much to tell.
     Noisy,
 }
 
-fn standing<'a>(spinner: &'a Row, sleeper: &'a Row) -> Standing<'a> {
+fn standing<'a>(spinner: &'a Row, sleepers: Sleepers<'a>) -> Standing<'a> {
     if unsustained(spinner) {
         return Standing::Unsustained;
     }
@@ -233,23 +280,28 @@ fn standing<'a>(spinner: &'a Row, sleeper: &'a Row) -> Standing<'a> {
     // too, and a stall in some repetitions is what falling behind looks
     // like. That it is ahead, such a row cannot tell.
     let noisy = too_noisy(spinner);
-    let m = if noisy {
-        margin(sleeper, sleeper)
-    } else {
-        margin(spinner, sleeper)
+    let m = |sleeper: &Row| {
+        if noisy {
+            margin(sleeper, sleeper)
+        } else {
+            margin(spinner, sleeper)
+        }
     };
-    let fewer = |f: fn(&Row) -> Option<f64>| matches!((f(spinner), f(sleeper)), (Some(s), Some(z)) if s * m < z);
+    let fewer = |f: fn(&Row) -> Option<f64>, sleeper: Option<&'a Row>| {
+        sleeper.filter(|z| matches!((f(spinner), f(z)), (Some(a), Some(b)) if a * m(z) < b))
+    };
     let by = By {
-        p99: matches!((p99(spinner), p99(sleeper)), (Some(s), Some(z)) if s > z * m),
-        throughput: fewer(throughput),
-        slowest: fewer(slowest),
+        p99: sleepers
+            .p99
+            .filter(|z| matches!((p99(spinner), p99(z)), (Some(a), Some(b)) if a > b * m(z))),
+        throughput: fewer(throughput, sleepers.throughput),
+        slowest: fewer(slowest, sleepers.slowest),
     };
-    if by.p99 || by.throughput || by.slowest {
-        Standing::Behind { sleeper, by }
-    } else if noisy {
-        Standing::Noisy
-    } else {
-        Standing::Ahead(sleeper)
+    match (by.sleepers().next(), sleepers.any()) {
+        (Some(_), _) => Standing::Behind(by),
+        (None, _) if noisy => Standing::Noisy,
+        (None, Some(quoted)) => Standing::Ahead(quoted),
+        (None, None) => Standing::Noisy,
     }
 }
 
@@ -295,35 +347,51 @@ fn figures(r: &Row) -> String {
 }
 
 /// `p99 9.1 ms against 221 µs; 51.8 k/s round trips against 206 k/s;
-/// slowest pair 52.0 /s against 13.0 k/s`.
-fn against(spinner: &Row, sleeper: &Row, by: By) -> String {
+/// slowest pair 52.0 /s against 13.0 k/s`, each sleeper named after its
+/// figure when they are not all one.
+fn against(spinner: &Row, by: By) -> String {
+    let named = by.name() == "the best sleeping mechanisms";
+    let whose = |r: &Row| {
+        if named {
+            format!(" ({})", r.mechanism)
+        } else {
+            String::new()
+        }
+    };
     let mut parts = Vec::new();
-    if by.p99
-        && let (Some(a), Some(b)) = (p99(spinner), p99(sleeper))
+    if let Some(z) = by.p99
+        && let (Some(a), Some(b)) = (p99(spinner), p99(z))
     {
-        parts.push(format!("p99 {} against {}", duration(a), duration(b)));
+        parts.push(format!(
+            "p99 {} against {}{}",
+            duration(a),
+            duration(b),
+            whose(z)
+        ));
     }
     let what = if spinner.round_trips.is_some() {
         "round trips"
     } else {
         "messages"
     };
-    if by.throughput
-        && let (Some(a), Some(b)) = (throughput(spinner), throughput(sleeper))
+    if let Some(z) = by.throughput
+        && let (Some(a), Some(b)) = (throughput(spinner), throughput(z))
     {
         parts.push(format!(
-            "{} {what} against {}",
+            "{} {what} against {}{}",
             count_rate(a),
-            count_rate(b)
+            count_rate(b),
+            whose(z)
         ));
     }
-    if by.slowest
-        && let (Some(a), Some(b)) = (slowest(spinner), slowest(sleeper))
+    if let Some(z) = by.slowest
+        && let (Some(a), Some(b)) = (slowest(spinner), slowest(z))
     {
         parts.push(format!(
-            "slowest pair {} {what} against {}",
+            "slowest pair {} {what} against {}{}",
             count_rate(a),
-            count_rate(b)
+            count_rate(b),
+            whose(z)
         ));
     }
     parts.join("; ")
@@ -406,14 +474,14 @@ fn spinner_line(rows: &[&Row], name: &str, steps: &[Step], along: Along) -> Stri
         if unsustained(spinner) {
             // Behind whatever the sleepers did: it measured no load.
             standings.push((step, spinner, Standing::Unsustained));
-        } else if let Some(sleeper) = best_sleeper(&here) {
-            standings.push((step, spinner, standing(spinner, sleeper)));
+        } else if let Some(sleepers) = Sleepers::of(&here) {
+            standings.push((step, spinner, standing(spinner, sleepers)));
         } else if here.iter().any(|r| !r.polls && too_noisy(r)) {
             // The sleepers that could be compared are too noisy to place.
             standings.push((step, spinner, Standing::Noisy));
         }
     }
-    let behind = |s: &Standing| matches!(s, Standing::Behind { .. } | Standing::Unsustained);
+    let behind = |s: &Standing| matches!(s, Standing::Behind(_) | Standing::Unsustained);
     let noisy: Vec<String> = standings
         .iter()
         .filter(|s| matches!(s.2, Standing::Noisy))
@@ -450,10 +518,10 @@ fn spinner_line(rows: &[&Row], name: &str, steps: &[Step], along: Along) -> Stri
                 format!("at {}", at.join(", "))
             };
             parts.push(match standing {
-                Standing::Behind { sleeper, by } => format!(
+                Standing::Behind(by) => format!(
                     "behind {} {when} ({}{})",
-                    sleeper.mechanism,
-                    against(spinner, sleeper, *by),
+                    by.name(),
+                    against(spinner, *by),
                     disagreement(spinner)
                 ),
                 _ => format!(

@@ -173,3 +173,23 @@ fn nothing_to_say_without_a_spinner_or_without_steps() {
     run.rows.retain(|r| r.pairs == 1);
     assert_eq!(render(&run), "");
 }
+
+#[test]
+fn each_figure_is_held_against_the_sleeper_best_at_it() {
+    // pipe has the lowest p99, unix-stream the most round trips: a spinner
+    // with a better p99 than both but fewer round trips than unix-stream is
+    // behind unix-stream, not level with pipe.
+    let rows = vec![
+        pingpong("shm-spin", true, 1, 700, 2_000, 1.4e6),
+        pingpong("pipe", false, 1, 50_000, 90_000, 20_000.0),
+        pingpong("unix-stream", false, 1, 50_000, 95_000, 20_000.0),
+        pingpong("shm-spin", true, 8, 700, 80_000, 50_000.0),
+        pingpong("pipe", false, 8, 60_000, 100_000, 60_000.0),
+        pingpong("unix-stream", false, 8, 60_000, 200_000, 110_000.0),
+    ];
+    let text = render(&summary::tests::run_of(rows, 3));
+    assert!(
+        text.contains("behind unix-stream from 8 pairs (50.0 k/s round trips against 110 k/s;"),
+        "{text}"
+    );
+}
