@@ -14,6 +14,7 @@ pub mod sides;
 pub mod sigbus;
 mod sigbus_cause;
 pub mod spec;
+mod start;
 pub mod supervisor;
 pub mod topology;
 pub mod window;
