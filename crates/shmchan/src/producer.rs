@@ -179,14 +179,22 @@ impl Producer {
             let chunks = len.div_ceil(max).max(1);
             let last = len - (chunks - 1) * max;
             let abort = if self.abort_pending { RECORD_HEADER } else { 0 };
+            // A message of one record that would wrap gets a `Pad` first.
+            let wraps = chunks == 1 && record_size(last) > self.to_end();
+            let pad = if wraps { self.to_end() } else { 0 };
             let need = (chunks - 1)
                 .saturating_mul(record_size(max))
-                .saturating_add(record_size(last) + abort);
+                .saturating_add(record_size(last) + abort + pad);
             if need > self.ring.capacity() || !self.has_room(need)? {
                 return Err(Error::Full);
             }
         }
         self.write_pending_abort(how, watch)?;
+        if len <= max {
+            // One record: never wrapped, so that the receiver can lend it
+            // in place (`Receiver::recv_in_place`).
+            self.pad_if_wraps(record_size(len), how, watch)?;
+        }
         let (mut off, mut started) = (0, false);
         loop {
             let chunk = (len - off).min(max);
@@ -209,6 +217,23 @@ impl Producer {
         }
     }
 
+    /// Bytes from `tail` to the end of the data area.
+    fn to_end(&self) -> u64 {
+        let cap = self.ring.capacity();
+        cap - (self.tail & (cap - 1))
+    }
+
+    /// A record of `need` bytes must not wrap: if it would, fills the rest
+    /// of the data area with a `Pad` record first.
+    fn pad_if_wraps(&mut self, need: u64, how: How, watch: &mut dyn Watch) -> Result<(), Error> {
+        let to_end = self.to_end();
+        if need > to_end {
+            self.wait_room(to_end, how, watch)?;
+            self.put(Kind::Pad, to_end - RECORD_HEADER, 0, None);
+        }
+        Ok(())
+    }
+
     /// Reserves `len` contiguous bytes for a loan and returns the position
     /// of its payload; [`commit`](Self::commit) publishes it.
     pub(crate) fn loan(&mut self, len: u64, how: How, watch: &mut dyn Watch) -> Result<u64, Error> {
@@ -219,13 +244,7 @@ impl Producer {
         }
         self.write_pending_abort(how, watch)?;
         let need = record_size(len);
-        let cap = self.ring.capacity();
-        let to_end = cap - (self.tail & (cap - 1));
-        if need > to_end {
-            // The loan must not wrap: fill the rest of the data area.
-            self.wait_room(to_end, how, watch)?;
-            self.put(Kind::Pad, to_end - RECORD_HEADER, 0, None);
-        }
+        self.pad_if_wraps(need, how, watch)?;
         self.wait_room(need, how, watch)?;
         Ok(self.tail + RECORD_HEADER)
     }

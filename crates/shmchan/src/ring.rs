@@ -3,9 +3,9 @@
 //! modulo the capacity.
 //!
 //! Only this file touches the data area, and only through raw pointers:
-//! the receiver copies bytes out (never making a reference to memory the
-//! peer can change), the sender copies bytes in or lends a piece of the
-//! area to a closure that fills it.
+//! the receiver copies bytes out, or (the in-place receive, which trusts
+//! the sender) lends a message where it lies; the sender copies bytes in
+//! or lends a piece of the area to a closure that fills it.
 
 use std::ptr::NonNull;
 
@@ -105,6 +105,19 @@ impl Ring {
         // not read them back). Each caller lends one piece at a time, so no
         // two of these slices are alive together.
         unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr().add(off), len) }
+    }
+
+    /// The `len` bytes at `pos` if they lie in one piece (they do not wrap
+    /// around the end of the data area); `None` otherwise. A raw pointer:
+    /// the caller decides how long it may look (see `InPlace`).
+    pub(crate) fn contiguous(&self, pos: u64, len: u64) -> Option<NonNull<[u8]>> {
+        let [(off, first), _] = self.pieces(pos, len);
+        if first as u64 != len {
+            return None;
+        }
+        // SAFETY: `pieces` keeps `off + len` within the data area.
+        let start = unsafe { self.data.add(off) };
+        Some(NonNull::slice_from_raw_parts(start, first))
     }
 
     /// Copies the record header at `pos` (a multiple of 16, so it never
