@@ -121,6 +121,18 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Plain-old-data values in place (feature `pod`)
+//!
+//! With the cargo feature `pod` (off by default; it adds bytemuck),
+//! [`pod::Sender<T>`](pod::Sender) and [`pod::Receiver<T>`](pod::Receiver)
+//! carry values of a `T: bytemuck::Pod` with no serialisation and no copy:
+//! the sender writes the value's fields in the ring, the receiver gets a
+//! guard that derefs to `&T` where the value lies, after checking its size
+//! and alignment. See [`pod`] for an example. bytemuck rather than
+//! zerocopy: its one trait `Pod` (every bit pattern valid, no padding)
+//! is exactly the contract both directions need, it is small, and the
+//! workspace already depends on it.
+//!
 //! # Guarantees
 //!
 //! While both processes follow the protocol:
@@ -210,6 +222,8 @@ mod fdpass;
 mod liveness;
 #[cfg(not(loom))]
 mod options;
+#[cfg(all(feature = "pod", not(loom)))]
+pub mod pod;
 #[cfg(not(loom))]
 mod receiver;
 #[cfg(not(loom))]
