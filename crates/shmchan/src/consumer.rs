@@ -196,6 +196,11 @@ impl Consumer {
         let tail = self.ring.header().tail.0.load(Acquire);
         match tail.checked_sub(self.head) {
             Some(avail) if avail <= self.ring.capacity() && tail % RECORD_HEADER == 0 => {
+                if tail != self.tail {
+                    // New records: fetch their first lines at once, rather
+                    // than a miss for the header and then one per line.
+                    self.ring.prefetch(self.head, avail);
+                }
                 self.tail = tail;
                 Ok(avail)
             }

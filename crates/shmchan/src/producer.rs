@@ -152,6 +152,9 @@ impl Producer {
         hdr.tail.0.store(self.tail, Release);
         self.published = self.tail;
         notify(&hdr.waiting[Role::Receiver.index()].0, &mut self.woken);
+        // The next record's lines, within the room known to be free.
+        let free = self.ring.capacity().saturating_sub(self.tail - self.head);
+        self.ring.prefetch_for_write(self.tail, free);
     }
 
     fn write_pending_abort(&mut self, how: How, watch: &mut dyn Watch) -> Result<(), Error> {
