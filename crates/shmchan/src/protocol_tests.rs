@@ -403,3 +403,42 @@ fn messages_in_rounds_or_wrapped_are_copied_not_lent() {
     p.test_chunk(&msg, true, msg.len() as u64);
     assert_eq!(try_lend(&mut c, &mut stash).unwrap(), (msg, false));
 }
+
+#[test]
+fn large_records_go_back_to_the_start_of_an_empty_ring() {
+    let cap = 1 << 20;
+    let heap = HeapRing::new(cap);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    let mut stash = Vec::new();
+    for seq in 0..6u64 {
+        // Large: each one reuses the bytes at the start.
+        let len = 200 << 10;
+        p.loan(len, How::Try, &mut w).unwrap();
+        p.loaned(len).copy_from_slice(&message(seq, len as usize));
+        p.commit(len);
+        let taken = c
+            .take(&mut Sink::Lend(&mut stash), How::Try, &mut w)
+            .unwrap();
+        let pos = seq * cap as u64 + 16;
+        assert_eq!(taken, crate::consumer::Taken::Lent { pos, len });
+        c.give_back();
+        // Small ones between them walk on as usual.
+        send(&mut p, &message(seq, 100), How::Try, &mut w).unwrap();
+        assert_eq!(try_recv(&mut c).unwrap(), message(seq, 100));
+    }
+    // With the ring not empty, a large record goes where the last one
+    // ended.
+    send(&mut p, &message(9, 10), How::Try, &mut w).unwrap();
+    let len = 100 << 10;
+    p.loan(len, How::Try, &mut w).unwrap();
+    p.commit(len);
+    assert_eq!(try_recv(&mut c).unwrap(), message(9, 10));
+    let taken = c
+        .take(&mut Sink::Lend(&mut stash), How::Try, &mut w)
+        .unwrap();
+    let crate::consumer::Taken::Lent { pos, .. } = taken else {
+        panic!("{taken:?}")
+    };
+    assert_ne!(pos % cap as u64, 16);
+}
