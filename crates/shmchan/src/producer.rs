@@ -136,7 +136,7 @@ impl Producer {
             chunk: u32::try_from(chunk).expect("chunks are at most a quarter of the ring"),
             total,
         };
-        self.ring.write(self.tail, &header.encode());
+        self.ring.write_header(self.tail, header.encode());
         if let Some(fill) = fill {
             self.ring.fill(self.tail + RECORD_HEADER, chunk, fill);
         }

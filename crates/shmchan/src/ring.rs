@@ -65,6 +65,7 @@ impl Ring {
 
     /// Copies `src` into the data area at `pos`. The caller owns those bytes
     /// (they lie between its tail and the consumer's head plus capacity).
+    #[cfg(test)]
     pub(crate) fn write(&self, pos: u64, src: &[u8]) {
         let mut done = 0;
         for (off, len) in self.pieces(pos, src.len() as u64) {
@@ -79,6 +80,24 @@ impl Ring {
                 );
             }
             done += len;
+        }
+    }
+
+    /// Writes a record header at `pos` (a multiple of 16, so it never
+    /// wraps): one fixed-size store, where `write` would call `memcpy`.
+    pub(crate) fn write_header(&self, pos: u64, header: [u8; RECORD_HEADER as usize]) {
+        let off = self.offset(pos);
+        debug_assert!(off % RECORD_HEADER as usize == 0);
+        // SAFETY: `off + 16 <= cap` (as in `read_header`), and a byte array
+        // needs no alignment; the caller owns these bytes until it
+        // publishes them (a hostile consumer writing them meanwhile only
+        // changes what we send).
+        unsafe {
+            self.data
+                .as_ptr()
+                .add(off)
+                .cast::<[u8; RECORD_HEADER as usize]>()
+                .write_unaligned(header)
         }
     }
 
