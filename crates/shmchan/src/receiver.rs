@@ -115,6 +115,7 @@ impl Receiver {
     /// its length. A message longer than `buf` stays queued and the call
     /// fails with [`Error::TooLarge`] (whose `len` says how much room it
     /// needs).
+    #[inline]
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let how = How::Wait(self.wait);
         self.take(&mut Sink::Slice(buf), how, None)
@@ -158,6 +159,7 @@ impl Receiver {
     /// in rounds and is copied into a buffer of the receiver's
     /// ([`InPlace::in_place`] says which). Trusts the sender: see
     /// [the type's docs](Receiver#two-ways-to-receive-a-copy-or-in-place).
+    #[inline]
     pub fn recv_in_place(&mut self) -> Result<InPlace<'_>, Error> {
         self.lend(How::Wait(self.wait), None)
     }
@@ -244,6 +246,7 @@ impl InPlace<'_> {
 impl Deref for InPlace<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         match self.bytes {
             // SAFETY: the slice lies within the data area of our mapping
@@ -262,6 +265,7 @@ impl Deref for InPlace<'_> {
 }
 
 impl Drop for InPlace<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.rx.core.give_back();
     }
