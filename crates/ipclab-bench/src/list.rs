@@ -3,6 +3,7 @@
 
 use crate::mechanisms::REGISTRY;
 use crate::mechanisms::limits::LIMITS;
+use crate::transport::HostileSender;
 
 pub fn render() -> String {
     let mut out = String::new();
@@ -10,7 +11,7 @@ pub fn render() -> String {
     for t in REGISTRY.iter().chain(LIMITS) {
         let info = t.info();
         out.push_str(&format!(
-            "{:<18} {:<16} {}\n{:<18} sync: {}\n",
+            "{:<22} {:<16} {}\n{:<22} sync: {}\n",
             info.name,
             info.family.as_str(),
             info.summary,
@@ -22,14 +23,24 @@ pub fn render() -> String {
             .count
             .map_or("uncertain".to_string(), |n| n.to_string());
         out.push_str(&format!(
-            "{:<18} copies per message: {copies} ({})\n",
+            "{:<22} copies per message: {copies} ({})\n",
             "", info.copies.why
         ));
+        match t.hostile_sender() {
+            Some(HostileSender::Safe(why)) => {
+                out.push_str(&format!("{:<22} hostile sender: safe ({why})\n", ""))
+            }
+            Some(HostileSender::Trusted(why)) => out.push_str(&format!(
+                "{:<22} hostile sender: TRUSTED, not safe ({why})\n",
+                ""
+            )),
+            None => {}
+        }
         if let Err(why) = t.available() {
-            out.push_str(&format!("{:<18} NOT AVAILABLE here: {why}\n", ""));
+            out.push_str(&format!("{:<22} NOT AVAILABLE here: {why}\n", ""));
         }
         for l in t.limits() {
-            out.push_str(&format!("{:<18} {}: {}\n", "", l.name, l.value));
+            out.push_str(&format!("{:<22} {}: {}\n", "", l.name, l.value));
         }
     }
     out
@@ -57,5 +68,24 @@ mod tests {
             }
         }
         assert!(render().contains("copies per message: 2 (into the kernel"));
+    }
+
+    /// Every shmchan row says whether it is safe with a hostile sender:
+    /// the copying ones are, the in-place ones trust their sender.
+    #[test]
+    fn shmchan_rows_say_whether_a_hostile_sender_is_safe() {
+        for t in REGISTRY
+            .iter()
+            .filter(|t| t.info().name.starts_with("shmchan"))
+        {
+            let name = t.info().name;
+            match t.hostile_sender() {
+                Some(HostileSender::Safe(_)) => assert!(!name.contains("loan"), "{name}"),
+                Some(HostileSender::Trusted(_)) => assert!(name.contains("loan"), "{name}"),
+                None => panic!("{name} does not say"),
+            }
+        }
+        let out = render();
+        assert!(out.contains("hostile sender: safe") && out.contains("hostile sender: TRUSTED"));
     }
 }

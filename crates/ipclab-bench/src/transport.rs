@@ -93,6 +93,17 @@ impl Copies {
     };
 }
 
+/// What a receiver of a mechanism promises against a sender that writes
+/// the shared memory at any time, for `ipclab list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostileSender {
+    /// Every receive is a message that passed the checks or an error, and
+    /// what the receiver looks at cannot change under it; why.
+    Safe(&'static str),
+    /// The receiver trusts the sender; what a hostile one can do.
+    Trusted(&'static str),
+}
+
 /// A limit read from this machine, shown by `ipclab list`.
 #[derive(Clone, Debug)]
 pub struct Limit {
@@ -181,6 +192,12 @@ pub trait Transport: Sync {
     /// setting, a missing feature); the run then skips it and says why.
     fn available(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// What the receiver promises against a hostile sender, where the
+    /// mechanism says (`ipclab list`); `None`: not stated.
+    fn hostile_sender(&self) -> Option<HostileSender> {
+        None
     }
 
     /// Creates the channel's kernel objects, before the fork.

@@ -5,7 +5,10 @@
 //! once into a local, checked with checked arithmetic, and never read
 //! again: `tail` on each refresh, a record header once per record. Our own
 //! `head` lives in a local; the shared copy is only for the producer. The
-//! payload is copied out before anything looks at it. A value that breaks
+//! payload is copied out before anything looks at it, but for the in-place
+//! receive ([`Sink::Lend`]), which lends a message where it lies and keeps
+//! its space until it is given back: its length and position are checked
+//! as for a copy, its bytes are the sender's to keep still. A value that breaks
 //! the protocol makes the call return [`Error::Corrupt`], and the channel
 //! stays broken; nothing can make it read outside the data area or panic.
 
@@ -25,13 +28,26 @@ pub(crate) enum Sink<'a> {
     Vec(&'a mut Vec<u8>),
     /// The caller's buffer; a longer message is `TooLarge` and stays queued.
     Slice(&'a mut [u8]),
+    /// In place if the message is one record that does not wrap (it is
+    /// then [`Taken::Lent`] and nothing is copied); otherwise as `Vec`.
+    Lend(&'a mut Vec<u8>),
+}
+
+/// What a receive took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// A message of this many bytes, copied into the sink.
+    Copied(u64),
+    /// A message left where it lies: its payload's ring position and
+    /// length. Its space stays ours until [`Consumer::give_back`].
+    Lent { pos: u64, len: u64 },
 }
 
 impl Sink<'_> {
     /// A message of `total` bytes begins.
     fn begin(&mut self, total: u64) -> Result<(), Error> {
         match self {
-            Sink::Vec(v) => {
+            Sink::Vec(v) | Sink::Lend(v) => {
                 v.clear();
                 usize::try_from(total)
                     .ok()
@@ -53,7 +69,7 @@ impl Sink<'_> {
     /// of the message; `at + len` is within the `total` given to `begin`.
     fn put(&mut self, ring: &Ring, pos: u64, at: u64, len: u64) {
         match self {
-            Sink::Vec(v) => {
+            Sink::Vec(v) | Sink::Lend(v) => {
                 debug_assert_eq!(v.len() as u64, at);
                 let spare = v.spare_capacity_mut();
                 assert!(spare.len() as u64 >= len, "begin reserved the message");
@@ -75,7 +91,7 @@ impl Sink<'_> {
     /// The first `got` bytes of an interrupted message, kept for later.
     fn suspend(&mut self, got: u64) -> Vec<u8> {
         match self {
-            Sink::Vec(v) => std::mem::take(*v),
+            Sink::Vec(v) | Sink::Lend(v) => std::mem::take(*v),
             Sink::Slice(s) => s[..got as usize].to_vec(),
         }
     }
@@ -84,7 +100,7 @@ impl Sink<'_> {
     /// `total` passed `begin` once already, so it fits in a `usize`.
     fn resume(&mut self, total: u64, mut stash: Vec<u8>) -> Result<(), (Error, Vec<u8>)> {
         match self {
-            Sink::Vec(v) => {
+            Sink::Vec(v) | Sink::Lend(v) => {
                 // A stash kept from a slice holds only what had arrived.
                 let more = total as usize - stash.len();
                 if stash.try_reserve_exact(more).is_err() {
@@ -138,6 +154,8 @@ pub(crate) struct Consumer {
     woken: u32,
     /// Data records consumed, over all messages.
     records: u64,
+    /// Bytes of the record lent in place, not yet given back.
+    lent: Option<u64>,
 }
 
 impl Consumer {
@@ -152,7 +170,13 @@ impl Consumer {
             broken: None,
             woken: 0,
             records: 0,
+            lent: None,
         }
+    }
+
+    /// The ring this side reads (for the bytes of a [`Taken::Lent`]).
+    pub(crate) fn ring(&self) -> &Ring {
+        &self.ring
     }
 
     /// Data records consumed so far (one per message, more for long ones).
@@ -172,6 +196,11 @@ impl Consumer {
         let tail = self.ring.header().tail.0.load(Acquire);
         match tail.checked_sub(self.head) {
             Some(avail) if avail <= self.ring.capacity() && tail % RECORD_HEADER == 0 => {
+                if tail != self.tail {
+                    // New records: fetch their first lines at once, rather
+                    // than a miss for the header and then one per line.
+                    self.ring.prefetch(self.head, avail);
+                }
                 self.tail = tail;
                 Ok(avail)
             }
@@ -227,6 +256,30 @@ impl Consumer {
         how: How,
         watch: &mut dyn Watch,
     ) -> Result<u64, Error> {
+        self.take(sink, how, watch).map(|taken| match taken {
+            Taken::Copied(n) | Taken::Lent { len: n, .. } => n,
+        })
+    }
+
+    /// Ends the loan of the message lent in place: its space goes back to
+    /// the producer. Also done by the next receive, so that a guard that
+    /// was forgotten (`mem::forget`) costs a message, not the channel.
+    pub(crate) fn give_back(&mut self) {
+        if let Some(size) = self.lent.take() {
+            self.head += size;
+            self.release();
+        }
+    }
+
+    /// Receives one message, in place where `sink` is [`Sink::Lend`] and
+    /// the message lies in one piece.
+    pub(crate) fn take(
+        &mut self,
+        sink: &mut Sink<'_>,
+        how: How,
+        watch: &mut dyn Watch,
+    ) -> Result<Taken, Error> {
+        self.give_back();
         if let Some(what) = self.broken {
             return Err(Error::Corrupt(what));
         }
@@ -256,7 +309,7 @@ impl Consumer {
         msg: &mut Option<(u64, u64)>,
         how: How,
         watch: &mut dyn Watch,
-    ) -> Result<u64, Error> {
+    ) -> Result<Taken, Error> {
         let mut n = 0u32;
         loop {
             n = n.wrapping_add(1);
@@ -282,9 +335,23 @@ impl Consumer {
                     if rec.total > isize::MAX as u64 {
                         return Err(self.corrupt("a message longer than any buffer"));
                     }
+                    let pos = rec.pos + RECORD_HEADER;
+                    if let Sink::Lend(_) = sink {
+                        // Checked as for a copy: the whole message is this
+                        // record, within what the producer published.
+                        let whole = rec.chunk == rec.total;
+                        if whole && self.ring.contiguous(pos, rec.chunk).is_some() {
+                            self.lent = Some(rec.size);
+                            self.records += 1;
+                            return Ok(Taken::Lent {
+                                pos,
+                                len: rec.chunk,
+                            });
+                        }
+                    }
                     // `TooLarge` leaves the record where it is.
                     sink.begin(rec.total)?;
-                    sink.put(&self.ring, rec.pos + RECORD_HEADER, 0, rec.chunk);
+                    sink.put(&self.ring, pos, 0, rec.chunk);
                     *msg = Some((rec.total, rec.chunk));
                     self.records += 1;
                 }
@@ -309,7 +376,7 @@ impl Consumer {
             if let Some((total, got)) = *msg {
                 if got == total {
                     *msg = None;
-                    return Ok(total);
+                    return Ok(Taken::Copied(total));
                 }
             }
         }
@@ -351,6 +418,7 @@ impl Consumer {
 
     /// Tells the producer that nobody will read any more.
     pub(crate) fn close(&mut self) {
+        self.give_back();
         self.release();
         let hdr = self.ring.header();
         // Relaxed: no data travels with the flag; the producer only stops

@@ -176,9 +176,17 @@ impl Kind {
     }
 
     fn from_code(code: u32) -> Option<Kind> {
-        [Kind::Msg, Kind::Cont, Kind::Pad, Kind::Abort]
-            .into_iter()
-            .find(|k| k.code() == code)
+        const MSG: u32 = Kind::Msg.code();
+        const CONT: u32 = Kind::Cont.code();
+        const PAD: u32 = Kind::Pad.code();
+        const ABORT: u32 = Kind::Abort.code();
+        match code {
+            MSG => Some(Kind::Msg),
+            CONT => Some(Kind::Cont),
+            PAD => Some(Kind::Pad),
+            ABORT => Some(Kind::Abort),
+            _ => None,
+        }
     }
 }
 

@@ -70,6 +70,30 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Receiving in place
+//!
+//! [`Receiver::recv_in_place`] copies nothing: the [`InPlace`] guard
+//! derefs to the message where it lies in the ring, whose space the sender
+//! gets back when the guard is dropped. It trusts the sender not to write
+//! a message after publishing it (see [`Receiver`]); the copying receives
+//! trust nothing.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use shmchan::Options;
+//!
+//! let opts = Options::new();
+//! let fd = opts.create_anonymous()?;
+//! let mut tx = opts.sender_from_fd(fd.try_clone()?)?; // in one process
+//! let mut rx = opts.receiver_from_fd(fd)?; // in the other
+//! tx.send(b"checked where it lies")?;
+//! let msg = rx.recv_in_place()?;
+//! assert_eq!(&*msg, b"checked where it lies");
+//! assert!(msg.in_place());
+//! drop(msg); // the space goes back to the sender
+//! # Ok(()) }
+//! ```
+//!
 //! # Typed messages (feature `typed`)
 //!
 //! With the cargo feature `typed` (off by default: without it the crate
@@ -96,6 +120,18 @@
 //! let job: Job = rx.recv()?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Plain-old-data values in place (feature `pod`)
+//!
+//! With the cargo feature `pod` (off by default; it adds bytemuck),
+//! [`pod::Sender<T>`](pod::Sender) and [`pod::Receiver<T>`](pod::Receiver)
+//! carry values of a `T: bytemuck::Pod` with no serialisation and no copy:
+//! the sender writes the value's fields in the ring, the receiver gets a
+//! guard that derefs to `&T` where the value lies, after checking its size
+//! and alignment. See [`pod`] for an example. bytemuck rather than
+//! zerocopy: its one trait `Pod` (every bit pattern valid, no padding)
+//! is exactly the contract both directions need, it is small, and the
+//! workspace already depends on it.
 //!
 //! # Guarantees
 //!
@@ -141,8 +177,12 @@
 //!   copied out before anything looks at it. A value an honest peer never
 //!   writes makes the call fail with [`Error::Corrupt`], and the channel
 //!   stays broken. Messages may of course carry any bytes.
-//! - There is no receive that hands out a view into shared memory: see
-//!   [`Receiver`] (the double-fetch problem).
+//! - The in-place receives ([`Receiver::recv_in_place`]) are the
+//!   exception: they hand out a view into shared memory, checked as above
+//!   (no read outside the message or the mapping, no panic, no hang), but
+//!   whose bytes a hostile sender can still change while the caller looks
+//!   at them (the double-fetch problem; see [`Receiver`]). The receiver
+//!   maps the data area read-only, so it never writes the sender's memory.
 //! - A named segment can be shrunk by a peer with the same user id, which
 //!   makes the other side's next access raise `SIGBUS`; anonymous segments
 //!   are sealed against that. Use them for peers you do not trust.
@@ -182,6 +222,8 @@ mod fdpass;
 mod liveness;
 #[cfg(not(loom))]
 mod options;
+#[cfg(all(feature = "pod", not(loom)))]
+pub mod pod;
 #[cfg(not(loom))]
 mod receiver;
 #[cfg(not(loom))]
@@ -202,7 +244,7 @@ pub use liveness::PEER_CHECK;
 #[cfg(not(loom))]
 pub use options::{DEFAULT_CAPACITY, Options};
 #[cfg(not(loom))]
-pub use receiver::Receiver;
+pub use receiver::{InPlace, Receiver};
 #[cfg(not(loom))]
 pub use segment::NAME_PREFIX;
 #[cfg(not(loom))]

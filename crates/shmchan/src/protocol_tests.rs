@@ -310,3 +310,135 @@ fn a_message_interrupted_in_a_buffer_resumes_in_a_vec_and_back() {
     }
     assert_eq!(&buf[..600], &msg[..]);
 }
+
+/// Receives in place with `Try`: the message's bytes (read from the ring
+/// when lent, then given back) and whether they were lent.
+fn try_lend(c: &mut Consumer, stash: &mut Vec<u8>) -> Result<(Vec<u8>, bool), Error> {
+    let w = &mut Deadline::after(WATCHDOG_MS);
+    match c.take(&mut Sink::Lend(stash), How::Try, w)? {
+        crate::consumer::Taken::Lent { pos, len } => {
+            let bytes = c.ring().contiguous(pos, len).expect("lent in one piece");
+            // SAFETY: within the heap ring, which nobody writes meanwhile.
+            let got = unsafe { bytes.as_ref() }.to_vec();
+            c.give_back();
+            Ok((got, true))
+        }
+        crate::consumer::Taken::Copied(n) => {
+            assert_eq!(stash.len() as u64, n);
+            Ok((stash.clone(), false))
+        }
+    }
+}
+
+#[test]
+fn one_record_messages_are_lent_in_place_across_wraps() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    let mut stash = Vec::new();
+    for seq in 0..300u64 {
+        // Up to a quarter of the ring: one record, which `send` pads
+        // rather than wraps.
+        let msg = message(seq, (seq * 7 % 65) as usize);
+        while let Err(e) = send(&mut p, &msg, How::Try, &mut w) {
+            assert!(matches!(e, Error::Full), "{e}");
+            assert!(matches!(try_lend(&mut c, &mut stash), Err(Error::Empty)));
+        }
+        assert_eq!(try_lend(&mut c, &mut stash).unwrap(), (msg, true));
+    }
+}
+
+#[test]
+fn a_lent_message_keeps_its_space_until_given_back() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    let mut stash = Vec::new();
+    // Three records of 64 bytes fill 240 of the 256 bytes.
+    for seq in 0..3 {
+        send(&mut p, &message(seq, 64), How::Try, &mut w).unwrap();
+    }
+    let taken = c
+        .take(&mut Sink::Lend(&mut stash), How::Try, &mut w)
+        .unwrap();
+    let crate::consumer::Taken::Lent { pos, len } = taken else {
+        panic!("not lent: {taken:?}");
+    };
+    // The ring is full while the first message is lent.
+    let err = send(&mut p, &message(9, 64), How::Try, &mut w);
+    assert!(matches!(err, Err(Error::Full)));
+    let bytes = c.ring().contiguous(pos, len).unwrap();
+    // SAFETY: within the heap ring; the producer could not reuse it.
+    assert_eq!(unsafe { bytes.as_ref() }, &message(0, 64)[..]);
+    c.give_back();
+    send(&mut p, &message(3, 64), How::Try, &mut w).unwrap();
+    // A guard that was never given back is given back by the next receive.
+    let _forgotten = c
+        .take(&mut Sink::Lend(&mut stash), How::Try, &mut w)
+        .unwrap();
+    for seq in 2..4 {
+        assert_eq!(
+            try_lend(&mut c, &mut stash).unwrap(),
+            (message(seq, 64), true)
+        );
+    }
+}
+
+#[test]
+fn messages_in_rounds_or_wrapped_are_copied_not_lent() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    let mut stash = Vec::new();
+    // Longer than a quarter of the ring: several records.
+    let long = message(1, 150);
+    send(&mut p, &long, How::Try, &mut w).unwrap();
+    assert_eq!(try_lend(&mut c, &mut stash).unwrap(), (long, false));
+    // One record written wrapped round the end (a foreign sender's: ours
+    // pads instead). The long message took records of 64, 64 and 22
+    // bytes (208 with headers); an empty one takes 16 more, to 224.
+    let msg = message(2, 40);
+    send(&mut p, &[], How::Try, &mut w).unwrap();
+    assert_eq!(try_lend(&mut c, &mut stash).unwrap(), (vec![], true));
+    p.test_chunk(&msg, true, msg.len() as u64);
+    assert_eq!(try_lend(&mut c, &mut stash).unwrap(), (msg, false));
+}
+
+#[test]
+fn large_records_go_back_to_the_start_of_an_empty_ring() {
+    let cap = 1 << 20;
+    let heap = HeapRing::new(cap);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    let mut stash = Vec::new();
+    for seq in 0..6u64 {
+        // Large: each one reuses the bytes at the start.
+        let len = 200 << 10;
+        p.loan(len, How::Try, &mut w).unwrap();
+        p.loaned(len).copy_from_slice(&message(seq, len as usize));
+        p.commit(len);
+        let taken = c
+            .take(&mut Sink::Lend(&mut stash), How::Try, &mut w)
+            .unwrap();
+        let pos = seq * cap as u64 + 16;
+        assert_eq!(taken, crate::consumer::Taken::Lent { pos, len });
+        c.give_back();
+        // Small ones between them walk on as usual.
+        send(&mut p, &message(seq, 100), How::Try, &mut w).unwrap();
+        assert_eq!(try_recv(&mut c).unwrap(), message(seq, 100));
+    }
+    // With the ring not empty, a large record goes where the last one
+    // ended.
+    send(&mut p, &message(9, 10), How::Try, &mut w).unwrap();
+    let len = 100 << 10;
+    p.loan(len, How::Try, &mut w).unwrap();
+    p.commit(len);
+    assert_eq!(try_recv(&mut c).unwrap(), message(9, 10));
+    let taken = c
+        .take(&mut Sink::Lend(&mut stash), How::Try, &mut w)
+        .unwrap();
+    let crate::consumer::Taken::Lent { pos, .. } = taken else {
+        panic!("{taken:?}")
+    };
+    assert_ne!(pos % cap as u64, 16);
+}

@@ -1,9 +1,11 @@
 //! The receiving end of a channel.
 
+use std::ops::Deref;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::ptr::NonNull;
 use std::time::Duration;
 
-use crate::consumer::{Consumer, Sink};
+use crate::consumer::{Consumer, Sink, Taken};
 use crate::error::Error;
 use crate::liveness::Watcher;
 use crate::producer::How;
@@ -18,21 +20,35 @@ use crate::wait::Wait;
 /// fully sent is still received, then [`Error::PeerGone`]; a message it was
 /// writing when it died is never delivered.
 ///
-/// # Why there is no view into shared memory
+/// # Two ways to receive: a copy, or in place
 ///
-/// Every receive copies the message out of the ring, once, into memory the
-/// caller owns ([`Receiver::recv_into`] copies into the caller's buffer
-/// and allocates nothing). A receive that handed out `&[u8]` into the ring
-/// would let the sender change the bytes after the caller checked them and
-/// before it used them (a double fetch, the bug class of Xen XSA-155): a
-/// hostile peer could turn a validated length or command into another. Nor
-/// could Rust promise anything about a `&[u8]` whose bytes change under
-/// it. Copying once is the price of a receiver that trusts nothing in
-/// shared memory; for large messages it is a single `memcpy` per byte,
-/// which the ring's chunks overlap with the sender's writes.
+/// The copying receives (`recv`, `recv_into`, ...) copy the message out
+/// of the ring, once, into memory the caller owns ([`Receiver::recv_into`]
+/// copies into the caller's buffer and allocates nothing). What the caller
+/// then looks at is its own: a sender that changes the ring afterwards
+/// changes nothing the caller sees. Use them when the sender is not
+/// trusted.
+///
+/// The in-place receives ([`recv_in_place`](Receiver::recv_in_place) and
+/// its `try_`/`_timeout` forms) copy nothing: they return an [`InPlace`]
+/// guard that derefs to the message's bytes where they lie in the ring,
+/// and the space is not reused until the guard is dropped. The length and
+/// position are checked exactly as for a copy, so even a hostile sender
+/// cannot make the guard reach outside the message or the mapping, and
+/// this side maps the data area read-only, so it cannot write the
+/// sender's memory. But the bytes themselves stay in memory the sender
+/// can write: a sender that keeps writing a message after publishing it
+/// (a bug, or hostility) breaks the guard's promise that the `&[u8]` does
+/// not change while it is borrowed, so what the caller checked may differ
+/// from what it then uses (a double fetch, the bug class of Xen XSA-155).
+/// That is the trust iceoryx2's subscribers place in their publishers.
+/// Use the in-place receives only with a sender you trust, or copy what
+/// you check before you use it.
 pub struct Receiver {
     core: Consumer,
     wait: Wait,
+    /// Messages an in-place receive could not lend (see [`InPlace`]).
+    stash: Vec<u8>,
     // Declared last: dropped after `core`, whose ring points into it.
     seg: Segment,
 }
@@ -46,6 +62,7 @@ impl Receiver {
         Receiver {
             core: Consumer::new(seg.ring()),
             wait,
+            stash: Vec::new(),
             seg,
         }
     }
@@ -98,6 +115,7 @@ impl Receiver {
     /// its length. A message longer than `buf` stays queued and the call
     /// fails with [`Error::TooLarge`] (whose `len` says how much room it
     /// needs).
+    #[inline]
     pub fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let how = How::Wait(self.wait);
         self.take(&mut Sink::Slice(buf), how, None)
@@ -115,6 +133,48 @@ impl Receiver {
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         self.take(&mut Sink::Slice(buf), How::Try, None)
             .map(|n| n as usize)
+    }
+
+    fn lend(&mut self, how: How, timeout: Option<Duration>) -> Result<InPlace<'_>, Error> {
+        let mut watch = Watcher::new(&self.seg, timeout);
+        let taken = self
+            .core
+            .take(&mut Sink::Lend(&mut self.stash), how, &mut watch)?;
+        let bytes = match taken {
+            Taken::Lent { pos, len } => {
+                let bytes = self.core.ring().contiguous(pos, len);
+                Some(bytes.expect("a message is lent only where it lies in one piece"))
+            }
+            Taken::Copied(_) => None,
+        };
+        Ok(InPlace { rx: self, bytes })
+    }
+
+    /// Receives the next message in place, waiting as long as it takes (but
+    /// for the sender's death or close): the [`InPlace`] guard derefs to
+    /// the message's bytes in the ring, and its space is given back when
+    /// the guard is dropped. Nothing is copied for a message that lies in
+    /// one piece (any message sent with [`Sender::loan`](crate::Sender::loan),
+    /// and any shorter than a quarter of the ring); a longer one arrives
+    /// in rounds and is copied into a buffer of the receiver's
+    /// ([`InPlace::in_place`] says which). Trusts the sender: see
+    /// [the type's docs](Receiver#two-ways-to-receive-a-copy-or-in-place).
+    #[inline]
+    pub fn recv_in_place(&mut self) -> Result<InPlace<'_>, Error> {
+        self.lend(How::Wait(self.wait), None)
+    }
+
+    /// [`recv_in_place`](Self::recv_in_place) that never waits:
+    /// [`Error::Empty`]. Part of a long message taken in the meantime is
+    /// kept for the next call.
+    pub fn try_recv_in_place(&mut self) -> Result<InPlace<'_>, Error> {
+        self.lend(How::Try, None)
+    }
+
+    /// [`recv_in_place`](Self::recv_in_place) that gives up with
+    /// [`Error::Timeout`] after `timeout`.
+    pub fn recv_in_place_timeout(&mut self, timeout: Duration) -> Result<InPlace<'_>, Error> {
+        self.lend(How::Wait(self.wait), Some(timeout))
     }
 
     /// Chunks received so far: one per message, more for messages longer
@@ -150,6 +210,73 @@ impl Drop for Receiver {
 impl AsFd for Receiver {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.seg.fd()
+    }
+}
+
+/// A message received in place by [`Receiver::recv_in_place`]: derefs to
+/// its bytes, which stay in the ring, and hands their space back to the
+/// sender when dropped. While it lives the receiver cannot receive (it is
+/// borrowed), and the sender cannot reuse the space.
+///
+/// A message that does not lie in one piece in the ring (one longer than
+/// a quarter of it, which the sender sends in rounds, or one a foreign
+/// sender let wrap around the end) cannot be lent: it is copied into a
+/// buffer of the receiver's (reused from call to call), and
+/// [`in_place`](Self::in_place) is false. Either way the guard holds one
+/// whole message, checked as every message is.
+///
+/// The bytes are the sender's memory, mapped read-only here: see
+/// [`Receiver`] for what a sender that writes them after publishing can
+/// do. Forgetting the guard (`mem::forget`) is safe: the next receive
+/// hands the space back.
+pub struct InPlace<'a> {
+    rx: &'a mut Receiver,
+    /// The message in the ring; `None`: in `rx.stash`.
+    bytes: Option<NonNull<[u8]>>,
+}
+
+impl InPlace<'_> {
+    /// Whether the bytes are in the ring (nothing was copied) rather than
+    /// in the receiver's buffer.
+    pub fn in_place(&self) -> bool {
+        self.bytes.is_some()
+    }
+}
+
+impl Deref for InPlace<'_> {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self.bytes {
+            // SAFETY: the slice lies within the data area of our mapping
+            // (its position and length were checked against the sender's
+            // published `tail` and the capacity), which lives as long as
+            // `self.rx`, borrowed for our lifetime. Nobody in this process
+            // writes it (mapped read-only here), the producer does not
+            // reuse it before `give_back` (our `head` stays before it), and
+            // an honest sender does not write a message it published: the
+            // bytes do not change while the borrow lasts. A sender that
+            // does is outside that contract (see `Receiver`'s docs).
+            Some(bytes) => unsafe { bytes.as_ref() },
+            None => &self.rx.stash,
+        }
+    }
+}
+
+impl Drop for InPlace<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.rx.core.give_back();
+    }
+}
+
+impl std::fmt::Debug for InPlace<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InPlace")
+            .field("len", &self.len())
+            .field("in_place", &self.in_place())
+            .finish()
     }
 }
 

@@ -3,13 +3,20 @@
 //! modulo the capacity.
 //!
 //! Only this file touches the data area, and only through raw pointers:
-//! the receiver copies bytes out (never making a reference to memory the
-//! peer can change), the sender copies bytes in or lends a piece of the
-//! area to a closure that fills it.
+//! the receiver copies bytes out, or (the in-place receive, which trusts
+//! the sender) lends a message where it lies; the sender copies bytes in
+//! or lends a piece of the area to a closure that fills it.
 
 use std::ptr::NonNull;
 
 use crate::layout::{Header, RECORD_HEADER};
+
+/// A cache line.
+const LINE: u64 = 64;
+/// Bytes [`Ring::prefetch`] fetches ahead at most: a small message whole
+/// (header and payload of 64 bytes span two lines, one of 4 KiB sixty-four);
+/// beyond that the hardware prefetcher follows the reads.
+const PREFETCH: u64 = 512;
 
 /// Pointers to a header and its data area. `Copy`, so that a side can keep
 /// the header borrowed while it changes its own state.
@@ -58,6 +65,7 @@ impl Ring {
 
     /// Copies `src` into the data area at `pos`. The caller owns those bytes
     /// (they lie between its tail and the consumer's head plus capacity).
+    #[cfg(test)]
     pub(crate) fn write(&self, pos: u64, src: &[u8]) {
         let mut done = 0;
         for (off, len) in self.pieces(pos, src.len() as u64) {
@@ -72,6 +80,24 @@ impl Ring {
                 );
             }
             done += len;
+        }
+    }
+
+    /// Writes a record header at `pos` (a multiple of 16, so it never
+    /// wraps): one fixed-size store, where `write` would call `memcpy`.
+    pub(crate) fn write_header(&self, pos: u64, header: [u8; RECORD_HEADER as usize]) {
+        let off = self.offset(pos);
+        debug_assert!(off % RECORD_HEADER as usize == 0);
+        // SAFETY: `off + 16 <= cap` (as in `read_header`), and a byte array
+        // needs no alignment; the caller owns these bytes until it
+        // publishes them (a hostile consumer writing them meanwhile only
+        // changes what we send).
+        unsafe {
+            self.data
+                .as_ptr()
+                .add(off)
+                .cast::<[u8; RECORD_HEADER as usize]>()
+                .write_unaligned(header)
         }
     }
 
@@ -107,22 +133,82 @@ impl Ring {
         unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr().add(off), len) }
     }
 
+    /// The `len` bytes at `pos` if they lie in one piece (they do not wrap
+    /// around the end of the data area); `None` otherwise. A raw pointer:
+    /// the caller decides how long it may look (see `InPlace`).
+    pub(crate) fn contiguous(&self, pos: u64, len: u64) -> Option<NonNull<[u8]>> {
+        let [(off, first), _] = self.pieces(pos, len);
+        if first as u64 != len {
+            return None;
+        }
+        // SAFETY: `pieces` keeps `off + len` within the data area.
+        let start = unsafe { self.data.add(off) };
+        Some(NonNull::slice_from_raw_parts(start, first))
+    }
+
+    /// Asks the CPU to start fetching the cache lines of the `len` bytes at
+    /// `pos` (at most [`PREFETCH`] of them), so that they travel from the
+    /// peer's cache together rather than one miss after another as the
+    /// bytes are read. A hint: no fault, no effect on what is read.
+    #[inline]
+    pub(crate) fn prefetch(&self, pos: u64, len: u64) {
+        self.prefetch_lines::<false>(pos & !(LINE - 1), pos + len.min(PREFETCH));
+    }
+
+    /// Asks the CPU to fetch, for writing, the whole cache lines of the
+    /// `len` bytes at `pos` (at most [`PREFETCH`]) that begin at or after
+    /// `pos`: the lines of the next record, taken from the peer's cache
+    /// while this side has nothing else to do, instead of on the way to
+    /// publishing it. A line that begins before `pos` may still hold
+    /// bytes the peer is reading: it is left alone.
+    #[inline]
+    pub(crate) fn prefetch_for_write(&self, pos: u64, len: u64) {
+        self.prefetch_lines::<true>(pos.next_multiple_of(LINE), pos + len.min(PREFETCH));
+    }
+
+    #[inline]
+    fn prefetch_lines<const WRITE: bool>(&self, mut at: u64, end: u64) {
+        #[cfg(target_arch = "x86_64")]
+        while at < end {
+            let off = self.offset(at);
+            // SAFETY: `off` is below `cap`: within the data area. A
+            // prefetch is only a hint and cannot fault; `_mm_prefetch` is
+            // `unsafe` on the oldest compilers this crate supports.
+            #[allow(unused_unsafe)]
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_ET0, _MM_HINT_T0, _mm_prefetch};
+                let p = self.data.as_ptr().add(off).cast();
+                if WRITE {
+                    // `prefetchw` (a no-op on CPUs without it).
+                    _mm_prefetch::<_MM_HINT_ET0>(p);
+                } else {
+                    _mm_prefetch::<_MM_HINT_T0>(p);
+                }
+            }
+            at += LINE;
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (at, end);
+    }
+
     /// Copies the record header at `pos` (a multiple of 16, so it never
     /// wraps) out of shared memory.
     pub(crate) fn read_header(&self, pos: u64) -> [u8; RECORD_HEADER as usize] {
         let off = self.offset(pos);
         debug_assert!(off % RECORD_HEADER as usize == 0);
         // SAFETY: `off + 16 <= cap` because `off` is a multiple of 16 below
-        // `cap`, itself a multiple of 16. A volatile read: the peer may be
-        // writing these bytes, and we look at the copy only.
-        unsafe {
-            std::ptr::read_volatile(
-                self.data
-                    .as_ptr()
-                    .add(off)
-                    .cast::<[u8; RECORD_HEADER as usize]>(),
-            )
-        }
+        // `cap`, itself a multiple of 16; the data area is page-aligned, so
+        // both words are aligned. Volatile reads (two words, not sixteen
+        // bytes): the peer may be writing these bytes, and we look at the
+        // copy only.
+        let [a, b] = unsafe {
+            let at = self.data.as_ptr().add(off).cast::<u64>();
+            [at.read_volatile(), at.add(1).read_volatile()]
+        };
+        let mut out = [0; RECORD_HEADER as usize];
+        out[..8].copy_from_slice(&a.to_ne_bytes());
+        out[8..].copy_from_slice(&b.to_ne_bytes());
+        out
     }
 
     /// Copies `len` bytes at `pos` out of shared memory to `dst`.
@@ -150,7 +236,9 @@ impl Ring {
 #[cfg(any(test, loom))]
 pub(crate) struct HeapRing {
     hdr: Box<Header>,
-    data: Box<[std::cell::UnsafeCell<u8>]>,
+    /// Words, so that the data area is aligned as a mapping's is (record
+    /// headers are read as words).
+    data: Box<[std::cell::UnsafeCell<u64>]>,
 }
 
 #[cfg(any(test, loom))]
@@ -158,8 +246,14 @@ impl HeapRing {
     pub(crate) fn new(cap: usize) -> HeapRing {
         HeapRing {
             hdr: Box::new(Header::new()),
-            data: (0..cap).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+            data: (0..cap / 8)
+                .map(|_| std::cell::UnsafeCell::new(0))
+                .collect(),
         }
+    }
+
+    fn len(&self) -> usize {
+        self.data.len() * 8
     }
 
     /// A ring over this memory; the `HeapRing` must outlive it.
@@ -168,7 +262,7 @@ impl HeapRing {
         let data = NonNull::new(self.data.as_ptr().cast_mut().cast::<u8>()).expect("a box");
         // SAFETY: both live as long as `self`; the data is `UnsafeCell`, so
         // writing through a pointer derived from `&self` is allowed.
-        unsafe { Ring::new(hdr, data, self.data.len() as u64) }
+        unsafe { Ring::new(hdr, data, self.len() as u64) }
     }
 
     pub(crate) fn header(&self) -> &Header {
@@ -177,9 +271,10 @@ impl HeapRing {
 
     /// Overwrites data byte `i` (tests of a hostile peer).
     pub(crate) fn scribble(&self, i: usize, byte: u8) {
+        let i = i % self.len();
         // SAFETY: in bounds (`i % len`); an `UnsafeCell` may be written
         // through a shared reference while no reference to it is alive.
-        unsafe { *self.data[i % self.data.len()].get() = byte }
+        unsafe { *self.data[i / 8].get().cast::<u8>().add(i % 8) = byte }
     }
 }
 

@@ -140,6 +140,7 @@ impl Segment {
     fn set_up(fd: OwnedFd, capacity: usize, role: Role) -> Result<Segment, Error> {
         let map = initialise(fd.as_fd(), capacity)?;
         liveness::lock_role(fd.as_fd(), role)?;
+        protect(&map, role, capacity as u64)?;
         let seg = Segment {
             map,
             fd,
@@ -238,6 +239,7 @@ impl Segment {
         let map = Mapping::new(fd.as_fd(), size as usize)?;
         let capacity = validate(map.header(), size)?;
         liveness::lock_role(fd.as_fd(), role)?;
+        protect(&map, role, capacity)?;
         // Relaxed: the lock above makes us the only holder now; the flag
         // says whether somebody held this side before (each side attaches
         // once: its indices start at zero).
@@ -329,6 +331,37 @@ fn names_us(name: &str, fd: BorrowedFd<'_>) -> bool {
         (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
         _ => false,
     }
+}
+
+/// `mprotect(data area, PROT_READ)` for the receiver: it never writes the
+/// data area, so it cannot write the sender's memory by mistake, and a
+/// message it reads in place (`InPlace`) is read-only on this side. The
+/// header stays writable (`head`, flags, waiter words).
+fn protect(map: &Mapping, role: Role, capacity: u64) -> Result<(), Error> {
+    if role != Role::Receiver {
+        return Ok(());
+    }
+    debug_assert!(HEADER_SIZE as u64 + capacity <= map.len as u64);
+    // Where pages are larger than the header (64 KiB on some arm64
+    // kernels) the protection starts at the first whole page of data.
+    // SAFETY: `sysconf` only reads a constant of the system.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(0);
+    let start = HEADER_SIZE.next_multiple_of(page.max(1));
+    let end = map.len;
+    if page == 0 || start >= end {
+        return Ok(());
+    }
+    // SAFETY: `start..end` lies within our mapping and starts on a page
+    // boundary (the mapping is page-aligned); nothing of ours writes to the
+    // data area on the receiving side.
+    unsafe {
+        rustix::mm::mprotect(
+            map.ptr.as_ptr().add(start).cast(),
+            end - start,
+            rustix::mm::MprotectFlags::READ,
+        )?;
+    }
+    Ok(())
 }
 
 /// Sizes, zeroes and maps a new object and writes its header, all but the

@@ -112,6 +112,7 @@ impl Sender {
     /// the loan sends nothing. `len` is at most
     /// [`max_loan`](Self::max_loan); for longer messages use
     /// [`send_with`](Self::send_with).
+    #[inline]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, Error> {
         let how = How::Wait(self.wait);
         self.run(how, None, |core, how, watch| {
@@ -186,6 +187,7 @@ pub struct Loan<'a> {
 
 impl Loan<'_> {
     /// Sends the loaned bytes as one message.
+    #[inline]
     pub fn commit(self) {
         self.sender.core.commit(self.len as u64);
     }
@@ -194,12 +196,14 @@ impl Loan<'_> {
 impl Deref for Loan<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.sender.core.loaned(self.len as u64)
     }
 }
 
 impl DerefMut for Loan<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         self.sender.core.loaned(self.len as u64)
     }

@@ -226,6 +226,9 @@ enum Call {
     Timed,
     TryInto(usize),
     TimedInto(usize),
+    /// The in-place receives (the bytes read where they lie).
+    TryInPlace,
+    TimedInPlace,
 }
 
 #[derive(Clone, Debug)]
@@ -287,6 +290,8 @@ fn case() -> impl Strategy<Value = Case> {
             1 => Just(Call::Timed),
             1 => buf.clone().prop_map(Call::TryInto),
             1 => buf.prop_map(Call::TimedInto),
+            2 => Just(Call::TryInPlace),
+            1 => Just(Call::TimedInPlace),
         ];
         (
             prop::collection::vec(op, 0..24),
@@ -493,6 +498,8 @@ fn receive(rx: &mut Receiver, call: Call) -> Result<Vec<u8>, Error> {
             rx.recv_into_timeout(&mut buf, CALL)
                 .map(|len| buf[..len].to_vec())
         }
+        Call::TryInPlace => rx.try_recv_in_place().map(|m| m.to_vec()),
+        Call::TimedInPlace => rx.recv_in_place_timeout(CALL).map(|m| m.to_vec()),
     }
 }
 

@@ -2,7 +2,8 @@
 //! segment (header, indices, waiter words, records) while it also sends or
 //! receives. The honest side's calls return messages or errors: never a
 //! panic, never a hang past their timeout, never a fault (which would kill
-//! the test process).
+//! the test process). The receiving side takes turns with its three ways
+//! to receive: into a new Vec, into its buffer, and in place.
 
 mod common;
 
@@ -161,8 +162,15 @@ fn scribbling_sender(test: &str, rounds: u64) {
     let mut buf = vec![0u8; 2048];
     for r in 0..rounds {
         let recv = &mut |ends: &mut Ends| match ends {
-            Ends::Rx(rx) if r % 2 == 0 => rx.recv_timeout(CALL).map(drop),
-            Ends::Rx(rx) => rx.recv_into_timeout(&mut buf, CALL).map(drop),
+            Ends::Rx(rx) if r % 3 == 0 => rx.recv_timeout(CALL).map(drop),
+            Ends::Rx(rx) if r % 3 == 1 => rx.recv_into_timeout(&mut buf, CALL).map(drop),
+            // In place: every byte of the lent message is read (what the
+            // scribbler writes meanwhile may change them, but the guard
+            // never reaches outside the message or the mapping).
+            Ends::Rx(rx) => rx.recv_in_place_timeout(CALL).map(|m| {
+                let sum = m.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+                std::hint::black_box((sum, m.in_place()));
+            }),
             Ends::Tx(_) => unreachable!(),
         };
         round(test, "sender", noise.next(), recv);

@@ -67,10 +67,14 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &shm::FORK_SHARED,
     // Memory-based: the reader copies straight out of the writer's memory.
     &cma::Cma,
-    // Shared memory: the shmchan library with each of its wait policies.
+    // Shared memory: the shmchan library with each of its wait policies,
+    // copying each message out (safe with a hostile sender) or checking it
+    // in place (trusting the sender).
     &self::shmchan::SPIN,
     &self::shmchan::BLOCK,
     &self::shmchan::ADAPTIVE,
+    &self::shmchan::LOAN_SPIN,
+    &self::shmchan::LOAN_ADAPTIVE,
     // Peers: libraries a user would otherwise pick (feature `peers`).
     #[cfg(feature = "peers")]
     &peers::ICEORYX2,

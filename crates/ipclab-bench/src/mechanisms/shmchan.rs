@@ -1,5 +1,10 @@
 //! `shmchan-spin`, `shmchan-block`, `shmchan-adaptive`: the shmchan
-//! library, one channel each way, with each of its wait policies.
+//! library, one channel each way, with each of its wait policies, the
+//! receiver copying every message out (safe with a hostile sender);
+//! `shmchan-loan-spin`, `shmchan-loan-adaptive`: the same with the
+//! in-place receive (`Receiver::recv_in_place`), which checks each message
+//! where it lies in the ring and trusts the sender not to write it after
+//! publishing: the price of hostile-safety is the difference.
 //!
 //! The supervisor makes two anonymous segments (sealed memfds, no names:
 //! nothing to clean up) before the fork; each side joins them with its
@@ -7,7 +12,9 @@
 //! other's death. Sending uses a loan (the payload is written in place in
 //! the ring) or, for messages longer than a loan can be, `send_with`
 //! (written in place in rounds); receiving copies each message out once,
-//! into a local buffer, and checks it there.
+//! into a local buffer, and checks it there, or (the `loan` rows) checks
+//! it in place: a message of one record (up to a quarter of the ring, so
+//! every size here with the default ring) is never copied.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -16,8 +23,8 @@ use ::shmchan::{DEFAULT_CAPACITY, Error, Options, Receiver, Sender, Wait};
 
 use crate::mechanisms::shm::region::Mapping;
 use crate::transport::{
-    ChannelConfig, Check, Copies, Endpoint, Family, Fill, Info, Limit, Pair, Prepared, Received,
-    SharedMemory, Transport, protocol_error,
+    ChannelConfig, Check, Copies, Endpoint, Family, Fill, HostileSender, Info, Limit, Pair,
+    Prepared, Received, SharedMemory, Transport, protocol_error,
 };
 
 /// The default ring for messages of `size` bytes: room for four of them
@@ -30,12 +37,22 @@ fn ring_for(size: usize) -> usize {
     size.saturating_mul(4).clamp(DEFAULT_CAPACITY, 16 << 20)
 }
 
+/// How a side receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Receive {
+    /// `recv_into` a local buffer, checked there.
+    Copy,
+    /// `recv_in_place`, checked where it lies.
+    InPlace,
+}
+
 pub struct ShmChan {
     name: &'static str,
     wait: Wait,
     sync: &'static str,
     summary: &'static str,
     polls: bool,
+    receive: Receive,
 }
 
 pub static SPIN: ShmChan = ShmChan {
@@ -44,6 +61,7 @@ pub static SPIN: ShmChan = ShmChan {
     sync: "busy-poll",
     summary: "the shmchan library, spinning: ring of records in a sealed memfd, one each way",
     polls: true,
+    receive: Receive::Copy,
 };
 
 pub static BLOCK: ShmChan = ShmChan {
@@ -52,6 +70,7 @@ pub static BLOCK: ShmChan = ShmChan {
     sync: "futex (woken only when asleep)",
     summary: "the shmchan library, sleeping on a futex at once",
     polls: false,
+    receive: Receive::Copy,
 };
 
 pub static ADAPTIVE: ShmChan = ShmChan {
@@ -60,6 +79,25 @@ pub static ADAPTIVE: ShmChan = ShmChan {
     sync: "spin, yield, then futex",
     summary: "the shmchan library, spinning 2000 times, yielding, then sleeping on a futex",
     polls: true,
+    receive: Receive::Copy,
+};
+
+pub static LOAN_SPIN: ShmChan = ShmChan {
+    name: "shmchan-loan-spin",
+    wait: Wait::Spin,
+    sync: "busy-poll",
+    summary: "the shmchan library, spinning, receiving in place (recv_in_place): no copy, trusts the sender",
+    polls: true,
+    receive: Receive::InPlace,
+};
+
+pub static LOAN_ADAPTIVE: ShmChan = ShmChan {
+    name: "shmchan-loan-adaptive",
+    wait: Wait::Adaptive { spin: 2_000 },
+    sync: "spin, yield, then futex",
+    summary: "the shmchan library, adaptive wait, receiving in place (recv_in_place): no copy, trusts the sender",
+    polls: true,
+    receive: Receive::InPlace,
 };
 
 impl Transport for ShmChan {
@@ -74,11 +112,28 @@ impl Transport for ShmChan {
             sync: self.sync,
             summary: self.summary,
             polls: self.polls,
-            copies: Copies {
-                count: Some(1),
-                why: "written in place (a loan); the receiver copies out before checking (safe with a hostile sender)",
+            copies: match self.receive {
+                Receive::Copy => Copies {
+                    count: Some(1),
+                    why: "written in place (a loan); the receiver copies out before checking (safe with a hostile sender)",
+                },
+                Receive::InPlace => Copies {
+                    count: Some(0),
+                    why: "written in place (a loan), checked in place (recv_in_place); a message longer than a quarter of the ring would be copied once",
+                },
             },
         }
+    }
+
+    fn hostile_sender(&self) -> Option<HostileSender> {
+        Some(match self.receive {
+            Receive::Copy => HostileSender::Safe(
+                "every message is copied out of the ring before it is looked at",
+            ),
+            Receive::InPlace => HostileSender::Trusted(
+                "messages are checked where they lie: a sender that writes one after publishing changes what the receiver checked (bounds still hold: no read outside the message)",
+            ),
+        })
     }
 
     fn limits(&self) -> Vec<Limit> {
@@ -99,6 +154,7 @@ impl Transport for ShmChan {
             to_server: opts.create_anonymous()?,
             to_client: opts.create_anonymous()?,
             wait: self.wait,
+            receive: self.receive,
         }))
     }
 }
@@ -107,6 +163,7 @@ struct Segments {
     to_server: OwnedFd,
     to_client: OwnedFd,
     wait: Wait,
+    receive: Receive,
 }
 
 impl Pair for Segments {
@@ -114,14 +171,14 @@ impl Pair for Segments {
         let opts = Options::new().wait(self.wait);
         let rx = opts.receiver_from_fd(self.to_server)?;
         let tx = opts.sender_from_fd(self.to_client)?;
-        Ok(Box::new(Side::new(tx, rx)))
+        Ok(Box::new(Side::new(tx, rx, self.receive)))
     }
 
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
         let opts = Options::new().wait(self.wait);
         let tx = opts.sender_from_fd(self.to_server)?;
         let rx = opts.receiver_from_fd(self.to_client)?;
-        Ok(Box::new(Side::new(tx, rx)))
+        Ok(Box::new(Side::new(tx, rx, self.receive)))
     }
 
     fn shared_memory(&mut self) -> io::Result<Vec<SharedMemory>> {
@@ -144,16 +201,35 @@ struct Side {
     tx: Option<Sender>,
     rx: Receiver,
     buf: Vec<u8>,
+    receive: Receive,
 }
 
 impl Side {
-    fn new(tx: Sender, rx: Receiver) -> Side {
+    fn new(tx: Sender, rx: Receiver, receive: Receive) -> Side {
         Side {
             tx: Some(tx),
             rx,
             buf: Vec::new(),
+            receive,
         }
     }
+
+    /// Receives in place and checks the message where it lies.
+    fn recv_in_place(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {
+        match self.rx.recv_in_place() {
+            Ok(msg) if msg.len() == len => {
+                check(0, &msg);
+                Ok(Received::Message)
+            }
+            Ok(msg) => Err(wrong_length(msg.len(), len)),
+            Err(Error::Closed) => Ok(Received::Closed),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn wrong_length(got: usize, want: usize) -> io::Error {
+    protocol_error(format!("a message of {got} bytes, expected {want}"))
 }
 
 impl Endpoint for Side {
@@ -173,6 +249,9 @@ impl Endpoint for Side {
     }
 
     fn recv(&mut self, len: usize, check: Check<'_>) -> io::Result<Received> {
+        if self.receive == Receive::InPlace {
+            return self.recv_in_place(len, check);
+        }
         if self.buf.len() < len {
             self.buf.resize(len, 0);
         }
@@ -181,9 +260,7 @@ impl Endpoint for Side {
                 check(0, &self.buf[..len]);
                 Ok(Received::Message)
             }
-            Ok(n) => Err(protocol_error(format!(
-                "a message of {n} bytes, expected {len}"
-            ))),
+            Ok(n) => Err(wrong_length(n, len)),
             Err(Error::Closed) => Ok(Received::Closed),
             Err(e) => Err(e.into()),
         }

@@ -47,7 +47,9 @@ use crate::mechanisms::shm::region::Side;
 use crate::objects::marks::{PREFIX, random_hex};
 use crate::objects::owned::{self, Identity};
 use crate::objects::registry::{self, Kind, Record};
-use crate::transport::{ChannelConfig, Copies, Endpoint, Family, Info, Pair, Prepared, Transport};
+use crate::transport::{
+    ChannelConfig, Copies, Endpoint, Family, HostileSender, Info, Pair, Prepared, Transport,
+};
 
 /// `iceoryx2` (`event: false`) or `iceoryx2-event`.
 pub struct Iceoryx2 {
@@ -57,6 +59,12 @@ pub struct Iceoryx2 {
 const PRIVATE_DIR: u32 = 0o700;
 
 impl Transport for Iceoryx2 {
+    fn hostile_sender(&self) -> Option<HostileSender> {
+        Some(HostileSender::Trusted(
+            "samples are checked where they lie in the publisher's memory, which the publisher can still write",
+        ))
+    }
+
     fn info(&self) -> Info {
         if self.event {
             Info {
