@@ -12,8 +12,8 @@
 //! once it has its endpoint, and the last to arrive opens the gate with the
 //! time. Each client warms up until the warm-up has passed since the gate
 //! opened, so that all pairs start measuring together, every one of them
-//! already running (each stops on its own; `crate::row` counts rates over
-//! the pairs' common span). A single pair needs no gate: its client warms up
+//! already running; timed by duration they also stop together
+//! (`CellSpec::enough`). A single pair needs no gate: its client warms up
 //! from its own attachment, as it always did.
 //!
 //! The page is the harness's, not the mechanisms': written a few times per
