@@ -155,9 +155,22 @@ pub fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
                         .flat_map(|(c, _)| c.uncorrected.iter().copied()),
                 );
                 row.rtt_uncorrected_ns = Some(Stats::of(&u));
-                let achieved = total_rate / pairs.len().max(1) as f64;
-                row.achieved_rate = Some(achieved);
-                row.sustained = Some(achieved >= Row::SUSTAINED * offered);
+                // The rate each client started its round trips at (see
+                // `SideReport::paced_ns`): the offered one, unless the
+                // channel held it back.
+                let paced: Vec<f64> = pairs
+                    .iter()
+                    .map(|(c, _)| match c.paced_ns {
+                        0 => 0.0,
+                        ns => c.measured as f64 * 1e9 / ns as f64,
+                    })
+                    .collect();
+                row.achieved_rate = Some(paced.iter().sum::<f64>() / paced.len().max(1) as f64);
+                // Every pair must keep up: one that fell behind has round
+                // trips whose wait grows with the run, whatever the others
+                // did.
+                let slowest = paced.iter().copied().fold(f64::INFINITY, f64::min);
+                row.sustained = Some(slowest >= Row::SUSTAINED * offered);
             }
         }
         Pattern::Stream => {

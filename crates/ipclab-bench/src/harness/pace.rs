@@ -43,6 +43,11 @@ impl Schedule {
         }
     }
 
+    /// Nanoseconds between two round trips.
+    pub fn interval_ns(&self) -> f64 {
+        self.interval_ns
+    }
+
     /// Starts the schedule again at `start_ns` (when the warm-up ends).
     pub fn restart(&mut self, start_ns: u64) {
         self.start_ns = start_ns;

@@ -171,6 +171,7 @@ pub fn pingpong_client(
         s.restart(begin);
     }
     let mut t0 = begin;
+    let mut last_sent = begin;
     let mut measured = 0;
     loop {
         if let Some(n) = spec.iterations {
@@ -190,6 +191,7 @@ pub fn pingpong_client(
             Some(s) => {
                 let due = s.wait_next();
                 let sent = mono_ns();
+                last_sent = sent;
                 round_trip(seq)?;
                 t0 = mono_ns();
                 hist.saturating_record(t0 - due);
@@ -218,6 +220,9 @@ pub fn pingpong_client(
         } else {
             Vec::new()
         },
+        paced_ns: schedule.as_ref().map_or(0, |s| {
+            (last_sent - begin).saturating_add(s.interval_ns() as u64)
+        }),
         voluntary_switches: voluntary,
         involuntary_switches: involuntary,
         cpus_seen: cpus.0,

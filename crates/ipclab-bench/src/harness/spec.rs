@@ -193,6 +193,14 @@ pub struct SideReport {
     pub begin_ns: u64,
     /// Wall time of the measured window.
     pub wall_ns: u64,
+    /// Open loop: from the window's start to the send of its last round
+    /// trip, plus one interval: the time the client took to start the
+    /// round trips that were due one interval apart. It keeps up with
+    /// the schedule (`measured` over this is the offered rate) unless the
+    /// channel holds it back; a stall it catches up on, or a slow last
+    /// reply, does not count against it.
+    #[serde(default)]
+    pub paced_ns: u64,
     /// CPU time (user + system) of the measured window.
     pub cpu_ns: u64,
     /// Transfers needed per received message, over all received messages.
