@@ -146,16 +146,12 @@ fn pool(parts: &[&Measured], ratios: &[f64]) -> Row {
             messages_per_s: per_s,
         });
     }
-    if let (Some(offered), Some(per_s)) = (
+    if let (Some(_), Some(per_s)) = (
         row.offered_rate,
         pooled_rate(&|r| r.achieved_rate.map(|a| a * r.pairs as f64)),
     ) {
         let achieved = per_s / row.pairs.max(1) as f64;
         row.achieved_rate = Some(achieved);
-        // Sustained only if every repetition was (each judged by its
-        // slowest pair, see `crate::row`).
-        let every = parts.iter().all(|m| m.row.sustained != Some(false));
-        row.sustained = Some(every && achieved >= Row::SUSTAINED * offered);
     }
     // The slowest and fastest pair: the median over repetitions of each.
     let middle_f = |f: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
@@ -169,6 +165,11 @@ fn pool(parts: &[&Measured], ratios: &[f64]) -> Row {
         )
     {
         row.pair_throughput = Some(MinMax { min, max });
+    }
+    // Sustained when the slowest pair kept up (its rate is the one it
+    // started round trips at: see `crate::row`), the median repetition's.
+    if let (Some(offered), Some(pairs)) = (row.offered_rate, row.pair_throughput) {
+        row.sustained = Some(pairs.min >= Row::SUSTAINED * offered);
     }
     if row.context_switches_per_message.is_some() {
         let of = |f: fn(&Switches) -> f64| {

@@ -72,7 +72,17 @@ pub fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
         .collect();
     // Each pair's rate over its own window, for fairness; all pairs' over
     // the span from the first window's start to the last one's end.
-    let pair_rates: Vec<f64> = timed.iter().map(|side| rate(&[side])).collect();
+    // Open loop: the rate each client started its round trips at (see
+    // `SideReport::paced_ns`), the offered one unless the channel held it
+    // back; a stall it caught up on, or a slow last reply, does not count.
+    let pair_rates: Vec<f64> = timed
+        .iter()
+        .map(|side| match (spec.rate, side.paced_ns) {
+            (Some(_), 0) => 0.0,
+            (Some(_), ns) => side.measured as f64 * 1e9 / ns as f64,
+            (None, _) => rate(&[side]),
+        })
+        .collect();
     let total_rate = rate(&timed);
     let seen = |client: bool| {
         let mut all: Vec<usize> = pairs
@@ -155,21 +165,12 @@ pub fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
                         .flat_map(|(c, _)| c.uncorrected.iter().copied()),
                 );
                 row.rtt_uncorrected_ns = Some(Stats::of(&u));
-                // The rate each client started its round trips at (see
-                // `SideReport::paced_ns`): the offered one, unless the
-                // channel held it back.
-                let paced: Vec<f64> = pairs
-                    .iter()
-                    .map(|(c, _)| match c.paced_ns {
-                        0 => 0.0,
-                        ns => c.measured as f64 * 1e9 / ns as f64,
-                    })
-                    .collect();
-                row.achieved_rate = Some(paced.iter().sum::<f64>() / paced.len().max(1) as f64);
+                row.achieved_rate =
+                    Some(pair_rates.iter().sum::<f64>() / pair_rates.len().max(1) as f64);
                 // Every pair must keep up: one that fell behind has round
                 // trips whose wait grows with the run, whatever the others
                 // did.
-                let slowest = paced.iter().copied().fold(f64::INFINITY, f64::min);
+                let slowest = pair_rates.iter().copied().fold(f64::INFINITY, f64::min);
                 row.sustained = Some(slowest >= Row::SUSTAINED * offered);
             }
         }
