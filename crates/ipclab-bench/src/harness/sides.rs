@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::clock::{cpu_ns, mono_ns, switches};
 use super::pace::Schedule;
 use super::spec::{CellSpec, Pattern, SideReport};
-use super::window::PairWindow;
+use super::window::MeasuredWindow;
 use crate::payload::{Payload, Verifier};
 use crate::stats::new_histogram;
 use crate::transport::{Endpoint, Received};
@@ -23,6 +23,13 @@ use crate::transport::{Endpoint, Received};
 /// Messages between clock reads where a loop only needs to know whether
 /// its time is up.
 const CLOCK_EVERY: u64 = 16;
+
+/// Messages a server may receive between the first measured one and
+/// learning that it was the first (across hosts, where the window's
+/// announcement and the messages travel on different connections). Its
+/// CPU time and context switches are then counted from the moment it
+/// learned, a few messages short.
+const LATE_MAX: u64 = 64;
 
 /// Messages this side process has received and verified (each side is
 /// its own process, so one counter per side).
@@ -140,7 +147,7 @@ fn recorded(hist: &hdrhistogram::Histogram<u64>) -> Vec<(u64, u64)> {
 pub fn pingpong_client(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
@@ -166,7 +173,9 @@ pub fn pingpong_client(
         seq += 1;
     }
     let (cpu0, begin, switches) = (cpu_ns(), mono_ns(), Switches::start());
-    window.open(seq, begin);
+    window
+        .open(seq, begin)
+        .context("publishing the measured window")?;
     if let Some(s) = schedule.as_mut() {
         s.restart(begin);
     }
@@ -248,7 +257,7 @@ fn stall_from_env() -> Option<(u64, std::time::Duration)> {
 pub fn server(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
     reply: bool,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
@@ -263,8 +272,10 @@ pub fn server(
     let mut last = None;
     let mut ended: Option<(u64, u64, (u64, u64))> = None;
     // Until the window opens, the arrival time of each message (the warm-up
-    // only: no clock read per message inside the window).
+    // only: no clock read per message inside the window), and of the last
+    // few, for a window announced late.
     let mut previous_arrival = 0;
+    let mut arrivals = [0u64; LATE_MAX as usize];
     loop {
         if !io.recv(ep, Payload::request(seq, size), seq)? {
             break;
@@ -273,18 +284,33 @@ pub fn server(
             let now = mono_ns();
             match window.first() {
                 Some((first, client_begin)) if seq >= first => {
-                    let begin = if seq == 0 {
+                    // Message `first` arrived `late` messages ago (only
+                    // across hosts, where the window comes over another
+                    // connection than the messages; always 0 here).
+                    let late = seq - first;
+                    if late >= LATE_MAX {
+                        bail!(
+                            "the measured window was announced {late} messages after its first \
+                             message arrived (at most {LATE_MAX} are allowed for)"
+                        );
+                    }
+                    let begin = if first == 0 {
                         client_begin
-                    } else {
+                    } else if late == 0 {
                         previous_arrival
+                    } else {
+                        arrivals[((first - 1) % LATE_MAX) as usize]
                     };
-                    opened = Some((seq, begin, cpu_ns(), Switches::start()));
+                    opened = Some((first, begin, cpu_ns(), Switches::start()));
                     last = spec
                         .iterations
                         .and_then(|n| n.checked_sub(1))
-                        .map(|k| seq + k);
+                        .map(|k| first + k);
                 }
-                _ => previous_arrival = now,
+                _ => {
+                    previous_arrival = now;
+                    arrivals[(seq % LATE_MAX) as usize] = now;
+                }
             }
         }
         if let Some((at, pause)) = stall
@@ -327,7 +353,7 @@ pub fn server(
 pub fn stream_client(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
@@ -340,7 +366,9 @@ pub fn stream_client(
         seq += 1;
     }
     let (cpu0, begin, switches) = (cpu_ns(), mono_ns(), Switches::start());
-    window.open(seq, begin);
+    window
+        .open(seq, begin)
+        .context("publishing the measured window")?;
     let mut measured = 0;
     loop {
         if let Some(n) = spec.iterations {
@@ -376,13 +404,15 @@ pub fn stream_client(
 pub fn oneshot_client(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
     let mut cpus = CpuTrace::default();
     cpus.sample();
-    window.open(0, mono_ns());
+    window
+        .open(0, mono_ns())
+        .context("publishing the measured window")?;
     io.send(ep, Payload::request(0, size), 0)?;
     if !io.recv(ep, Payload::reply(0, size), 0)? {
         return Err(closed_early("server", 0));
@@ -402,7 +432,7 @@ pub fn oneshot_client(
 pub fn oneshot_server(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let report = server(spec, ep, window, true)?;
     if report.total != 1 {
