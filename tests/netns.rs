@@ -225,3 +225,21 @@ fn a_netem_delay_on_the_link_shows_in_every_round_trip() {
     }
     assert_gone(&names, &tag);
 }
+
+#[cfg(feature = "peers")]
+#[test]
+fn zenoh_tcp_across_a_veth_pair_between_two_namespaces() {
+    let tag = new_tag("zenoh-netns");
+    let names;
+    {
+        let Some(link) = link_or_skip("zenoh", None) else {
+            return;
+        };
+        names = vec![link.server.0.clone(), link.client.0.clone()];
+        let run = rows_across(&link, &tag, "zenoh-tcp", "64,1M");
+        let rows = run["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 4, "{run}");
+        assert!(rows.iter().all(|r| r["family"] == "peer"));
+    }
+    assert_gone(&names, &tag);
+}

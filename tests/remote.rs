@@ -139,6 +139,17 @@ fn bad_flags_are_one_error_line_and_status_2() {
         vec!["serve", "--listen", "nonsense"],
         vec!["serve", "--listen", "127.0.0.1:0", "--token", "two words"],
         vec!["serve", "--cpu", "99999"],
+        // zenoh with shared memory stays on its host; zenoh-tcp crosses.
+        #[cfg(feature = "peers")]
+        vec![
+            "run",
+            "--remote",
+            "127.0.0.1:9",
+            "--token",
+            "t",
+            "-m",
+            "zenoh",
+        ],
     ] {
         let out = run_ipclab(&[], &args, &tag, LIMIT);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");

@@ -11,8 +11,8 @@ mod cma;
 pub mod exclusive;
 mod fifo;
 pub mod framed;
-mod inet;
-mod lifeline;
+pub(crate) mod inet;
+pub(crate) mod lifeline;
 pub mod limits;
 #[cfg(feature = "peers")]
 mod peers;
@@ -83,6 +83,10 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &peers::IPC_CHANNEL,
     #[cfg(feature = "peers")]
     &peers::IPC_CHANNEL_SHM,
+    #[cfg(feature = "peers")]
+    &peers::ZENOH,
+    #[cfg(feature = "peers")]
+    &peers::ZENOH_TCP,
 ];
 
 /// The mechanism (or limit, see [`limits`]) called `name`.
