@@ -251,6 +251,32 @@ fn the_server_refuses_garbage_and_survives_a_client_killed_mid_run() {
         BufReader::new(&s).read_line(&mut line).unwrap();
         assert!(line.contains("refused") && line.contains(says), "{line}");
     }
+    // Garbage after a good hello: answered with a failure naming it.
+    let hello = format!(
+        "{{\"type\":\"hello\",\"protocol\":{},\"ipclab_version\":\"{}\",\"schema\":{},\"token\":\"k\",\"run\":\"g\"}}\n",
+        ipclab_bench::harness::remote::control::PROTOCOL,
+        env!("CARGO_PKG_VERSION"),
+        ipclab_bench::results::SCHEMA
+    );
+    for (then, says) in [
+        ("not json at all\n", Some("garbage")),
+        ("{\"type\":\"done\"}\n", None),
+    ] {
+        let s = TcpStream::connect(&serve.address).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        (&s).write_all(hello.as_bytes()).unwrap();
+        (&s).write_all(then.as_bytes()).unwrap();
+        let mut lines = BufReader::new(&s).lines();
+        let welcome = lines.next().unwrap().unwrap();
+        assert!(welcome.contains("welcome"), "{welcome}");
+        if let Some(says) = says {
+            let failed = lines.next().unwrap().unwrap();
+            assert!(
+                failed.contains("failed") && failed.contains(says),
+                "{failed}"
+            );
+        }
+    }
     assert!(serve.alive());
 
     // A client killed (its whole process group) in the middle of a long cell.

@@ -538,4 +538,89 @@ mod tests {
             assert!(check_counts(&timed, &c, &s).is_err());
         }
     }
+
+    /// Messages `0..total` of `size` bytes, then the end.
+    struct Scripted {
+        next: u64,
+        total: u64,
+    }
+
+    impl Endpoint for Scripted {
+        fn send(&mut self, _: usize, _: crate::transport::Fill<'_>) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn recv(&mut self, len: usize, check: crate::transport::Check<'_>) -> io::Result<Received> {
+            if self.next == self.total {
+                return Ok(Received::Closed);
+            }
+            let mut buf = vec![0; len];
+            Payload::request(self.next, len).fill(0, &mut buf);
+            check(0, &buf);
+            self.next += 1;
+            Ok(Received::Message)
+        }
+
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn rounds(&self) -> u64 {
+            self.next
+        }
+    }
+
+    /// A window whose first measured message (`first`) becomes known only
+    /// after `hidden` looks, as across hosts when the channel overtakes
+    /// the announcement.
+    struct Late {
+        first: u64,
+        hidden: std::cell::Cell<u64>,
+    }
+
+    impl MeasuredWindow for Late {
+        fn arrive(&self) {}
+        fn warming(&self, _: u64, _: u64, _: u64) -> bool {
+            false
+        }
+        fn open(&self, _: u64, _: u64) -> io::Result<()> {
+            Ok(())
+        }
+        fn first(&self) -> Option<(u64, u64)> {
+            match self.hidden.get() {
+                0 => Some((self.first, 0)),
+                n => {
+                    self.hidden.set(n - 1);
+                    None
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_announced_late_still_counts_from_its_first_message() {
+        let mut exact = spec(Some(10));
+        exact.channel.size = 64;
+        for hidden in [0, 10, 14, 19] {
+            let window = Late {
+                first: 10,
+                hidden: std::cell::Cell::new(hidden),
+            };
+            let mut ep = Scripted { next: 0, total: 20 };
+            let report = server(&exact, &mut ep, &window, false).unwrap();
+            assert_eq!(report.measured, 10, "announced after {hidden} looks");
+            assert_eq!(report.total, 20);
+        }
+        // Later than the arrival times kept: an error, never a short count.
+        let window = Late {
+            first: 1,
+            hidden: std::cell::Cell::new(LATE_MAX + 2),
+        };
+        let mut ep = Scripted {
+            next: 0,
+            total: 200,
+        };
+        let e = server(&exact, &mut ep, &window, false).unwrap_err();
+        assert!(e.to_string().contains("announced"), "{e}");
+    }
 }

@@ -139,6 +139,25 @@ pub fn mismatch(value: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// The other end closed the connection between two lines: the error of
+/// [`Conn::recv_value`] and [`Conn::recv`] then (see [`closed`]).
+#[derive(Debug)]
+pub struct Closed(String);
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Closed {}
+
+/// Whether `e` says that the other end closed the connection between two
+/// lines (rather than in the middle of one, or with garbage).
+pub fn closed(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Closed>().is_some()
+}
+
 /// One end of a control connection.
 pub struct Conn {
     stream: TcpStream,
@@ -235,7 +254,10 @@ impl Conn {
             let mut chunk = [0u8; 64 * 1024];
             match self.stream.read(&mut chunk) {
                 Ok(0) if self.buf.is_empty() => {
-                    bail!("{} closed the control connection", self.peer)
+                    return Err(anyhow!(Closed(format!(
+                        "{} closed the control connection",
+                        self.peer
+                    ))));
                 }
                 Ok(0) => bail!(
                     "garbage on the control connection with {}: {} (no end of line before it closed)",

@@ -149,8 +149,12 @@ fn client(
     let msg = match conn.recv(opts.timeout) {
         Ok(m) => m,
         // A client that only checked the server closes here.
-        Err(_) if conn.recv_value(Duration::ZERO).is_err() => return Ok(()),
-        Err(e) => return Err(e),
+        Err(e) if control::closed(&e) => return Ok(()),
+        Err(e) => {
+            let error = format!("{e:#}");
+            let _ = conn.send(&Msg::Failed { error }, HELLO_WITHIN);
+            return Err(e);
+        }
     };
     let result = match msg {
         Msg::Cell { spec } => cell(conn, &spec, opts, stop),
