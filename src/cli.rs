@@ -52,6 +52,16 @@ pub enum Command {
                       removed."
     )]
     Clean(CleanArgs),
+    /// Run the server side of network mechanisms for `ipclab run --remote`
+    /// on another host, one run at a time, until Ctrl-C.
+    #[command(
+        long_about = "Run the server side of the mechanisms that can cross hosts (tcp, udp, \
+                      zenoh-tcp where built) for `ipclab run --remote ADDR:PORT --token T` on \
+                      another host. Prints `listening on ADDR token TOKEN`; the token (random \
+                      unless given) lets a client in. One run at a time; a client that goes \
+                      away mid-run ends its cell and the server goes on. Ctrl-C stops it."
+    )]
+    Serve(ServeArgs),
     /// Long runs under faults; they print counts, not timings.
     #[command(subcommand)]
     Torture(TortureCommand),
@@ -71,14 +81,10 @@ pub struct RunArgs {
           allow_hyphen_values = true)]
     pub sizes: Vec<usize>,
 
-    /// Patterns: pingpong, stream, oneshot.
-    #[arg(
-        short,
-        long,
-        value_delimiter = ',',
-        default_value = "pingpong,stream,oneshot"
-    )]
-    pub pattern: Vec<Pattern>,
+    /// Patterns: pingpong, stream, oneshot [default: all three; with
+    /// --remote, pingpong,stream].
+    #[arg(short, long, value_delimiter = ',')]
+    pub pattern: Option<Vec<Pattern>>,
 
     /// Exact number of measured iterations per cell (instead of --duration).
     #[arg(long, value_parser = parse_iterations, allow_hyphen_values = true,
@@ -185,6 +191,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
 
+    /// Run the server sides under `ipclab serve` at HOST:PORT (another
+    /// host): rows get placement `remote`. Pingpong and stream, one pair,
+    /// mechanisms that can cross hosts; no limits.
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_remote)]
+    pub remote: Option<String>,
+
+    /// The token `ipclab serve` printed (or was given), with --remote.
+    #[arg(long, value_name = "TOKEN", requires = "remote", value_parser = parse_token)]
+    pub token: Option<String>,
+
     /// Message size of the report's latency-distribution plot (default: the median size).
     #[arg(long, value_parser = parse_size, value_name = "SIZE", requires = "report",
           allow_hyphen_values = true)]
@@ -199,6 +215,56 @@ impl Default for RunArgs {
             _ => unreachable!("`ipclab run` parses as Run"),
         }
     }
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Address and port to listen on for control connections (0: any port;
+    /// the one taken is printed).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7600",
+          value_parser = parse_listen)]
+    pub listen: std::net::SocketAddr,
+
+    /// The token clients must give (default: 32 random hex digits, printed).
+    #[arg(long, value_name = "TOKEN", value_parser = parse_token)]
+    pub token: Option<String>,
+
+    /// Drop a control connection silent for this long.
+    #[arg(long, value_parser = parse_nonzero_duration, default_value = "60s", value_name = "TIME",
+          allow_hyphen_values = true)]
+    pub timeout: u64,
+
+    /// Pin the server sides to this CPU [default: unpinned].
+    #[arg(long, value_name = "CPU", value_parser = parse_cpu, allow_hyphen_values = true)]
+    pub cpu: Option<usize>,
+}
+
+/// `ADDR:PORT` to listen on.
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.trim().parse().map_err(|_| {
+        format!("'{s}' is not an ADDR:PORT to listen on (e.g. 127.0.0.1:7600, [::1]:0)")
+    })
+}
+
+/// `HOST:PORT` of a server: a port and something before it.
+fn parse_remote(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!(
+            "'{s}' is not a HOST:PORT of an ipclab serve (e.g. 198.18.0.1:7600)"
+        )),
+    }
+}
+
+/// A token: printable, no spaces, 1 to 256 characters.
+fn parse_token(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 256 || !s.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("a token is 1 to 256 printable characters without spaces".into());
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Args, Clone)]

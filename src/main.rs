@@ -7,14 +7,17 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow};
 use clap::Parser;
-use ipclab_bench::harness::spec::Placement;
+use ipclab_bench::harness::remote::RemoteSpec;
+use ipclab_bench::harness::spec::{Pattern, Placement};
 use ipclab_bench::harness::supervisor::cell_main;
 use ipclab_bench::objects::{cleaning, listing, show};
 use ipclab_bench::report::{self, Exports, compare, table};
 use ipclab_bench::suite::{self, Options};
 use ipclab_bench::{list, mechanisms};
 
-use cli::{CleanArgs, Cli, Command, CompareArgs, HostileArgs, RunArgs, SeedArgs, TortureCommand};
+use cli::{
+    CleanArgs, Cli, Command, CompareArgs, HostileArgs, RunArgs, SeedArgs, ServeArgs, TortureCommand,
+};
 
 /// Exit status for bad input (the same as clap's).
 const USAGE: u8 = 2;
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Some(Command::Compare(args)) => compare(args),
         Some(Command::Seed(args)) => seed(args),
         Some(Command::Run(args)) => run(*args),
+        Some(Command::Serve(args)) => serve(args),
         Some(Command::Torture(TortureCommand::Hostile(args))) => hostile(args),
         None => default_run(),
     };
@@ -161,10 +165,34 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             "--cpus pins the processes; --placement unpinned does not",
         ));
     }
+    let remote = match (&args.remote, &args.token) {
+        (Some(address), Some(token)) => Some(RemoteSpec {
+            address: address.clone(),
+            token: token.clone(),
+            run: ipclab_bench::harness::remote::control::random_hex(),
+        }),
+        (Some(_), None) => {
+            return Err(usage(
+                "--remote needs --token (the one `ipclab serve` printed)",
+            ));
+        }
+        _ => None,
+    };
+    let patterns = match (args.pattern, &remote) {
+        (Some(p), _) => dedup(p),
+        (None, None) => Pattern::ALL.to_vec(),
+        (None, Some(_)) => vec![Pattern::Pingpong, Pattern::Stream],
+    };
+    if remote.is_some() && patterns.contains(&Pattern::Oneshot) {
+        return Err(usage(
+            "--remote measures pingpong and stream, not oneshot (fresh processes on both hosts \
+             for every round trip)",
+        ));
+    }
     let options = Options {
         mechanisms: mechanisms::select(&args.mechanisms).map_err(usage)?,
         sizes: dedup(args.sizes),
-        patterns: dedup(args.pattern),
+        patterns,
         placements: dedup(args.placement),
         cpus,
         pairs: dedup(args.pairs),
@@ -178,11 +206,13 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         segments: args.segments.unwrap_or(0) as usize,
         timeout_ns: args.timeout,
         fail_fast: args.fail_fast,
-        limits: !args.no_limits,
+        // The limits are floors of this host, no floor of a remote pair.
+        limits: !args.no_limits && remote.is_none(),
         repeat: args.repeat,
         seed: args
             .seed
             .unwrap_or_else(ipclab_bench::torture::hostile::random_seed),
+        remote,
     };
     options.validate().map_err(|e| usage(format!("{e:#}")))?;
     if options.repetitions() < options.repeat {
@@ -309,6 +339,27 @@ fn seed(args: SeedArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `ipclab serve`: until Ctrl-C (exit 130) or SIGTERM (143).
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    use ipclab_bench::harness::remote::{control, serve};
+    let opts = serve::ServeOptions {
+        listen: args.listen,
+        token: args.token.unwrap_or_else(control::random_hex),
+        timeout: std::time::Duration::from_nanos(args.timeout),
+        cpu: args.cpu,
+    };
+    if let Some(cpu) = opts.cpu
+        && !ipclab_bench::machine::allowed_cpus().contains(&cpu)
+    {
+        return Err(usage(format!(
+            "CPU {cpu} does not exist or is not allowed here"
+        )));
+    }
+    let signal = serve::serve(&opts, &mut std::io::stdout())?;
+    use ipclab_bench::harness::supervisor::interrupted_status;
+    Ok(ExitCode::from(interrupted_status(signal) as u8))
 }
 
 /// `ipclab ls`.

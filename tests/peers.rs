@@ -1,4 +1,4 @@
-//! The peers (iceoryx2, ipc-channel) beside the mechanisms: nothing they
+//! The peers (iceoryx2, ipc-channel, zenoh) beside the mechanisms: nothing they
 //! make outlives a run, also when a cell fails or its sides are killed.
 //! (They pass the conformance suite with every other mechanism.)
 
@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-const PEERS: &str = "iceoryx2,iceoryx2-event,ipc-channel,ipc-channel-shm";
+const PEERS: &str = "iceoryx2,iceoryx2-event,ipc-channel,ipc-channel-shm,zenoh,zenoh-tcp";
 
 fn run(args: &[&str], env: Option<(&str, &str)>) -> (Option<i32>, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipclab"));

@@ -63,6 +63,7 @@ fn hand_made_run() -> Run {
                         pattern: pattern.into(),
                         size,
                         placement: "cross-core".into(),
+                        remote: None,
                         pairs: 1,
                         oversubscription: Some(1.0),
                         offered_rate: None,

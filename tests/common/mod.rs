@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+pub mod serve;
+
 /// Whether `name` is a private directory of ipclab's: `ipclab-<pid>-<32
 /// hex>` (mmap-file's, fifo's) or `ipclab-<32 hex>` (iceoryx2's root).
 pub fn is_ipclab_dir(name: &str) -> bool {

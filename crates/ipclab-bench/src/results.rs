@@ -104,6 +104,10 @@ pub struct Row {
     /// Bytes per message, each way.
     pub size: usize,
     pub placement: String,
+    /// `remote` placement (`ipclab run --remote`): the address of the
+    /// `ipclab serve` the server side ran under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
     /// Client/server pairs measured at once, each with its own channel
     /// (schema 3; 1 before).
     #[serde(default = "one")]

@@ -103,6 +103,7 @@ pub fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
         pattern: spec.pattern.to_string(),
         size: spec.channel.size,
         placement: spec.placement.to_string(),
+        remote: None,
         pairs: spec.pairs,
         oversubscription: Some(topology::oversubscription(
             spec.cpus.as_deref(),

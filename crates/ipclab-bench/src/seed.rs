@@ -243,6 +243,7 @@ pub fn run(o: &SeedOptions, exe: &Path) -> Result<Seed> {
             fail_fast: false,
             // The post compared two mechanisms, not floors.
             limits: false,
+            remote: None,
             repeat: 3,
             seed: crate::torture::hostile::random_seed(),
         };

@@ -3,12 +3,15 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::harness::cell::{handle_interrupts, run_cell, stopped};
+use crate::harness::cell::{handle_interrupts, run_cell, run_remote_cell, stopped};
 use crate::harness::clock::TimerCalibration;
+use crate::harness::remote::RemoteSpec;
+use crate::harness::remote::control::{self, Msg};
 use crate::harness::scribbler::Noise;
 use crate::harness::spec::{CellSpec, Pattern, Placement, SideReport};
 use crate::harness::topology::{self, MAX_PAIRS};
@@ -49,6 +52,10 @@ pub struct Options {
     /// Offered rates of pingpong, round trips per second per pair; `None`
     /// is closed loop (`--rate`). Stream and oneshot run closed loop only.
     pub rates: Vec<Option<f64>>,
+    /// The server sides run under `ipclab serve` there (`--remote`): one
+    /// pair, pingpong and stream, mechanisms that can cross hosts, no
+    /// limits (they are floors of this host).
+    pub remote: Option<RemoteSpec>,
 }
 
 /// The fewest measured iterations of a cell timed by duration.
@@ -90,6 +97,9 @@ impl Options {
                  to time, and oneshot starts fresh processes for each); give -p pingpong or \
                  --rate max"
             );
+        }
+        if self.remote.is_some() {
+            self.validate_remote()?;
         }
         let (client, server) = match self.cpus {
             Some(pair) => pair,
@@ -166,6 +176,35 @@ impl Options {
     }
 }
 
+impl Options {
+    /// What a remote run cannot do, refused before anything runs.
+    fn validate_remote(&self) -> Result<()> {
+        let local: Vec<&str> = self
+            .mechanisms
+            .iter()
+            .filter(|t| t.cross_host().is_none())
+            .map(|t| t.info().name)
+            .collect();
+        if !local.is_empty() {
+            bail!(
+                "{} cannot cross hosts; with --remote give mechanisms that can: {}",
+                local.join(", "),
+                crate::harness::remote::serve::cross_host_names()
+            );
+        }
+        if self.pairs.iter().any(|&p| p != 1) {
+            bail!("--remote runs one pair; leave out --pairs");
+        }
+        if self.patterns.is_empty() {
+            bail!(
+                "--remote measures pingpong and stream (oneshot starts fresh processes on both \
+                 hosts for each round trip, which it does not do)"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Refuses no pairs, more than [`MAX_PAIRS`], or more processes than
 /// this user may start.
 fn check_pairs(pairs: usize) -> Result<()> {
@@ -228,6 +267,9 @@ pub type OnCell<'a> = &'a mut dyn FnMut(&Run) -> Result<()>;
 pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
     let cpus = options.validate()?;
     handle_interrupts();
+    if let Some(remote) = &options.remote {
+        check_remote(remote, options.timeout_ns)?;
+    }
     let mut run = Run {
         schema: SCHEMA,
         ipclab_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -271,7 +313,16 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
         }
     }
     let cells = plan(&mechanisms, options);
-    let order: Vec<Key> = cells.iter().map(Cell::key).collect();
+    let order: Vec<Key> = cells
+        .iter()
+        .map(|c| {
+            let mut key = c.key();
+            if options.remote.is_some() {
+                key.3 = crate::results::condition(REMOTE, c.pairs, c.rate);
+            }
+            key
+        })
+        .collect();
     let repeat = options.repetitions();
     run.settings.repeat = repeat;
     let progress = Progress::new((cells.len() * repeat) as u64);
@@ -331,7 +382,11 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
                 label.push_str(&format!(" ({}/{repeat})", rep + 1));
             }
             progress.start(&label);
-            match run_cell(exe, &spec) {
+            let result = match &options.remote {
+                Some(remote) => run_remote_cell(exe, &spec, remote),
+                None => run_cell(exe, &spec),
+            };
+            match result {
                 Ok(outcome) => {
                     let merged = |h: fn(&SideReport) -> &Vec<(u64, u64)>| {
                         outcome
@@ -342,7 +397,12 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
                     let round_trips = merged(|c| &c.histogram);
                     let uncorrected = merged(|c| &c.uncorrected);
                     let oneshot_ns = outcome.oneshot.iter().map(|s| s.total_ns).collect();
-                    let row = crate::row::row(t, &spec, outcome);
+                    let mut row = crate::row::row(t, &spec, outcome);
+                    if let Some(remote) = &options.remote {
+                        row.placement = REMOTE.into();
+                        row.remote = Some(remote.address.clone());
+                        row.oversubscription = None;
+                    }
                     progress.done(&label, &headline(&row));
                     measured.push(Measured {
                         repetition: rep,
@@ -364,14 +424,26 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
                         mechanism: info.name.into(),
                         pattern: pattern.to_string(),
                         size,
-                        placement: placement.to_string(),
+                        placement: match options.remote {
+                            Some(_) => REMOTE.into(),
+                            None => placement.to_string(),
+                        },
                         pairs,
                         offered_rate: rate,
-                        error,
+                        error: error.clone(),
                     });
                     if options.fail_fast {
                         on_cell(&run)?;
                         break 'repetitions;
+                    }
+                    // A server that went away fails the run, not every
+                    // cell after it.
+                    if let Some(remote) = &options.remote
+                        && let Err(e) = check_remote(remote, options.timeout_ns)
+                    {
+                        on_cell(&run)?;
+                        progress.finish();
+                        return Err(e.context(format!("after {label} failed ({error})")));
                     }
                 }
             }
@@ -379,8 +451,34 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
         }
     }
     progress.finish();
+    if let Some(remote) = &options.remote {
+        // The server is free for another run (it would be after a few
+        // idle seconds anyway).
+        let _ = control::handshake(
+            &remote.address,
+            &remote.token,
+            &remote.run,
+            Duration::from_secs(5),
+        )
+        .and_then(|mut c| c.send(&Msg::Done, Duration::from_secs(5)));
+    }
     run.complete = !stopped() && (run.failures.is_empty() || !options.fail_fast);
     Ok(run)
+}
+
+/// The placement of rows whose server side ran on another host.
+pub const REMOTE: &str = "remote";
+
+/// Says hello to the server of a remote run: an error (one line) when it
+/// cannot be reached, refuses us, or runs another version.
+fn check_remote(remote: &RemoteSpec, timeout_ns: u64) -> Result<()> {
+    control::handshake(
+        &remote.address,
+        &remote.token,
+        &remote.run,
+        Duration::from_nanos(timeout_ns),
+    )
+    .map(drop)
 }
 
 /// Repetition `rep`'s share of `n` iterations over `repeat` repetitions

@@ -22,6 +22,7 @@
 
 use std::any::Any;
 use std::io;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -210,6 +211,42 @@ pub trait Transport: Sync {
     fn shares_memory(&self) -> bool {
         false
     }
+
+    /// The mechanism's two halves for a pair split across hosts (`ipclab
+    /// serve` and `ipclab run --remote`, see `harness::remote`); `None`
+    /// (the default) for one that cannot leave its host: a pipe, shared
+    /// memory, a Unix socket.
+    fn cross_host(&self) -> Option<&dyn CrossHost> {
+        None
+    }
+}
+
+/// A mechanism whose server and client can run on different hosts.
+///
+/// Both steps run before the fork, as [`Transport::prepare`] does; each
+/// returns the one [`Half`] its host's side opens after the fork.
+pub trait CrossHost: Sync {
+    /// Server host: binds what the client must reach on `local` (the
+    /// address the control connection came in on), ports picked by the
+    /// kernel, accepting only connections from `peer` (the client host, as
+    /// the control connection shows it). Returns the server's half and how
+    /// to reach it, which the client's [`CrossHost::dial`] reads.
+    fn listen(
+        &self,
+        local: IpAddr,
+        peer: IpAddr,
+        config: &ChannelConfig,
+    ) -> io::Result<(Box<dyn Half>, serde_json::Value)>;
+
+    /// Client host: the client's half for what the server's `listen`
+    /// reported (`reach`), an error naming what is wrong with it.
+    fn dial(&self, reach: &serde_json::Value, config: &ChannelConfig) -> io::Result<Box<dyn Half>>;
+}
+
+/// One host's half of a pair split across hosts.
+pub trait Half {
+    /// Runs in the side's process after the fork: accepts or connects.
+    fn open(self: Box<Self>) -> io::Result<Box<dyn Endpoint>>;
 }
 
 /// The two ends of a prepared channel, before each side takes its own.

@@ -142,6 +142,7 @@ pub(crate) mod tests {
             pattern: pattern.into(),
             size,
             placement: "cross-core".into(),
+            remote: None,
             pairs: 1,
             oversubscription: Some(1.0),
             offered_rate: None,

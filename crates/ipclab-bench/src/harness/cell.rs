@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, anyhow};
 
-use super::spec::{CellOutcome, CellSpec};
+use super::remote::RemoteSpec;
+use super::spec::{CellOutcome, CellRequest, CellSpec};
 use super::supervisor::stopped_by;
 
 /// The supervisor running now, for forwarding a stop request to it.
@@ -61,6 +62,21 @@ pub fn stop_signal() -> Option<i32> {
 /// Runs one cell in a fresh supervisor process started from `exe` (the
 /// `ipclab` binary).
 pub fn run_cell(exe: &Path, spec: &CellSpec) -> Result<CellOutcome> {
+    let spec_json = serde_json::to_vec(spec).expect("a CellSpec always serialises");
+    supervise(exe, &spec_json)
+}
+
+/// Runs one cell whose server side runs under `ipclab serve` at `remote`.
+pub fn run_remote_cell(exe: &Path, spec: &CellSpec, remote: &RemoteSpec) -> Result<CellOutcome> {
+    let request = CellRequest {
+        spec: spec.clone(),
+        remote: Some(remote.clone()),
+    };
+    let json = serde_json::to_vec(&request).expect("a CellRequest always serialises");
+    supervise(exe, &json)
+}
+
+fn supervise(exe: &Path, spec_json: &[u8]) -> Result<CellOutcome> {
     let mut child = Command::new(exe)
         .arg("__cell")
         .stdin(Stdio::piped())
@@ -69,12 +85,11 @@ pub fn run_cell(exe: &Path, spec: &CellSpec) -> Result<CellOutcome> {
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
     CURRENT.store(child.id() as i32, Ordering::SeqCst);
-    let spec_json = serde_json::to_vec(spec).expect("a CellSpec always serialises");
     let written = child
         .stdin
         .take()
         .expect("stdin is piped")
-        .write_all(&spec_json);
+        .write_all(spec_json);
     let output = child.wait_with_output();
     CURRENT.store(0, Ordering::SeqCst);
     let output = output.context("waiting for the cell's supervisor")?;

@@ -9,6 +9,7 @@ pub mod clock;
 mod fault;
 mod kernel_limits;
 pub mod pace;
+pub mod remote;
 pub mod scribbler;
 pub mod sides;
 pub mod sigbus;

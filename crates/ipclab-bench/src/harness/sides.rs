@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::clock::{cpu_ns, mono_ns, switches};
 use super::pace::Schedule;
 use super::spec::{CellSpec, Pattern, SideReport};
-use super::window::PairWindow;
+use super::window::MeasuredWindow;
 use crate::payload::{Payload, Verifier};
 use crate::stats::new_histogram;
 use crate::transport::{Endpoint, Received};
@@ -23,6 +23,13 @@ use crate::transport::{Endpoint, Received};
 /// Messages between clock reads where a loop only needs to know whether
 /// its time is up.
 const CLOCK_EVERY: u64 = 16;
+
+/// Messages a server may receive between the first measured one and
+/// learning that it was the first (across hosts, where the window's
+/// announcement and the messages travel on different connections). Its
+/// CPU time and context switches are then counted from the moment it
+/// learned, a few messages short.
+const LATE_MAX: u64 = 64;
 
 /// Messages this side process has received and verified (each side is
 /// its own process, so one counter per side).
@@ -140,7 +147,7 @@ fn recorded(hist: &hdrhistogram::Histogram<u64>) -> Vec<(u64, u64)> {
 pub fn pingpong_client(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
@@ -166,7 +173,9 @@ pub fn pingpong_client(
         seq += 1;
     }
     let (cpu0, begin, switches) = (cpu_ns(), mono_ns(), Switches::start());
-    window.open(seq, begin);
+    window
+        .open(seq, begin)
+        .context("publishing the measured window")?;
     if let Some(s) = schedule.as_mut() {
         s.restart(begin);
     }
@@ -254,7 +263,7 @@ fn stall_from_env() -> Option<(u64, std::time::Duration)> {
 pub fn server(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
     reply: bool,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
@@ -269,8 +278,10 @@ pub fn server(
     let mut last = None;
     let mut ended: Option<(u64, u64, (u64, u64))> = None;
     // Until the window opens, the arrival time of each message (the warm-up
-    // only: no clock read per message inside the window).
+    // only: no clock read per message inside the window), and of the last
+    // few, for a window announced late.
     let mut previous_arrival = 0;
+    let mut arrivals = [0u64; LATE_MAX as usize];
     loop {
         if !io.recv(ep, Payload::request(seq, size), seq)? {
             break;
@@ -279,18 +290,33 @@ pub fn server(
             let now = mono_ns();
             match window.first() {
                 Some((first, client_begin)) if seq >= first => {
-                    let begin = if seq == 0 {
+                    // Message `first` arrived `late` messages ago (only
+                    // across hosts, where the window comes over another
+                    // connection than the messages; always 0 here).
+                    let late = seq - first;
+                    if late >= LATE_MAX {
+                        bail!(
+                            "the measured window was announced {late} messages after its first \
+                             message arrived (at most {LATE_MAX} are allowed for)"
+                        );
+                    }
+                    let begin = if first == 0 {
                         client_begin
-                    } else {
+                    } else if late == 0 {
                         previous_arrival
+                    } else {
+                        arrivals[((first - 1) % LATE_MAX) as usize]
                     };
-                    opened = Some((seq, begin, cpu_ns(), Switches::start()));
+                    opened = Some((first, begin, cpu_ns(), Switches::start()));
                     last = spec
                         .iterations
                         .and_then(|n| n.checked_sub(1))
-                        .map(|k| seq + k);
+                        .map(|k| first + k);
                 }
-                _ => previous_arrival = now,
+                _ => {
+                    previous_arrival = now;
+                    arrivals[(seq % LATE_MAX) as usize] = now;
+                }
             }
         }
         if let Some((at, pause)) = stall
@@ -334,7 +360,7 @@ pub fn server(
 pub fn stream_client(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
@@ -347,7 +373,9 @@ pub fn stream_client(
         seq += 1;
     }
     let (cpu0, begin, switches) = (cpu_ns(), mono_ns(), Switches::start());
-    window.open(seq, begin);
+    window
+        .open(seq, begin)
+        .context("publishing the measured window")?;
     let mut measured = 0;
     loop {
         if let Some(n) = spec.iterations {
@@ -384,13 +412,15 @@ pub fn stream_client(
 pub fn oneshot_client(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
     let size = spec.channel.size;
     let mut cpus = CpuTrace::default();
     cpus.sample();
-    window.open(0, mono_ns());
+    window
+        .open(0, mono_ns())
+        .context("publishing the measured window")?;
     io.send(ep, Payload::request(0, size), 0)?;
     if !io.recv(ep, Payload::reply(0, size), 0)? {
         return Err(closed_early("server", 0));
@@ -410,7 +440,7 @@ pub fn oneshot_client(
 pub fn oneshot_server(
     spec: &CellSpec,
     ep: &mut dyn Endpoint,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let report = server(spec, ep, window, true)?;
     if report.total != 1 {
@@ -515,5 +545,90 @@ mod tests {
             let (c, s) = sides(c, s);
             assert!(check_counts(&timed, &c, &s).is_err());
         }
+    }
+
+    /// Messages `0..total` of `size` bytes, then the end.
+    struct Scripted {
+        next: u64,
+        total: u64,
+    }
+
+    impl Endpoint for Scripted {
+        fn send(&mut self, _: usize, _: crate::transport::Fill<'_>) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn recv(&mut self, len: usize, check: crate::transport::Check<'_>) -> io::Result<Received> {
+            if self.next == self.total {
+                return Ok(Received::Closed);
+            }
+            let mut buf = vec![0; len];
+            Payload::request(self.next, len).fill(0, &mut buf);
+            check(0, &buf);
+            self.next += 1;
+            Ok(Received::Message)
+        }
+
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+
+        fn rounds(&self) -> u64 {
+            self.next
+        }
+    }
+
+    /// A window whose first measured message (`first`) becomes known only
+    /// after `hidden` looks, as across hosts when the channel overtakes
+    /// the announcement.
+    struct Late {
+        first: u64,
+        hidden: std::cell::Cell<u64>,
+    }
+
+    impl MeasuredWindow for Late {
+        fn arrive(&self) {}
+        fn warming(&self, _: u64, _: u64, _: u64) -> bool {
+            false
+        }
+        fn open(&self, _: u64, _: u64) -> io::Result<()> {
+            Ok(())
+        }
+        fn first(&self) -> Option<(u64, u64)> {
+            match self.hidden.get() {
+                0 => Some((self.first, 0)),
+                n => {
+                    self.hidden.set(n - 1);
+                    None
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_announced_late_still_counts_from_its_first_message() {
+        let mut exact = spec(Some(10));
+        exact.channel.size = 64;
+        for hidden in [0, 10, 14, 19] {
+            let window = Late {
+                first: 10,
+                hidden: std::cell::Cell::new(hidden),
+            };
+            let mut ep = Scripted { next: 0, total: 20 };
+            let report = server(&exact, &mut ep, &window, false).unwrap();
+            assert_eq!(report.measured, 10, "announced after {hidden} looks");
+            assert_eq!(report.total, 20);
+        }
+        // Later than the arrival times kept: an error, never a short count.
+        let window = Late {
+            first: 1,
+            hidden: std::cell::Cell::new(LATE_MAX + 2),
+        };
+        let mut ep = Scripted {
+            next: 0,
+            total: 200,
+        };
+        let e = server(&exact, &mut ep, &window, false).unwrap_err();
+        assert!(e.to_string().contains("announced"), "{e}");
     }
 }

@@ -140,6 +140,16 @@ pub struct CellSpec {
     pub timeout_ns: u64,
 }
 
+/// What a cell's supervisor reads: the cell, and where its server side
+/// runs when not on this host (`harness::remote`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CellRequest {
+    #[serde(flatten)]
+    pub spec: CellSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<super::remote::RemoteSpec>,
+}
+
 fn one() -> usize {
     1
 }

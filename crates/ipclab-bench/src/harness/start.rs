@@ -2,13 +2,11 @@
 //! forked, and what the supervisor keeps of them to wait on and clean up.
 
 use anyhow::{Context, Result};
-use nix::unistd::{ForkResult, fork};
-use rustix::fs::{MemfdFlags, memfd_create};
-use rustix::process::{Pid, Signal, WaitOptions, kill_process, pidfd_open, waitpid};
+use rustix::process::{Signal, WaitOptions, kill_process, waitpid};
 
 use super::kernel_limits;
 use super::spec::CellSpec;
-use super::supervisor::{Child, Role, side_main};
+use super::supervisor::{Child, Role, fork_side, side_cpu, side_main};
 use super::window::Window;
 use crate::transport::{SharedMemory, Transport};
 
@@ -39,16 +37,19 @@ impl Started {
     ) -> Result<()> {
         // What failed, naming the pair when there are several, and the
         // kernel limit behind it when there is one.
-        let failed = |e: anyhow::Error, what: &str| {
+        let in_pair = |e: anyhow::Error, what: &str| {
             let what = match spec.pairs {
                 0 | 1 => what.to_string(),
                 n => format!("{what} of pair {} of {n}", index + 1),
             };
-            kernel_limits::name_the_limit(e).context(format!("{}: {what}", spec.mechanism))
+            e.context(format!("{}: {what}", spec.mechanism))
         };
-        let prepared = transport
-            .prepare(&spec.channel)
-            .map_err(|e| failed(e.into(), "preparing the channel"))?;
+        let prepared = transport.prepare(&spec.channel).map_err(|e| {
+            in_pair(
+                kernel_limits::name_the_limit(e.into()),
+                "preparing the channel",
+            )
+        })?;
         if std::env::var_os("IPCLAB_FAULT_STOP_AFTER_PREPARE").is_some() {
             // Tests only: stop here, objects made and no side started, for
             // the test to `kill -9` us (what `ipclab ls`/`clean` must then
@@ -66,45 +67,25 @@ impl Started {
         }
         let supervisor = rustix::process::getpid();
         for role in [Role::Server, Role::Client] {
-            let report = memfd_create("ipclab-report", MemfdFlags::CLOEXEC).map_err(|e| {
-                failed(
-                    anyhow::Error::from(e).context("memfd_create"),
-                    "starting the sides",
-                )
-            })?;
-            // SAFETY: the supervisor is single-threaded (it is its own
-            // process, started by exec, and starts no threads), so the
-            // child may do anything the parent could.
-            let forked = unsafe { fork() }.map_err(|e| {
-                failed(anyhow::Error::from(e).context("fork"), "starting the sides")
-            })?;
-            match forked {
-                ForkResult::Child => {
-                    // The guards belong to the supervisor: the child must
-                    // not remove the channels' objects when it exits.
-                    std::mem::forget(std::mem::take(&mut self.guards));
-                    // Nor keep the other sides' reports and pidfds, or the
-                    // scribbler's mappings: with many pairs, the
-                    // descriptors of every earlier side would add up.
-                    drop(std::mem::take(&mut self.children));
-                    drop(std::mem::take(&mut self.targets));
-                    let pair = pair.take().expect("each child takes the pair once");
-                    let window = window.pair(index);
-                    side_main(spec, role, index, pair, &window, report, supervisor);
-                }
-                ForkResult::Parent { child } => {
-                    let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
-                    self.children.push(Child {
-                        role,
-                        pair: index,
-                        pid,
-                        pidfd: pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok(),
-                        report,
-                        status: None,
-                        ended_by: None,
-                    });
-                }
-            }
+            let cpu = side_cpu(spec, role, index);
+            let guards = &mut self.guards;
+            let others = &mut self.children;
+            let targets = &mut self.targets;
+            let child = fork_side(role, index, |report| {
+                // The guards belong to the supervisor: the child must not
+                // remove the channels' objects when it exits.
+                std::mem::forget(std::mem::take(guards));
+                // Nor keep the other sides' reports and pidfds, or the
+                // scribbler's mappings: with many pairs, the descriptors
+                // of every earlier side would add up.
+                drop(std::mem::take(others));
+                drop(std::mem::take(targets));
+                let pair = pair.take().expect("each child takes the pair once");
+                let window = window.pair(index);
+                side_main(spec, role, cpu, pair, &window, report, supervisor);
+            })
+            .map_err(|e| in_pair(e, "starting the sides"))?;
+            self.children.push(child);
         }
         // Our copy of both ends goes, so that each side sees the other's
         // death.

@@ -15,16 +15,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rustix::event::{PollFd, PollFlags, poll};
-use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
+use rustix::process::{Pid, Signal, WaitOptions, kill_process, pidfd_open, waitpid};
+
+use nix::unistd::{ForkResult, fork};
+use rustix::fs::{MemfdFlags, memfd_create};
 
 use super::clock::mono_ns;
 use super::fault::Fault;
+use super::kernel_limits;
 use super::scribbler;
 use super::sides;
 use super::sigbus;
-use super::spec::{CellOutcome, CellSpec, OneshotSample, Pattern, SideReport, Sides};
+use super::spec::{CellOutcome, CellRequest, CellSpec, OneshotSample, Pattern, SideReport, Sides};
 use super::start::{Started, kill};
-use super::window::{PairWindow, Window};
+use super::window::{MeasuredWindow, Window};
 use crate::mechanisms;
 use crate::transport::{Endpoint, Pair, Transport};
 
@@ -62,12 +66,18 @@ pub fn cell_main() -> ! {
             error: Some(format!("reading the cell spec: {e}")),
             ..Default::default()
         },
-        Ok(_) => match serde_json::from_str::<CellSpec>(&input) {
+        Ok(_) => match serde_json::from_str::<CellRequest>(&input) {
             Err(e) => CellOutcome {
                 error: Some(format!("bad cell spec: {e}")),
                 ..Default::default()
             },
-            Ok(spec) => run(&spec, &stop).unwrap_or_else(|e| {
+            Ok(CellRequest { spec, remote }) => match remote {
+                Some(remote) => mechanisms::find(&spec.mechanism)
+                    .ok_or_else(|| anyhow!("unknown mechanism '{}'", spec.mechanism))
+                    .and_then(|t| super::remote::client::run(&spec, &remote, t, &stop)),
+                None => run(&spec, &stop),
+            }
+            .unwrap_or_else(|e| {
                 // A failed channel still tells what each side got (for the
                 // counts of fault injection).
                 let (client, server) = match e.downcast_ref::<SidesFailed>() {
@@ -205,13 +215,13 @@ impl std::fmt::Display for SidesFailed {
 impl std::error::Error for SidesFailed {}
 
 #[derive(Clone, Copy)]
-pub(super) enum Role {
+pub(crate) enum Role {
     Server,
     Client,
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Role::Server => "server",
             Role::Client => "client",
@@ -279,19 +289,7 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
 
     // A side that died leaves no report; the survivor's error usually
     // names the effect, so both lines are kept, an injected fault's first.
-    let reports: Vec<SideReport> = children
-        .iter_mut()
-        .map(|c| {
-            c.read_report().unwrap_or_else(|e| SideReport {
-                error: Some(match c.ended_by {
-                    Some(_) => c.why_ended(),
-                    None => format!("{e:#}"),
-                }),
-                error_kind: Some(scribbler::died(c.status)),
-                ..Default::default()
-            })
-        })
-        .collect();
+    let reports: Vec<SideReport> = children.iter_mut().map(Child::report_or_death).collect();
     // The side a fault hit first, then its survivor's view of it.
     let faulted = |i: usize| {
         children[i]
@@ -355,7 +353,50 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
     })
 }
 
-pub(super) struct Child {
+/// The CPU `role` of pair `index` is pinned to, if any.
+pub(super) fn side_cpu(spec: &CellSpec, role: Role, index: usize) -> Option<usize> {
+    let &(client, server) = spec.cpus.as_ref()?.get(index)?;
+    Some(match role {
+        Role::Client => client,
+        Role::Server => server,
+    })
+}
+
+/// Forks one side of pair `pair`: `child` runs in the new process, with
+/// the memfd its report goes to, and should never return (the child ends
+/// if it does). The caller must be
+/// single-threaded.
+pub(crate) fn fork_side(role: Role, pair: usize, child: impl FnOnce(OwnedFd)) -> Result<Child> {
+    let report = memfd_create("ipclab-report", MemfdFlags::CLOEXEC)
+        .map_err(|e| kernel_limits::name_the_limit(anyhow!(e).context("memfd_create")))?;
+    // SAFETY: the supervisor is single-threaded (it is its own process,
+    // started by exec, and starts no threads; so is `ipclab serve`), so the
+    // child may do anything the parent could.
+    match unsafe { fork() }
+        .map_err(|e| anyhow!(kernel_limits::name_the_limit(anyhow!(e).context("fork"))))?
+    {
+        ForkResult::Child => {
+            child(report);
+            // SAFETY: `_exit` ends the process at once; `child` is meant
+            // never to return (it ends in `side_main`).
+            unsafe { libc::_exit(1) }
+        }
+        ForkResult::Parent { child } => {
+            let pid = Pid::from_raw(child.as_raw()).expect("fork returns a positive pid");
+            Ok(Child {
+                role,
+                pair,
+                pid,
+                pidfd: pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok(),
+                report,
+                status: None,
+                ended_by: None,
+            })
+        }
+    }
+}
+
+pub(crate) struct Child {
     pub role: Role,
     /// 0-based.
     pub pair: usize,
@@ -368,7 +409,7 @@ pub(super) struct Child {
 }
 
 /// Why the supervisor signalled a side.
-pub(super) enum EndedBy {
+pub(crate) enum EndedBy {
     /// Fault injection (`IPCLAB_FAULT_*`).
     Fault(Fault),
     /// Its peer failed and it did not end within [`GRACE_NS`].
@@ -394,7 +435,7 @@ const GRACE_NS: u64 = 2_000_000_000;
 
 impl Child {
     /// The error line of a side the supervisor signalled.
-    fn why_ended(&self) -> String {
+    pub(crate) fn why_ended(&self) -> String {
         match &self.ended_by {
             Some(EndedBy::Fault(f)) => f.describe(),
             Some(EndedBy::Grace) => format!(
@@ -409,6 +450,18 @@ impl Child {
             ),
             _ => format!("the {} was killed", self.role.name()),
         }
+    }
+
+    /// The side's report, or one whose error says how it ended.
+    pub(crate) fn report_or_death(&mut self) -> SideReport {
+        self.read_report().unwrap_or_else(|e| SideReport {
+            error: Some(match self.ended_by {
+                Some(_) => self.why_ended(),
+                None => format!("{e:#}"),
+            }),
+            error_kind: Some(scribbler::died(self.status)),
+            ..Default::default()
+        })
     }
 
     fn read_report(&mut self) -> Result<SideReport> {
@@ -430,7 +483,7 @@ impl Child {
 /// Waits for every child; on a failure, a timeout or a stop request, kills
 /// the rest (after a grace period for a failed side's peer to notice).
 /// `fault` is a signal to inject, with the time to send it.
-fn wait_all(
+pub(crate) fn wait_all(
     spec: &CellSpec,
     children: &mut [Child],
     stop: &AtomicBool,
@@ -543,12 +596,12 @@ fn reap(children: &mut [Child]) {
 }
 
 /// A side's whole life after the fork; never returns.
-pub(super) fn side_main(
+pub(crate) fn side_main(
     spec: &CellSpec,
     role: Role,
-    index: usize,
+    cpu: Option<usize>,
     pair: Box<dyn Pair>,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
     report: OwnedFd,
     supervisor: Pid,
 ) -> ! {
@@ -581,7 +634,7 @@ pub(super) fn side_main(
         serde_json::to_vec(&report).expect("a SideReport always serialises")
     });
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        side(spec, role, index, pair, window)
+        side(spec, role, cpu, pair, window)
     }));
     let report_value = match result {
         Ok(Ok(r)) => r,
@@ -622,15 +675,11 @@ pub(super) fn side_main(
 fn side(
     spec: &CellSpec,
     role: Role,
-    index: usize,
+    cpu: Option<usize>,
     pair: Box<dyn Pair>,
-    window: &PairWindow,
+    window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
-    if let Some(&(client_cpu, server_cpu)) = spec.cpus.as_ref().and_then(|c| c.get(index)) {
-        let cpu = match role {
-            Role::Client => client_cpu,
-            Role::Server => server_cpu,
-        };
+    if let Some(cpu) = cpu {
         let mut set = rustix::thread::CpuSet::new();
         set.set(cpu);
         rustix::thread::sched_setaffinity(None, &set)

@@ -102,6 +102,46 @@ impl Window {
     }
 }
 
+/// One side's view of the measured window, wherever its peer runs: the
+/// shared page ([`PairWindow`]) when both sides are on this host, the
+/// control connection when the pair is split across hosts
+/// (`harness::remote::window`). The sides' loops (`harness::sides`) call
+/// it only outside the measured messages: in the warm-up, and once to open
+/// the window.
+pub trait MeasuredWindow {
+    /// Either side: it has its endpoint.
+    fn arrive(&self);
+    /// Client: whether the warm-up still runs at `now_ns`.
+    fn warming(&self, attached_ns: u64, warmup_ns: u64, now_ns: u64) -> bool;
+    /// Client: messages from `seq` on are measured, from `now_ns`. Called
+    /// before message `seq` is sent.
+    fn open(&self, seq: u64, now_ns: u64) -> io::Result<()>;
+    /// Server: the first measured sequence number and the time the window
+    /// began on this host's clock, once known. Across hosts it may become
+    /// known a few messages after that one arrived (`harness::sides::server`
+    /// allows for it).
+    fn first(&self) -> Option<(u64, u64)>;
+}
+
+impl MeasuredWindow for PairWindow<'_> {
+    fn arrive(&self) {
+        PairWindow::arrive(self)
+    }
+
+    fn warming(&self, attached_ns: u64, warmup_ns: u64, now_ns: u64) -> bool {
+        PairWindow::warming(self, attached_ns, warmup_ns, now_ns)
+    }
+
+    fn open(&self, seq: u64, now_ns: u64) -> io::Result<()> {
+        PairWindow::open(self, seq, now_ns);
+        Ok(())
+    }
+
+    fn first(&self) -> Option<(u64, u64)> {
+        PairWindow::first(self)
+    }
+}
+
 /// One pair's view of the window.
 pub struct PairWindow<'a> {
     gate: &'a Gate,

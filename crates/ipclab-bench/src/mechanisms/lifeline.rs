@@ -32,6 +32,12 @@ pub fn lifelines() -> io::Result<(Lifeline, Lifeline)> {
 pub struct Lifeline(OwnedFd);
 
 impl Lifeline {
+    /// A lifeline over another stream socket that neither end writes to
+    /// (a TCP connection, across hosts).
+    pub fn from_socket(sock: OwnedFd) -> Lifeline {
+        Lifeline(sock)
+    }
+
     /// Whether the peer's end is closed (the peer died or dropped it).
     pub fn peer_gone(&self) -> io::Result<bool> {
         let mut fds = [PollFd::new(&self.0, PollFlags::IN)];

@@ -11,7 +11,8 @@ mod cma;
 pub mod exclusive;
 mod fifo;
 pub mod framed;
-mod lifeline;
+pub(crate) mod inet;
+pub(crate) mod lifeline;
 pub mod limits;
 #[cfg(feature = "peers")]
 mod peers;
@@ -26,9 +27,11 @@ pub mod shm;
 mod shmchan;
 pub mod sysv_mq;
 mod tcp;
+mod tcp_remote;
 mod tcp_zerocopy;
 mod udp;
 mod udp_flow;
+mod udp_remote;
 mod unix_dgram;
 mod unix_seqpacket;
 mod unix_stream;
@@ -84,6 +87,10 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &peers::IPC_CHANNEL,
     #[cfg(feature = "peers")]
     &peers::IPC_CHANNEL_SHM,
+    #[cfg(feature = "peers")]
+    &peers::ZENOH,
+    #[cfg(feature = "peers")]
+    &peers::ZENOH_TCP,
 ];
 
 /// The mechanism (or limit, see [`limits`]) called `name`.

@@ -152,6 +152,10 @@ impl Transport for Tcp {
     fn prepare(&self, _: &ChannelConfig) -> io::Result<Prepared> {
         Ok(Prepared::new(Loopback::new()?))
     }
+
+    fn cross_host(&self) -> Option<&dyn crate::transport::CrossHost> {
+        Some(self)
+    }
 }
 
 impl Pair for Loopback {

@@ -37,9 +37,9 @@ pub struct Udp;
 const MAX_DATAGRAM: usize = 65_507;
 /// `SO_RCVBUF` asked for on receiving sockets (the kernel caps it at
 /// `net.core.rmem_max`, then doubles it).
-const RCVBUF_WANTED: usize = 4 << 20;
+pub const RCVBUF_WANTED: usize = 4 << 20;
 /// `SO_SNDBUF` asked for on sending sockets: several whole datagrams.
-const SNDBUF_WANTED: usize = 1 << 20;
+pub const SNDBUF_WANTED: usize = 1 << 20;
 /// What a queued datagram costs the receive buffer beyond its payload
 /// (`skb` truesize): measured here at about 1.1 KiB for 64 KiB datagrams
 /// and 0.8 KiB for tiny ones; rounded up.
@@ -145,6 +145,10 @@ impl Transport for Udp {
             .and_then(|(_, rcvbuf)| plan(rcvbuf))
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    fn cross_host(&self) -> Option<&dyn crate::transport::CrossHost> {
+        Some(self)
     }
 
     fn prepare(&self, _: &ChannelConfig) -> io::Result<Prepared> {
