@@ -157,8 +157,16 @@ impl PairWindow<'_> {
         // published below.
         let arrived = self.gate.arrived.fetch_add(1, Ordering::Relaxed) + 1;
         if arrived == self.gate.expected.load(Ordering::Relaxed) {
-            // Release: pairs with the Acquire in `warming`.
-            self.gate.opened_ns.store(mono_ns(), Ordering::Release);
+            // Only a gate still shut opens: one pair's is open from the
+            // start, and its warm-up must not move when the later side
+            // arrives. Release on success: pairs with the Acquire in
+            // `warming`; Relaxed on failure: nothing is published.
+            let _ = self.gate.opened_ns.compare_exchange(
+                UNSET,
+                mono_ns(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -204,6 +212,9 @@ mod tests {
     fn one_pair_warms_up_from_its_own_attachment() {
         let w = Window::new(1).unwrap();
         let p = w.pair(0);
+        // The sides' arrivals leave a single pair's gate where it was.
+        p.arrive();
+        p.arrive();
         assert!(p.warming(1_000, 500, 1_499));
         assert!(!p.warming(1_000, 500, 1_500));
         assert!(!p.warming(1_000, 0, 1_000));
