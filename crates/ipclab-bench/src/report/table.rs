@@ -177,7 +177,6 @@ fn cells(rows: &[&Row], pattern: &str) -> (Vec<&'static str>, Vec<Vec<String>>) 
 /// The stream table: throughput, then the slowest and fastest pair and
 /// the context switches when the rows have more than one pair.
 fn stream_cells(rows: &[&Row]) -> (Vec<&'static str>, Vec<Vec<String>>) {
-    let cpu = |ns: f64| if ns > 0.0 { duration(ns) } else { "-".into() };
     let contention = rows.iter().any(|r| r.pairs > 1);
     let mut header = vec!["mechanism", "sync", "size", "throughput", "messages"];
     if contention {
@@ -198,17 +197,24 @@ fn stream_cells(rows: &[&Row]) -> (Vec<&'static str>, Vec<Vec<String>>) {
             if contention {
                 line.extend(pairs_and_switches(r));
             }
-            line.extend([
-                cpu(r.cpu_ns_per_message.client),
-                cpu(r.cpu_ns_per_message.server),
-                format!("{:.1}", r.rounds),
-                r.iterations.to_string(),
-                times_limit(r),
-            ]);
+            line.extend(last_cells(r));
             line
         })
         .collect();
     (header, body)
+}
+
+/// The cells every pingpong and stream table ends with: CPU time per
+/// message on each side, rounds, iterations, `× limit`.
+fn last_cells(r: &Row) -> [String; 5] {
+    let cpu = |ns: f64| if ns > 0.0 { duration(ns) } else { "-".into() };
+    [
+        cpu(r.cpu_ns_per_message.client),
+        cpu(r.cpu_ns_per_message.server),
+        format!("{:.1}", r.rounds),
+        r.iterations.to_string(),
+        times_limit(r),
+    ]
 }
 
 /// The `pairs slowest–fastest` and `switches` cells of a row.
@@ -229,7 +235,6 @@ fn pairs_and_switches(r: &Row) -> [String; 2] {
 /// the p99 a closed-loop tool would have reported).
 fn pingpong_cells(rows: &[&Row]) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let d = |ns: u64| duration(ns as f64);
-    let cpu = |ns: f64| if ns > 0.0 { duration(ns) } else { "-".into() };
     let contention = rows.iter().any(|r| r.pairs > 1);
     let open = rows.iter().any(|r| r.offered_rate.is_some());
     let mut header = vec![
@@ -279,13 +284,7 @@ fn pingpong_cells(rows: &[&Row]) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 );
                 line.extend(pairs_and_switches(r));
             }
-            line.extend([
-                cpu(r.cpu_ns_per_message.client),
-                cpu(r.cpu_ns_per_message.server),
-                format!("{:.1}", r.rounds),
-                r.iterations.to_string(),
-                times_limit(r),
-            ]);
+            line.extend(last_cells(r));
             line
         })
         .collect();
