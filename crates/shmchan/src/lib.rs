@@ -208,6 +208,8 @@
 
 #![warn(unsafe_op_in_unsafe_fn)]
 
+#[cfg(not(loom))]
+mod bell;
 mod consumer;
 mod error;
 mod layout;

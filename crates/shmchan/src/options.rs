@@ -68,13 +68,14 @@ impl Options {
     /// Makes a channel under a new name of 128 random bits and returns its
     /// sending end; [`Sender::name`] tells the name to pass to the peer.
     pub fn create_sender(&self) -> Result<Sender, Error> {
-        Segment::create_named(None, self.capacity, Role::Sender).map(|s| Sender::new(s, self.wait))
+        Segment::create_named(None, self.capacity, Role::Sender)
+            .map(|s| Sender::new(s, self.wait, None))
     }
 
     /// Makes a channel under a new name and returns its receiving end.
     pub fn create_receiver(&self) -> Result<Receiver, Error> {
         Segment::create_named(None, self.capacity, Role::Receiver)
-            .map(|s| Receiver::new(s, self.wait))
+            .map(|s| Receiver::new(s, self.wait, None))
     }
 
     /// [`create_sender`](Self::create_sender) under `name` (`/` and up to
@@ -83,24 +84,24 @@ impl Options {
     /// lock on each side makes them fail or fail you, never share.
     pub fn create_sender_named(&self, name: &str) -> Result<Sender, Error> {
         Segment::create_named(Some(name), self.capacity, Role::Sender)
-            .map(|s| Sender::new(s, self.wait))
+            .map(|s| Sender::new(s, self.wait, None))
     }
 
     /// [`create_receiver`](Self::create_receiver) under `name`.
     pub fn create_receiver_named(&self, name: &str) -> Result<Receiver, Error> {
         Segment::create_named(Some(name), self.capacity, Role::Receiver)
-            .map(|s| Receiver::new(s, self.wait))
+            .map(|s| Receiver::new(s, self.wait, None))
     }
 
     /// Joins the channel called `name` as its sender (its creator made the
     /// receiving end).
     pub fn open_sender(&self, name: &str) -> Result<Sender, Error> {
-        Segment::open_named(name, Role::Sender).map(|s| Sender::new(s, self.wait))
+        Segment::open_named(name, Role::Sender).map(|s| Sender::new(s, self.wait, None))
     }
 
     /// Joins the channel called `name` as its receiver.
     pub fn open_receiver(&self, name: &str) -> Result<Receiver, Error> {
-        Segment::open_named(name, Role::Receiver).map(|s| Receiver::new(s, self.wait))
+        Segment::open_named(name, Role::Receiver).map(|s| Receiver::new(s, self.wait, None))
     }
 
     /// Makes a channel without a name: a memfd sealed against resizing,
@@ -116,12 +117,12 @@ impl Options {
     /// checked (read-write, sealed against resizing, ours, a valid header),
     /// then replaced by one of our own and closed.
     pub fn sender_from_fd(&self, fd: OwnedFd) -> Result<Sender, Error> {
-        Segment::from_fd(fd, Role::Sender).map(|s| Sender::new(s, self.wait))
+        Segment::from_fd(fd, Role::Sender).map(|s| Sender::new(s, self.wait, None))
     }
 
     /// Joins the channel behind `fd` as its receiver; see
     /// [`sender_from_fd`](Self::sender_from_fd).
     pub fn receiver_from_fd(&self, fd: OwnedFd) -> Result<Receiver, Error> {
-        Segment::from_fd(fd, Role::Receiver).map(|s| Receiver::new(s, self.wait))
+        Segment::from_fd(fd, Role::Receiver).map(|s| Receiver::new(s, self.wait, None))
     }
 }

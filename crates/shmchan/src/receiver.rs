@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::ptr::NonNull;
 use std::time::Duration;
 
+use crate::bell::Bell;
 use crate::consumer::{Consumer, Sink, Taken};
 use crate::error::Error;
 use crate::liveness::Watcher;
@@ -49,6 +50,9 @@ pub struct Receiver {
     wait: Wait,
     /// Messages an in-place receive could not lend (see [`InPlace`]).
     stash: Vec<u8>,
+    /// The doorbells of a channel made through a connection.
+    #[allow(dead_code)] // rung and polled by the readiness work
+    bell: Option<Bell>,
     // Declared last: dropped after `core`, whose ring points into it.
     seg: Segment,
 }
@@ -58,11 +62,12 @@ pub struct Receiver {
 unsafe impl Send for Receiver {}
 
 impl Receiver {
-    pub(crate) fn new(seg: Segment, wait: Wait) -> Receiver {
+    pub(crate) fn new(seg: Segment, wait: Wait, bell: Option<Bell>) -> Receiver {
         Receiver {
             core: Consumer::new(seg.ring()),
             wait,
             stash: Vec::new(),
+            bell,
             seg,
         }
     }

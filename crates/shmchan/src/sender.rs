@@ -4,6 +4,7 @@ use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
+use crate::bell::Bell;
 use crate::error::{Error, SendTimeoutError, TrySendError};
 use crate::liveness::Watcher;
 use crate::producer::{How, Producer};
@@ -17,6 +18,9 @@ use crate::wait::Wait;
 pub struct Sender {
     core: Producer,
     wait: Wait,
+    /// The doorbells of a channel made through a connection.
+    #[allow(dead_code)] // rung and polled by the readiness work
+    bell: Option<Bell>,
     // Declared last: dropped after `core`, whose ring points into it.
     seg: Segment,
 }
@@ -27,10 +31,11 @@ pub struct Sender {
 unsafe impl Send for Sender {}
 
 impl Sender {
-    pub(crate) fn new(seg: Segment, wait: Wait) -> Sender {
+    pub(crate) fn new(seg: Segment, wait: Wait, bell: Option<Bell>) -> Sender {
         Sender {
             core: Producer::new(seg.ring()),
             wait,
+            bell,
             seg,
         }
     }
