@@ -1,23 +1,23 @@
 //! A side's doorbell, for channels made through a connection (see
-//! `listener.rs`): a pipe whose read end this side polls and whose write
-//! end only the peer holds.
+//! `listener.rs`): one end of a Unix socket pair per channel, the sender
+//! holding one end and the receiver the other.
 //!
-//! A pipe rather than an eventfd: the peer holds only the write end, so it
-//! can ring but never drain (steal) our wake-ups; and when every write end
-//! is closed (the peer closed its end, or its process is gone however it
-//! died) the read end reports hang-up, which makes the same descriptor the
-//! kernel's death notice.
+//! A side rings its peer by sending a byte on its end, and polls its own
+//! end for readability. A socket pair rather than an eventfd or a pipe:
+//! each end reads only what the other end sent, so a peer can ring but
+//! never drain (steal) our wake-ups; `send` with `MSG_NOSIGNAL` never
+//! raises `SIGPIPE`; and once the peer's end is closed (the peer closed
+//! its end of the channel, or its process is gone however it died) ours
+//! reports hang-up, which makes the same descriptor the kernel's death
+//! notice.
 
 use std::os::fd::OwnedFd;
 
-/// One side's doorbell, and the bell of its peer.
+/// One side's end of the channel's doorbell socket pair.
 #[derive(Debug)]
 pub(crate) struct Bell {
-    /// The read end of this side's pipe: readable when the peer rang, and
-    /// hung up once every write end is closed.
+    /// Polled for readability (the peer rang, or hung up); sent on to
+    /// ring the peer.
     #[allow(dead_code)] // rung and polled by the readiness work
-    pub(crate) listen: OwnedFd,
-    /// The write end of the peer's pipe.
-    #[allow(dead_code)]
-    pub(crate) ring: OwnedFd,
+    pub(crate) fd: OwnedFd,
 }
