@@ -244,7 +244,7 @@ pub use fdpass::{recv_fd, send_fd};
 #[cfg(not(loom))]
 pub use liveness::PEER_CHECK;
 #[cfg(not(loom))]
-pub use options::{DEFAULT_CAPACITY, Options};
+pub use options::{DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, Options};
 #[cfg(not(loom))]
 pub use receiver::{InPlace, Receiver};
 #[cfg(not(loom))]

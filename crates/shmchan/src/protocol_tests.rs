@@ -91,7 +91,7 @@ fn small_messages_keep_order_and_content_across_wraps() {
 }
 
 #[test]
-fn try_send_of_a_message_larger_than_the_ring_is_full() {
+fn try_send_of_a_message_that_can_never_fit_is_too_large() {
     let heap = HeapRing::new(256);
     let mut p = Producer::new(heap.ring());
     let err = send(
@@ -100,7 +100,29 @@ fn try_send_of_a_message_larger_than_the_ring_is_full() {
         How::Try,
         &mut Deadline::after(WATCHDOG_MS),
     );
-    assert!(matches!(err, Err(Error::Full)));
+    assert!(matches!(
+        err,
+        Err(Error::TooLarge {
+            len: 300,
+            limit: 192
+        })
+    ));
+}
+
+/// `max_try_send` is exactly the longest message whose records fit the
+/// ring.
+#[test]
+fn max_try_send_is_the_threshold() {
+    for cap in [256, 4096, 1 << 16, 1 << 20] {
+        let heap = HeapRing::new(cap);
+        let p = Producer::new(heap.ring());
+        let max = p.max_try_send();
+        assert!(p.records_size(max) <= cap as u64, "{cap}");
+        assert!(p.records_size(max + 1) > cap as u64, "{cap}");
+        if cap >= 4096 {
+            assert_eq!(max, cap as u64 - 64);
+        }
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::bell::Bell;
 use crate::error::{Error, SendTimeoutError, TrySendError};
-use crate::liveness::Watcher;
+use crate::liveness::{PeerLook, Watcher};
 use crate::producer::{How, Producer};
 use crate::segment::Segment;
 use crate::wait::Wait;
@@ -18,6 +18,9 @@ use crate::wait::Wait;
 pub struct Sender {
     core: Producer,
     wait: Wait,
+    /// When a poll that found no room last asked whether the receiver
+    /// lives.
+    look: PeerLook,
     /// The doorbells of a channel made through a connection.
     #[allow(dead_code)] // rung and polled by the readiness work
     bell: Option<Bell>,
@@ -35,6 +38,7 @@ impl Sender {
         Sender {
             core: Producer::new(seg.ring()),
             wait,
+            look: PeerLook::default(),
             bell,
             seg,
         }
@@ -47,7 +51,11 @@ impl Sender {
         f: impl FnOnce(&mut Producer, How, &mut Watcher<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let mut watch = Watcher::new(&self.seg, timeout);
-        f(&mut self.core, how, &mut watch)
+        match f(&mut self.core, how, &mut watch) {
+            // A poll found no room: is the receiver dead?
+            Err(Error::Full) if self.look.gone(&self.seg)? => Err(Error::PeerGone),
+            other => other,
+        }
     }
 
     fn copy(&mut self, msg: &[u8], how: How, timeout: Option<Duration>) -> Result<(), Error> {
@@ -72,8 +80,15 @@ impl Sender {
     }
 
     /// Sends `msg` if all of it fits in the ring now; gives it back
-    /// otherwise. A message larger than the capacity never fits: use
-    /// [`send`](Self::send).
+    /// otherwise: [`TrySendError::Full`] when there is no room now.
+    ///
+    /// A message longer than [`max_try_send`](Self::max_try_send) (a little
+    /// less than the capacity) can never fit whole: it fails at once with
+    /// [`TrySendError::Failed`]`(`[`Error::TooLarge`]`, msg)`; send it with
+    /// [`send`](Self::send), which sends it in rounds. A poll that finds
+    /// no room also looks whether the receiver died (a system call, at most
+    /// once per [`PEER_CHECK`](crate::PEER_CHECK)): then
+    /// [`Error::PeerGone`].
     pub fn try_send<M: AsRef<[u8]>>(&mut self, msg: M) -> Result<(), TrySendError<M>> {
         match self.copy(msg.as_ref(), How::Try, None) {
             Ok(()) => Ok(()),
@@ -127,7 +142,9 @@ impl Sender {
     }
 
     /// Like [`loan`](Self::loan), but fails with [`Error::Full`] instead of
-    /// waiting.
+    /// waiting (or [`Error::PeerGone`], as [`try_send`](Self::try_send)
+    /// finds out). Longer than [`max_loan`](Self::max_loan):
+    /// [`Error::TooLarge`] at once.
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, Error> {
         self.run(How::Try, None, |core, how, watch| {
             core.loan(len as u64, how, watch)
@@ -143,6 +160,14 @@ impl Sender {
     /// The longest [`loan`](Self::loan).
     pub fn max_loan(&self) -> usize {
         self.core.max_loan() as usize
+    }
+
+    /// The longest message [`try_send`](Self::try_send) can send: its
+    /// chunks and their headers fill the empty ring (the capacity less 64
+    /// bytes). Longer ones are [`Error::TooLarge`] for `try_send`; `send`
+    /// and `send_timeout` take any length.
+    pub fn max_try_send(&self) -> usize {
+        self.core.max_try_send() as usize
     }
 
     /// The segment's name, if it was made or opened by name (it is removed
