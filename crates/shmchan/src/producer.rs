@@ -5,6 +5,8 @@
 //! shared memory is for the consumer and is never read back. The consumer's
 //! position is loaded once per look, checked, and cached.
 
+use std::ptr::NonNull;
+
 use crate::error::Error;
 use crate::layout::{Kind, RECORD_HEADER, RecordHeader, Role, record_size};
 use crate::ring::Ring;
@@ -163,7 +165,11 @@ impl Producer {
         };
         self.ring.write_header(self.tail, header.encode());
         if let Some(fill) = fill {
-            self.ring.fill(self.tail + RECORD_HEADER, chunk, fill);
+            // SAFETY: the record's bytes lie after our tail, unpublished,
+            // in room the consumer gave back (`wait_room`); no reference
+            // into them is alive: a `Loan` borrows the `Sender` mutably, so
+            // none exists while this runs, and `commit` passes no `fill`.
+            unsafe { self.ring.fill(self.tail + RECORD_HEADER, chunk, fill) };
         }
         self.tail += record_size(chunk);
     }
@@ -295,11 +301,10 @@ impl Producer {
         Ok(self.tail + RECORD_HEADER)
     }
 
-    /// The bytes of a loan made by [`loan`](Self::loan). The caller (the
-    /// `Loan` guard, which borrows the producer mutably) keeps at most one
-    /// of these alive.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) fn loaned(&self, len: u64) -> &mut [u8] {
+    /// The bytes of a loan made by [`loan`](Self::loan), as a raw
+    /// pointer: the caller (the `Loan` guard, which borrows the producer
+    /// mutably) decides when a reference to them may be formed.
+    pub(crate) fn loaned(&self, len: u64) -> NonNull<[u8]> {
         self.ring.contiguous_mut(self.tail + RECORD_HEADER, len)
     }
 

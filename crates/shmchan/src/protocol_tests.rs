@@ -157,7 +157,8 @@ fn loans_pad_to_the_end_instead_of_wrapping() {
             assert!(matches!(e, Error::Full), "{e}");
             assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
         }
-        p.loaned(len as u64).copy_from_slice(&msg);
+        // SAFETY: the loan's bytes, with no other reference to them.
+        unsafe { p.loaned(len as u64).as_mut() }.copy_from_slice(&msg);
         p.commit(len as u64);
         assert_eq!(try_recv(&mut c).unwrap(), msg);
     }
@@ -437,7 +438,8 @@ fn large_records_go_back_to_the_start_of_an_empty_ring() {
         // Large: each one reuses the bytes at the start.
         let len = 200 << 10;
         p.loan(len, How::Try, &mut w).unwrap();
-        p.loaned(len).copy_from_slice(&message(seq, len as usize));
+        // SAFETY: the loan's bytes, with no other reference to them.
+        unsafe { p.loaned(len).as_mut() }.copy_from_slice(&message(seq, len as usize));
         p.commit(len);
         let taken = c
             .take(&mut Sink::Lend(&mut stash), How::Try, &mut w)

@@ -309,6 +309,17 @@ impl AsFd for Receiver {
 /// [`Receiver`] for what a sender that writes them after publishing can
 /// do. Forgetting the guard (`mem::forget`) is safe: the next receive
 /// hands the space back.
+///
+/// # Trusted and hostile-safe access
+///
+/// - [`Deref`] to `&[u8]` is the trusted mode (as iceoryx2's samples):
+///   Rust promises that the bytes behind a `&[u8]` do not change while it
+///   lives, and a sender that writes them breaks that promise.
+/// - [`copy_to`](Self::copy_to) and [`to_vec`](Self::to_vec) copy the
+///   message out with raw pointers and never form a reference to the
+///   shared bytes: a hostile sender can change what is copied (as with the
+///   copying receives, the copy is then what you check), but no promise
+///   this process relies on.
 pub struct InPlace<'a> {
     rx: &'a mut Receiver,
     /// The message in the ring; `None`: in `rx.stash`.
@@ -321,8 +332,68 @@ impl InPlace<'_> {
     pub fn in_place(&self) -> bool {
         self.bytes.is_some()
     }
+
+    /// Bytes in the message.
+    #[allow(clippy::len_without_is_empty)] // `is_empty` comes with `Deref`
+    pub fn len(&self) -> usize {
+        match self.bytes {
+            Some(bytes) => bytes.len(),
+            None => self.rx.stash.len(),
+        }
+    }
+
+    /// Copies the message to the start of `dst` and returns its length,
+    /// with a raw copy that forms no reference to the shared bytes
+    /// (hostile-safe: see [the type's docs](InPlace#trusted-and-hostile-safe-access)).
+    /// Fails with [`Error::TooLarge`] (nothing copied) if `dst` is
+    /// shorter than the message.
+    pub fn copy_to(&self, dst: &mut [u8]) -> Result<usize, Error> {
+        let len = self.len();
+        if dst.len() < len {
+            return Err(Error::TooLarge {
+                len: len as u64,
+                limit: dst.len() as u64,
+            });
+        }
+        self.copy_raw(dst.as_mut_ptr());
+        Ok(len)
+    }
+
+    /// The message copied into a new `Vec`, hostile-safe as
+    /// [`copy_to`](Self::copy_to).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let len = self.len();
+        let mut v = Vec::with_capacity(len);
+        self.copy_raw(v.as_mut_ptr());
+        // SAFETY: `copy_raw` initialised the first `len` bytes, within the
+        // capacity.
+        unsafe { v.set_len(len) };
+        v
+    }
+
+    /// Copies the message's `len()` bytes to `dst`, which has room for
+    /// them and is private memory.
+    fn copy_raw(&self, dst: *mut u8) {
+        match self.bytes {
+            // SAFETY: the source lies within the data area of our mapping,
+            // alive for our lifetime (see `deref`), and is read without a
+            // reference being formed: a sender writing it concurrently
+            // only changes the bytes copied, which the caller looks at in
+            // its private copy. `dst` has room for `len` bytes (callers)
+            // and is not in the mapping.
+            Some(bytes) => unsafe {
+                std::ptr::copy_nonoverlapping(bytes.cast::<u8>().as_ptr(), dst, bytes.len())
+            },
+            // SAFETY: the stash is this process's memory, `len` bytes
+            // long; `dst` has room for them and is distinct from it.
+            None => unsafe {
+                std::ptr::copy_nonoverlapping(self.rx.stash.as_ptr(), dst, self.rx.stash.len())
+            },
+        }
+    }
 }
 
+/// The trusted mode: see [`InPlace`].
 impl Deref for InPlace<'_> {
     type Target = [u8];
 

@@ -207,9 +207,24 @@ impl std::fmt::Debug for Sender {
 /// Bytes of the ring lent by [`Sender::loan`]: write the message here, in
 /// place, then [`commit`](Self::commit) it.
 ///
+/// # Trusted and hostile-safe access
+///
 /// The bytes are shared memory: the receiver cannot see them before the
-/// commit, but a hostile receiver could write them meanwhile; do not rely
-/// on reading back what you wrote.
+/// commit, but a hostile receiver could write them meanwhile. Two ways to
+/// write them:
+///
+/// - [`Deref`]/[`DerefMut`] to `[u8]` (`loan.fill(0)`,
+///   `loan.copy_from_slice(..)`, `&mut loan[..]` handed to an encoder):
+///   the trusted mode, as iceoryx2's loans. Rust promises that the bytes
+///   behind a `&mut [u8]` change only through it; a receiver that writes
+///   them while the reference lives breaks that promise (formally
+///   undefined behaviour, in practice what you read back may differ from
+///   what you wrote). Use it with a receiver you trust (your own process
+///   tree).
+/// - [`write_at`](Self::write_at): copies with raw pointers and never
+///   forms a reference to the shared bytes, so nothing a receiver does to
+///   them can break a promise this process relies on: the hostile-safe
+///   way. Do not read back what you wrote; keep your own copy.
 pub struct Loan<'a> {
     sender: &'a mut Sender,
     len: usize,
@@ -221,20 +236,61 @@ impl Loan<'_> {
     pub fn commit(self) {
         self.sender.core.commit(self.len as u64);
     }
+
+    /// Bytes in the loan (the length of the message it becomes).
+    #[allow(clippy::len_without_is_empty)] // `is_empty` comes with `Deref`
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Copies `src` into the loan at `offset`, with a raw copy that forms
+    /// no reference to the shared bytes (hostile-safe: see
+    /// [the type's docs](Loan#trusted-and-hostile-safe-access)). Fails
+    /// with [`Error::TooLarge`] (nothing written) if `offset + src.len()`
+    /// is beyond the loan.
+    #[inline]
+    pub fn write_at(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
+        let end = offset.checked_add(src.len()).filter(|&end| end <= self.len);
+        if end.is_none() {
+            return Err(Error::TooLarge {
+                len: (offset as u64).saturating_add(src.len() as u64),
+                limit: self.len as u64,
+            });
+        }
+        let dst = self.sender.core.loaned(self.len as u64).cast::<u8>();
+        // SAFETY: `offset + src.len() <= len`: within the loan, which lies
+        // in our mapping (borrowed with the sender for our lifetime) and is
+        // ours until the commit. `src` is this process's memory, so the two
+        // do not overlap. No reference to the destination is formed, so a
+        // receiver writing it concurrently only changes what is sent.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr().add(offset), src.len());
+        }
+        Ok(())
+    }
 }
 
+/// The trusted mode: see [`Loan`].
 impl Deref for Loan<'_> {
     type Target = [u8];
 
     #[inline]
     fn deref(&self) -> &[u8] {
-        self.sender.core.loaned(self.len as u64)
+        // SAFETY: the loan lies in our mapping, which lives as long as the
+        // sender, borrowed mutably for our lifetime: no other `Loan`, and
+        // no `&mut` from `deref_mut` while this `&self` borrow lasts. Only
+        // the receiver could write the bytes meanwhile, which an honest one
+        // does not do before the commit (the trust this mode takes).
+        unsafe { self.sender.core.loaned(self.len as u64).as_ref() }
     }
 }
 
+/// The trusted mode: see [`Loan`].
 impl DerefMut for Loan<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
-        self.sender.core.loaned(self.len as u64)
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference
+        // this process holds to the bytes while it lives.
+        unsafe { self.sender.core.loaned(self.len as u64).as_mut() }
     }
 }
