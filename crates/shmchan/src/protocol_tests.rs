@@ -466,3 +466,34 @@ fn large_records_go_back_to_the_start_of_an_empty_ring() {
     };
     assert_ne!(pos % cap as u64, 16);
 }
+
+/// A message over the limit is refused once and skipped chunk by chunk,
+/// also when its chunks arrive across several calls (`Empty` between
+/// them); the next message then arrives whole.
+#[test]
+fn a_message_over_the_limit_is_refused_once_and_skipped() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    c.set_max_message(100);
+    let long = message(1, 300);
+    // Chunks of 60 bytes, published one at a time.
+    for (i, piece) in long.chunks(60).enumerate() {
+        p.test_chunk(piece, i == 0, long.len() as u64);
+        let got = try_recv(&mut c);
+        if i == 0 {
+            assert!(matches!(
+                got,
+                Err(Error::TooLarge {
+                    len: 300,
+                    limit: 100
+                })
+            ));
+        } else {
+            assert!(matches!(got, Err(Error::Empty)), "{got:?}");
+        }
+    }
+    let next = message(2, 100);
+    p.test_chunk(&next, true, next.len() as u64);
+    assert_eq!(try_recv(&mut c).unwrap(), next);
+    assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
+}
