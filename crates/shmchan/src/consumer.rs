@@ -25,7 +25,8 @@ const DEADLINE_EVERY: u32 = 64;
 
 /// Where a received message goes.
 pub(crate) enum Sink<'a> {
-    /// Grown to the message (its allocation is reused).
+    /// Grown to the message as its bytes arrive (its allocation is
+    /// reused).
     Vec(&'a mut Vec<u8>),
     /// The caller's buffer; a longer message is `TooLarge` and stays queued.
     Slice(&'a mut [u8]),
@@ -45,18 +46,14 @@ pub(crate) enum Taken {
 }
 
 impl Sink<'_> {
-    /// A message of `total` bytes begins.
+    /// A message of `total` bytes begins. Nothing is allocated here: a
+    /// `Vec` grows in [`put`](Self::put) as the bytes arrive, never to a
+    /// length the sender only announced.
     fn begin(&mut self, total: u64) -> Result<(), Error> {
         match self {
             Sink::Vec(v) | Sink::Lend(v) => {
                 v.clear();
-                usize::try_from(total)
-                    .ok()
-                    .and_then(|n| v.try_reserve_exact(n).ok())
-                    .ok_or(Error::TooLarge {
-                        len: total,
-                        limit: isize::MAX as u64,
-                    })
+                Ok(())
             }
             Sink::Slice(s) if total > s.len() as u64 => Err(Error::TooLarge {
                 len: total,
@@ -68,12 +65,17 @@ impl Sink<'_> {
 
     /// Copies `len` bytes of a chunk at ring position `pos` to offset `at`
     /// of the message; `at + len` is within the `total` given to `begin`.
-    fn put(&mut self, ring: &Ring, pos: u64, at: u64, len: u64) {
+    /// False (nothing copied) when no memory could be had for the bytes.
+    #[must_use]
+    fn put(&mut self, ring: &Ring, pos: u64, at: u64, len: u64, total: u64) -> bool {
         match self {
             Sink::Vec(v) | Sink::Lend(v) => {
                 debug_assert_eq!(v.len() as u64, at);
+                if !grow(v, len, total) {
+                    return false;
+                }
                 let spare = v.spare_capacity_mut();
-                assert!(spare.len() as u64 >= len, "begin reserved the message");
+                assert!(spare.len() as u64 >= len, "grow made room for the chunk");
                 // SAFETY: `spare` has room for `len` bytes and is private
                 // memory; `set_len` covers exactly the bytes just written.
                 unsafe {
@@ -87,6 +89,7 @@ impl Sink<'_> {
                 unsafe { ring.read(pos, dst.as_mut_ptr(), len) }
             }
         }
+        true
     }
 
     /// The first `got` bytes of an interrupted message, kept for later.
@@ -98,18 +101,10 @@ impl Sink<'_> {
     }
 
     /// Puts back what [`suspend`](Self::suspend) kept.
-    /// `total` passed `begin` once already, so it fits in a `usize`.
-    fn resume(&mut self, total: u64, mut stash: Vec<u8>) -> Result<(), (Error, Vec<u8>)> {
+    fn resume(&mut self, total: u64, stash: Vec<u8>) -> Result<(), (Error, Vec<u8>)> {
         match self {
-            Sink::Vec(v) | Sink::Lend(v) => {
-                // A stash kept from a slice holds only what had arrived.
-                let more = total as usize - stash.len();
-                if stash.try_reserve_exact(more).is_err() {
-                    let limit = isize::MAX as u64;
-                    return Err((Error::TooLarge { len: total, limit }, stash));
-                }
-                **v = stash;
-            }
+            // The rest grows it as it arrives (`put`).
+            Sink::Vec(v) | Sink::Lend(v) => **v = stash,
             Sink::Slice(_) => {
                 if let Err(e) = self.begin(total) {
                     return Err((e, stash));
@@ -123,11 +118,40 @@ impl Sink<'_> {
     }
 }
 
+/// Makes room in `v` for `len` more bytes of a message of `total`. The
+/// allocation follows the bytes that have arrived (it doubles, up to
+/// `total`), never a length a sender only announced, and nothing is
+/// zero-filled: a hostile sender that announces gigabytes and sends a few
+/// bytes costs a few bytes. False when the allocator refuses.
+fn grow(v: &mut Vec<u8>, len: u64, total: u64) -> bool {
+    if (v.capacity() - v.len()) as u64 >= len {
+        return true;
+    }
+    // `need <= total <= isize::MAX`: checked when the message began.
+    let need = v.len() as u64 + len;
+    let want = need.max((v.capacity() as u64).saturating_mul(2)).min(total);
+    v.try_reserve_exact((want - v.len() as u64) as usize)
+        .is_ok()
+}
+
 /// A message that a timeout or a `try_recv` interrupted.
 struct Partial {
     total: u64,
     got: u64,
     stash: Vec<u8>,
+    /// Refused (see [`InFlight::discard`]): its stash is empty.
+    discard: bool,
+}
+
+/// The message under way.
+#[derive(Clone, Copy)]
+struct InFlight {
+    total: u64,
+    got: u64,
+    /// Refused with `TooLarge` (over the receiver's limit, or no memory
+    /// for it): its remaining chunks are dropped as they arrive, and the
+    /// receive goes on with the next message.
+    discard: bool,
 }
 
 /// A record as read from shared memory and checked.
@@ -159,6 +183,8 @@ pub(crate) struct Consumer {
     records: u64,
     /// Bytes of the record lent in place, not yet given back.
     lent: Option<u64>,
+    /// Longer messages are refused (`TooLarge`) and skipped.
+    max_message: u64,
 }
 
 impl Consumer {
@@ -181,7 +207,24 @@ impl Consumer {
             bell,
             records: 0,
             lent: None,
+            max_message: isize::MAX as u64,
         }
+    }
+
+    /// Messages longer than `bytes` are refused with `TooLarge` and
+    /// skipped, before anything is allocated for them.
+    pub(crate) fn set_max_message(&mut self, bytes: u64) {
+        self.max_message = bytes;
+    }
+
+    pub(crate) fn max_message(&self) -> u64 {
+        self.max_message
+    }
+
+    /// The owner found the peer dead (a poll's look at its lock): what it
+    /// published is still received, then `PeerGone`.
+    pub(crate) fn peer_died(&mut self) {
+        self.peer_gone = true;
     }
 
     /// The ring this side reads (for the bytes of a [`Taken::Lent`]).
@@ -299,28 +342,47 @@ impl Consumer {
         }
         let mut msg = None;
         if let Some(p) = self.partial.take() {
-            if let Err((e, stash)) = sink.resume(p.total, p.stash) {
-                self.partial = Some(Partial { stash, ..p });
-                return Err(e);
+            if !p.discard {
+                if let Err((e, stash)) = sink.resume(p.total, p.stash) {
+                    self.partial = Some(Partial { stash, ..p });
+                    return Err(e);
+                }
             }
-            msg = Some((p.total, p.got));
-        }
-        let result = self.take_message(sink, &mut msg, how, watch);
-        if let (Err(Error::Empty | Error::Timeout), Some((total, got))) = (&result, msg) {
-            self.partial = Some(Partial {
+            let (total, got, discard) = (p.total, p.got, p.discard);
+            msg = Some(InFlight {
                 total,
                 got,
-                stash: sink.suspend(got),
+                discard,
+            });
+        }
+        let result = self.take_message(sink, &mut msg, how, watch);
+        if let Some(InFlight {
+            total,
+            got,
+            discard,
+        }) = msg
+        {
+            // A refused message is dropped whatever stopped this call; one
+            // being received is kept for the next call if time ran out.
+            let stash = match (&result, discard) {
+                (_, true) => Some(Vec::new()),
+                (Err(Error::Empty | Error::Timeout), false) => Some(sink.suspend(got)),
+                _ => None,
+            };
+            self.partial = stash.map(|stash| Partial {
+                total,
+                got,
+                stash,
+                discard,
             });
         }
         result
     }
 
-    /// `msg` is `(total, got)` of the message under way.
     fn take_message(
         &mut self,
         sink: &mut Sink<'_>,
-        msg: &mut Option<(u64, u64)>,
+        msg: &mut Option<InFlight>,
         how: How,
         watch: &mut dyn Watch,
     ) -> Result<Taken, Error> {
@@ -336,6 +398,8 @@ impl Consumer {
                 self.idle(how, watch)?;
                 continue;
             };
+            // Returned once the record is consumed.
+            let mut refused = None;
             match rec.kind {
                 Kind::Pad => {}
                 Kind::Abort => *msg = None,
@@ -350,7 +414,8 @@ impl Consumer {
                         return Err(self.corrupt("a message longer than any buffer"));
                     }
                     let pos = rec.pos + RECORD_HEADER;
-                    if let Sink::Lend(_) = sink {
+                    let allowed = rec.total <= self.max_message;
+                    if let (Sink::Lend(_), true) = (&sink, allowed) {
                         // Checked as for a copy: the whole message is this
                         // record, within what the producer published.
                         let whole = rec.chunk == rec.total;
@@ -363,21 +428,41 @@ impl Consumer {
                             });
                         }
                     }
-                    // `TooLarge` leaves the record where it is.
-                    sink.begin(rec.total)?;
-                    sink.put(&self.ring, pos, 0, rec.chunk);
-                    *msg = Some((rec.total, rec.chunk));
+                    if allowed {
+                        // A buffer too short: `TooLarge`, and the record
+                        // stays where it is for a longer one.
+                        sink.begin(rec.total)?;
+                    }
+                    let (total, got) = (rec.total, rec.chunk);
+                    let kept = allowed && sink.put(&self.ring, pos, 0, got, total);
+                    if !kept {
+                        let limit = if allowed { 0 } else { self.max_message };
+                        refused = Some(Error::TooLarge { len: total, limit });
+                    }
+                    let discard = !kept;
+                    *msg = Some(InFlight {
+                        total,
+                        got,
+                        discard,
+                    });
                     self.records += 1;
                 }
                 Kind::Cont => {
-                    let Some((total, got)) = *msg else {
+                    let Some(m) = msg.as_mut() else {
                         return Err(self.corrupt("a continuation outside a message"));
                     };
-                    if rec.chunk > total - got {
+                    if rec.chunk > m.total - m.got {
                         return Err(self.corrupt("a message is longer than announced"));
                     }
-                    sink.put(&self.ring, rec.pos + RECORD_HEADER, got, rec.chunk);
-                    *msg = Some((total, got + rec.chunk));
+                    let pos = rec.pos + RECORD_HEADER;
+                    if !m.discard && !sink.put(&self.ring, pos, m.got, rec.chunk, m.total) {
+                        m.discard = true;
+                        refused = Some(Error::TooLarge {
+                            len: m.total,
+                            limit: m.got,
+                        });
+                    }
+                    m.got += rec.chunk;
                     self.records += 1;
                 }
             }
@@ -387,11 +472,16 @@ impl Consumer {
             if matches!(rec.kind, Kind::Msg | Kind::Cont) {
                 self.release();
             }
-            if let Some((total, got)) = *msg {
-                if got == total {
+            if let Some(m) = *msg {
+                if m.got == m.total {
                     *msg = None;
-                    return Ok(Taken::Copied(total));
+                    if !m.discard && refused.is_none() {
+                        return Ok(Taken::Copied(m.total));
+                    }
                 }
+            }
+            if let Some(e) = refused {
+                return Err(e);
             }
         }
     }
@@ -433,12 +523,6 @@ impl Consumer {
     /// The channel's doorbell, if it has one.
     pub(crate) fn bell(&self) -> Option<&Bell> {
         self.bell.as_ref()
-    }
-
-    /// The peer's end of the bell hung up with the channel still open: it
-    /// died. What it published is still received, then `PeerGone`.
-    pub(crate) fn peer_hung_up(&mut self) {
-        self.peer_gone = true;
     }
 
     /// Arms this side's bell (see `wait::arm`): `Ok(true)` when there is

@@ -1,4 +1,13 @@
 //! The errors of the channel, each naming the state it found.
+//!
+//! One [`Error`] for every call, rather than crossbeam-channel's error per
+//! call (`SendError`, `TryRecvError`, `RecvTimeoutError`): a channel over
+//! shared memory with a possibly hostile peer meets the same outcomes
+//! everywhere (`Corrupt`, `PeerGone`, `Io`, `TooLarge`), and a type per
+//! call would repeat them all. The calls that take a message by value
+//! give it back ([`TrySendError`], [`SendTimeoutError`]); the predicates
+//! ([`Error::is_disconnected`], [`Error::is_would_block`], ...) answer
+//! the questions crossbeam's split answers with types.
 
 use std::fmt;
 use std::io;
@@ -28,10 +37,11 @@ pub enum Error {
     Taken,
     /// A name that `shm_open` cannot take as one object.
     InvalidName(String),
-    /// `try_send`: not enough free space now (always the case for a message
-    /// larger than the capacity: use `send`).
+    /// `try_send`: not enough free space now. (A message that can never
+    /// fit whole is [`TooLarge`](Error::TooLarge) instead: use `send`.)
     Full,
-    /// `try_recv`: no whole message has arrived.
+    /// `try_recv`: no whole message has arrived (and the sender lives or
+    /// closed nothing yet).
     Empty,
     /// The time given to a `*_timeout` call passed.
     Timeout,
@@ -41,8 +51,16 @@ pub enum Error {
     /// The peer process died (its lock on the segment was released by the
     /// kernel), without closing its end.
     PeerGone,
-    /// A message does not fit: into the caller's buffer, into a loan, or into
-    /// memory.
+    /// A message does not fit. `len` is its length, `limit` what it had to
+    /// fit in:
+    /// - the caller's buffer (`recv_into`): the message stays queued for a
+    ///   longer buffer;
+    /// - the receiver's [`max_message`](crate::Receiver::max_message), or
+    ///   memory (`limit` is then the bytes that could be held): the
+    ///   message is skipped, the next receive returns the next one;
+    /// - a loan ([`max_loan`](crate::Sender::max_loan)) or a `try_send`
+    ///   ([`max_try_send`](crate::Sender::max_try_send)): it never fits
+    ///   that way; nothing was sent.
     TooLarge { len: u64, limit: u64 },
     /// The shared memory broke the protocol: an index, a length or a record
     /// that an honest peer never writes. The channel stays broken.
@@ -122,6 +140,30 @@ impl From<Error> for io::Error {
 }
 
 impl Error {
+    /// The peer is no longer there: it closed its end
+    /// ([`Closed`](Error::Closed)) or died ([`PeerGone`](Error::PeerGone)).
+    /// Every later call fails the same way.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Error::Closed | Error::PeerGone)
+    }
+
+    /// A call that does not wait found nothing to do now
+    /// ([`Full`](Error::Full), [`Empty`](Error::Empty)): try again later.
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, Error::Full | Error::Empty)
+    }
+
+    /// A `*_timeout` call ran out of time ([`Timeout`](Error::Timeout)).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout)
+    }
+
+    /// The peer broke the protocol ([`Corrupt`](Error::Corrupt)): the
+    /// channel stays broken.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, Error::Corrupt(_))
+    }
+
     fn into_io(self) -> io::Error {
         match self {
             Error::Io(e) => e,
@@ -136,7 +178,8 @@ impl Error {
 pub enum TrySendError<M> {
     /// Not enough free space now.
     Full(M),
-    /// The channel is closed, the peer is gone, or the memory is corrupt.
+    /// The channel is closed, the peer is gone, the memory is corrupt, or
+    /// the message can never fit whole ([`Error::TooLarge`]).
     Failed(Error, M),
 }
 
@@ -152,26 +195,56 @@ pub enum SendTimeoutError<M> {
 }
 
 impl<M> TrySendError<M> {
+    /// The message that was not sent.
     pub fn into_inner(self) -> M {
         match self {
             TrySendError::Full(m) | TrySendError::Failed(_, m) => m,
         }
     }
 
+    /// Whether the ring had no room now (try again later).
     pub fn is_full(&self) -> bool {
         matches!(self, TrySendError::Full(_))
+    }
+
+    /// Whether the receiver closed its end or died.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TrySendError::Failed(e, _) if e.is_disconnected())
+    }
+
+    /// The error without the message ([`Error::Full`] for `Full`).
+    pub fn into_error(self) -> Error {
+        match self {
+            TrySendError::Full(_) => Error::Full,
+            TrySendError::Failed(e, _) => e,
+        }
     }
 }
 
 impl<M> SendTimeoutError<M> {
+    /// The message that was not sent.
     pub fn into_inner(self) -> M {
         match self {
             SendTimeoutError::Timeout(m) | SendTimeoutError::Failed(_, m) => m,
         }
     }
 
+    /// Whether the time ran out before the message was in the ring.
     pub fn is_timeout(&self) -> bool {
         matches!(self, SendTimeoutError::Timeout(_))
+    }
+
+    /// Whether the receiver closed its end or died.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, SendTimeoutError::Failed(e, _) if e.is_disconnected())
+    }
+
+    /// The error without the message ([`Error::Timeout`] for `Timeout`).
+    pub fn into_error(self) -> Error {
+        match self {
+            SendTimeoutError::Timeout(_) => Error::Timeout,
+            SendTimeoutError::Failed(e, _) => e,
+        }
     }
 }
 
@@ -195,3 +268,27 @@ impl<M> fmt::Display for SendTimeoutError<M> {
 
 impl<M: fmt::Debug> std::error::Error for TrySendError<M> {}
 impl<M: fmt::Debug> std::error::Error for SendTimeoutError<M> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predicates_sort_the_outcomes() {
+        assert!(Error::Closed.is_disconnected() && Error::PeerGone.is_disconnected());
+        assert!(!Error::Timeout.is_disconnected() && !Error::Corrupt("x").is_disconnected());
+        assert!(Error::Full.is_would_block() && Error::Empty.is_would_block());
+        assert!(!Error::Timeout.is_would_block() && Error::Timeout.is_timeout());
+        assert!(Error::Corrupt("x").is_corrupt() && !Error::Closed.is_corrupt());
+        let full = TrySendError::Full(7);
+        assert!(full.is_full() && !full.is_disconnected());
+        assert!(matches!(full.into_error(), Error::Full));
+        let gone = TrySendError::Failed(Error::PeerGone, 7);
+        assert!(gone.is_disconnected() && gone.into_inner() == 7);
+        let late = SendTimeoutError::Timeout(8);
+        assert!(late.is_timeout() && !late.is_disconnected());
+        assert!(matches!(late.into_error(), Error::Timeout));
+        let closed = SendTimeoutError::Failed(Error::Closed, 8);
+        assert!(closed.is_disconnected() && closed.into_inner() == 8);
+    }
+}

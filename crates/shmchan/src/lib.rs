@@ -156,6 +156,11 @@
 //!   part. Then [`Error::PeerGone`].
 //! - A sender whose receiver died finds out when the ring is full (a check
 //!   per message would cost a system call).
+//! - Polls do too: a `try_recv` that finds no message, or a `try_send`
+//!   that finds no room, looks at the peer's lock (at most once per
+//!   [`PEER_CHECK`]; a poll that succeeds never does), and reports
+//!   [`Error::PeerGone`], the receiver once it has every message the
+//!   dead sender had fully sent.
 //! - Names: the opener removes the name from `/dev/shm` as soon as it is
 //!   attached, so nothing is left behind once both sides are attached,
 //!   however they die. A creator whose peer never came removes it on drop;
@@ -172,7 +177,10 @@
 //! When the peer is hostile (writes anything anywhere in the segment, at
 //! any time):
 //! - No call panics, reads or writes outside the mapping, or waits past
-//!   its timeout. Every shared index and length is read once into a local,
+//!   its timeout. A receiver allocates for a message only as its bytes
+//!   arrive, and refuses (`TooLarge`, once, then skips) one longer than
+//!   its [`max_message`](Options::max_message) (64 MiB by default), so a
+//!   sender announcing gigabytes costs it nothing. Every shared index and length is read once into a local,
 //!   checked with checked arithmetic, and never read again; payload is
 //!   copied out before anything looks at it. A value an honest peer never
 //!   writes makes the call fail with [`Error::Corrupt`], and the channel
@@ -247,7 +255,7 @@ pub use fdpass::{recv_fd, send_fd};
 #[cfg(not(loom))]
 pub use liveness::PEER_CHECK;
 #[cfg(not(loom))]
-pub use options::{DEFAULT_CAPACITY, Options};
+pub use options::{DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, Options};
 #[cfg(not(loom))]
 pub use ready::wait_any;
 #[cfg(not(loom))]

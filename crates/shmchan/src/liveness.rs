@@ -104,3 +104,25 @@ impl Watch for Watcher<'_> {
         Some(until_deadline.map_or(PEER_CHECK, |d| d.min(PEER_CHECK)))
     }
 }
+
+/// A poll's look at the peer's lock (`try_recv` finding nothing,
+/// `try_send` finding no room): at most one `F_OFD_GETLK` per
+/// [`PEER_CHECK`], rate-limited with `Instant::now()` (a vDSO call, not a
+/// system call); a poll that succeeds never looks.
+#[derive(Debug, Default)]
+pub(crate) struct PeerLook {
+    next: Option<Instant>,
+}
+
+impl PeerLook {
+    /// Whether the peer is known dead: asks the kernel if the last look
+    /// was at least [`PEER_CHECK`] ago, says `false` otherwise.
+    pub(crate) fn gone(&mut self, seg: &Segment) -> Result<bool, Error> {
+        let now = Instant::now();
+        if self.next.is_some_and(|at| now < at) {
+            return Ok(false);
+        }
+        self.next = now.checked_add(PEER_CHECK);
+        seg.peer_gone()
+    }
+}

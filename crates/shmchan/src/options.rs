@@ -12,6 +12,11 @@ use crate::wait::Wait;
 /// The capacity a channel gets unless told otherwise.
 pub const DEFAULT_CAPACITY: usize = 256 << 10;
 
+/// The longest message a receiver accepts unless told otherwise (64 MiB),
+/// or the ring's capacity if that is larger; see
+/// [`Options::max_message`].
+pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+
 /// Makes and joins channels.
 ///
 /// A channel is one shared-memory segment that holds a ring of
@@ -35,6 +40,8 @@ pub const DEFAULT_CAPACITY: usize = 256 << 10;
 pub struct Options {
     capacity: usize,
     wait: Wait,
+    /// `None`: the receiver's default.
+    max_message: Option<usize>,
 }
 
 impl Default for Options {
@@ -42,6 +49,7 @@ impl Default for Options {
         Options {
             capacity: DEFAULT_CAPACITY,
             wait: Wait::default(),
+            max_message: None,
         }
     }
 }
@@ -65,6 +73,33 @@ impl Options {
         self
     }
 
+    /// The longest message a receiver made with these options accepts
+    /// (receivers only; a sender sends any length). A longer message is
+    /// refused before anything is allocated for it: the receive fails with
+    /// [`Error::TooLarge`] once, the message is skipped as its chunks
+    /// arrive, and the next receive returns the next message (see
+    /// [`Receiver`](crate::Receiver#long-messages)).
+    ///
+    /// The limit is what stands between a hostile sender and this
+    /// process's memory: one that announces a message of gigabytes makes
+    /// a receive allocate as much as it then sends, up to this. The
+    /// default, [`DEFAULT_MAX_MESSAGE`] (64 MiB, or the ring's capacity if
+    /// larger), lets honest traffic of any usual size through; raise it
+    /// for larger messages from a peer you trust, lower it when a peer you
+    /// do not trust sends small ones. At most `isize::MAX`.
+    pub fn max_message(mut self, bytes: usize) -> Options {
+        self.max_message = Some(bytes);
+        self
+    }
+
+    /// Applies the options that a receiver takes after it is made.
+    fn receiver(&self, mut rx: Receiver) -> Receiver {
+        if let Some(bytes) = self.max_message {
+            rx.set_max_message(bytes);
+        }
+        rx
+    }
+
     /// Makes a channel under a new name of 128 random bits and returns its
     /// sending end; [`Sender::name`] tells the name to pass to the peer.
     pub fn create_sender(&self) -> Result<Sender, Error> {
@@ -75,7 +110,7 @@ impl Options {
     /// Makes a channel under a new name and returns its receiving end.
     pub fn create_receiver(&self) -> Result<Receiver, Error> {
         Segment::create_named(None, self.capacity, Role::Receiver)
-            .map(|s| Receiver::new(s, self.wait, None))
+            .map(|s| self.receiver(Receiver::new(s, self.wait, None)))
     }
 
     /// [`create_sender`](Self::create_sender) under `name` (`/` and up to
@@ -90,7 +125,7 @@ impl Options {
     /// [`create_receiver`](Self::create_receiver) under `name`.
     pub fn create_receiver_named(&self, name: &str) -> Result<Receiver, Error> {
         Segment::create_named(Some(name), self.capacity, Role::Receiver)
-            .map(|s| Receiver::new(s, self.wait, None))
+            .map(|s| self.receiver(Receiver::new(s, self.wait, None)))
     }
 
     /// Joins the channel called `name` as its sender (its creator made the
@@ -101,7 +136,8 @@ impl Options {
 
     /// Joins the channel called `name` as its receiver.
     pub fn open_receiver(&self, name: &str) -> Result<Receiver, Error> {
-        Segment::open_named(name, Role::Receiver).map(|s| Receiver::new(s, self.wait, None))
+        Segment::open_named(name, Role::Receiver)
+            .map(|s| self.receiver(Receiver::new(s, self.wait, None)))
     }
 
     /// Makes a channel without a name: a memfd sealed against resizing,
@@ -123,6 +159,7 @@ impl Options {
     /// Joins the channel behind `fd` as its receiver; see
     /// [`sender_from_fd`](Self::sender_from_fd).
     pub fn receiver_from_fd(&self, fd: OwnedFd) -> Result<Receiver, Error> {
-        Segment::from_fd(fd, Role::Receiver).map(|s| Receiver::new(s, self.wait, None))
+        Segment::from_fd(fd, Role::Receiver)
+            .map(|s| self.receiver(Receiver::new(s, self.wait, None)))
     }
 }

@@ -5,6 +5,8 @@
 //! shared memory is for the consumer and is never read back. The consumer's
 //! position is loaded once per look, checked, and cached.
 
+use std::ptr::NonNull;
+
 use crate::bell::Bell;
 use crate::error::Error;
 use crate::layout::{Kind, RECORD_HEADER, RecordHeader, Role, record_size};
@@ -83,6 +85,31 @@ impl Producer {
         self.ring.capacity() - RECORD_HEADER
     }
 
+    /// The longest message a `Try` send can ever send: its records (a
+    /// quarter of the ring of payload each, plus a header) fill an empty
+    /// ring exactly. Longer messages are `TooLarge` for `Try`; blocking
+    /// sends take any length, in rounds.
+    pub(crate) fn max_try_send(&self) -> u64 {
+        let (max, cap) = (self.max_chunk(), self.ring.capacity());
+        // Whole chunks while they fit, then the rest of the ring less a
+        // header (`cap` and record sizes are multiples of 16): for a ring
+        // of 4 KiB or more, the capacity less four headers.
+        let full = cap / record_size(max);
+        let rest = cap - full * record_size(max);
+        full * max + rest.saturating_sub(RECORD_HEADER)
+    }
+
+    /// Bytes in the ring for the records of a message of `len` bytes sent
+    /// in chunks of [`max_chunk`](Self::max_chunk).
+    pub(crate) fn records_size(&self, len: u64) -> u64 {
+        let max = self.max_chunk();
+        let chunks = len.div_ceil(max).max(1);
+        let last = len - (chunks - 1) * max;
+        (chunks - 1)
+            .saturating_mul(record_size(max))
+            .saturating_add(record_size(last))
+    }
+
     fn check(&self) -> Result<(), Error> {
         if let Some(what) = self.broken {
             return Err(Error::Corrupt(what));
@@ -154,7 +181,11 @@ impl Producer {
         };
         self.ring.write_header(self.tail, header.encode());
         if let Some(fill) = fill {
-            self.ring.fill(self.tail + RECORD_HEADER, chunk, fill);
+            // SAFETY: the record's bytes lie after our tail, unpublished,
+            // in room the consumer gave back (`wait_room`); no reference
+            // into them is alive: a `Loan` borrows the `Sender` mutably, so
+            // none exists while this runs, and `commit` passes no `fill`.
+            unsafe { self.ring.fill(self.tail + RECORD_HEADER, chunk, fill) };
         }
         self.tail += record_size(chunk);
     }
@@ -203,8 +234,19 @@ impl Producer {
         self.check()?;
         let max = self.max_chunk();
         if let How::Try = how {
-            let need = self.try_need(len);
-            if need > self.ring.capacity() || !self.has_room(need)? {
+            let limit = self.max_try_send();
+            if len > limit {
+                // It would never fit: `Full` would be a lie for ever.
+                return Err(Error::TooLarge { len, limit });
+            }
+            // The `Abort` of an earlier message goes first, on its own, so
+            // that it never makes a message that fits the ring not fit.
+            self.write_pending_abort(how, watch)?;
+            let records = self.records_size(len);
+            // A message of one record that would wrap gets a `Pad` first.
+            let wraps = len <= max && records > self.to_end();
+            let pad = if wraps { self.to_end() } else { 0 };
+            if !self.has_room(records + pad)? {
                 return Err(Error::Full);
             }
         }
@@ -240,16 +282,12 @@ impl Producer {
     /// records, an owed `Abort`, and a `Pad` if a one-record message would
     /// wrap. More than the capacity: it can never go at once.
     pub(crate) fn try_need(&self, len: u64) -> u64 {
-        let max = self.max_chunk();
-        let chunks = len.div_ceil(max).max(1);
-        let last = len - (chunks - 1) * max;
         let abort = if self.abort_pending { RECORD_HEADER } else { 0 };
+        let records = self.records_size(len);
         // A message of one record that would wrap gets a `Pad` first.
-        let wraps = chunks == 1 && record_size(last) > self.to_end();
+        let wraps = len <= self.max_chunk() && records > self.to_end();
         let pad = if wraps { self.to_end() } else { 0 };
-        (chunks - 1)
-            .saturating_mul(record_size(max))
-            .saturating_add(record_size(last) + abort + pad)
+        abort.saturating_add(records).saturating_add(pad)
     }
 
     /// Bytes from `tail` to the end of the data area.
@@ -295,11 +333,10 @@ impl Producer {
         Ok(self.tail + RECORD_HEADER)
     }
 
-    /// The bytes of a loan made by [`loan`](Self::loan). The caller (the
-    /// `Loan` guard, which borrows the producer mutably) keeps at most one
-    /// of these alive.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) fn loaned(&self, len: u64) -> &mut [u8] {
+    /// The bytes of a loan made by [`loan`](Self::loan), as a raw
+    /// pointer: the caller (the `Loan` guard, which borrows the producer
+    /// mutably) decides when a reference to them may be formed.
+    pub(crate) fn loaned(&self, len: u64) -> NonNull<[u8]> {
         self.ring.contiguous_mut(self.tail + RECORD_HEADER, len)
     }
 

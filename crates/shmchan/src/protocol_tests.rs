@@ -91,7 +91,7 @@ fn small_messages_keep_order_and_content_across_wraps() {
 }
 
 #[test]
-fn try_send_of_a_message_larger_than_the_ring_is_full() {
+fn try_send_of_a_message_that_can_never_fit_is_too_large() {
     let heap = HeapRing::new(256);
     let mut p = Producer::new(heap.ring());
     let err = send(
@@ -100,7 +100,29 @@ fn try_send_of_a_message_larger_than_the_ring_is_full() {
         How::Try,
         &mut Deadline::after(WATCHDOG_MS),
     );
-    assert!(matches!(err, Err(Error::Full)));
+    assert!(matches!(
+        err,
+        Err(Error::TooLarge {
+            len: 300,
+            limit: 192
+        })
+    ));
+}
+
+/// `max_try_send` is exactly the longest message whose records fit the
+/// ring.
+#[test]
+fn max_try_send_is_the_threshold() {
+    for cap in [256, 4096, 1 << 16, 1 << 20] {
+        let heap = HeapRing::new(cap);
+        let p = Producer::new(heap.ring());
+        let max = p.max_try_send();
+        assert!(p.records_size(max) <= cap as u64, "{cap}");
+        assert!(p.records_size(max + 1) > cap as u64, "{cap}");
+        if cap >= 4096 {
+            assert_eq!(max, cap as u64 - 64);
+        }
+    }
 }
 
 #[test]
@@ -135,7 +157,8 @@ fn loans_pad_to_the_end_instead_of_wrapping() {
             assert!(matches!(e, Error::Full), "{e}");
             assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
         }
-        p.loaned(len as u64).copy_from_slice(&msg);
+        // SAFETY: the loan's bytes, with no other reference to them.
+        unsafe { p.loaned(len as u64).as_mut() }.copy_from_slice(&msg);
         p.commit(len as u64);
         assert_eq!(try_recv(&mut c).unwrap(), msg);
     }
@@ -415,7 +438,8 @@ fn large_records_go_back_to_the_start_of_an_empty_ring() {
         // Large: each one reuses the bytes at the start.
         let len = 200 << 10;
         p.loan(len, How::Try, &mut w).unwrap();
-        p.loaned(len).copy_from_slice(&message(seq, len as usize));
+        // SAFETY: the loan's bytes, with no other reference to them.
+        unsafe { p.loaned(len).as_mut() }.copy_from_slice(&message(seq, len as usize));
         p.commit(len);
         let taken = c
             .take(&mut Sink::Lend(&mut stash), How::Try, &mut w)
@@ -441,4 +465,35 @@ fn large_records_go_back_to_the_start_of_an_empty_ring() {
         panic!("{taken:?}")
     };
     assert_ne!(pos % cap as u64, 16);
+}
+
+/// A message over the limit is refused once and skipped chunk by chunk,
+/// also when its chunks arrive across several calls (`Empty` between
+/// them); the next message then arrives whole.
+#[test]
+fn a_message_over_the_limit_is_refused_once_and_skipped() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    c.set_max_message(100);
+    let long = message(1, 300);
+    // Chunks of 60 bytes, published one at a time.
+    for (i, piece) in long.chunks(60).enumerate() {
+        p.test_chunk(piece, i == 0, long.len() as u64);
+        let got = try_recv(&mut c);
+        if i == 0 {
+            assert!(matches!(
+                got,
+                Err(Error::TooLarge {
+                    len: 300,
+                    limit: 100
+                })
+            ));
+        } else {
+            assert!(matches!(got, Err(Error::Empty)), "{got:?}");
+        }
+    }
+    let next = message(2, 100);
+    p.test_chunk(&next, true, next.len() as u64);
+    assert_eq!(try_recv(&mut c).unwrap(), next);
+    assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
 }

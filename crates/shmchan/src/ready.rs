@@ -63,7 +63,7 @@ impl Receiver {
             // The sender's end is closed. A sender that closed set the
             // flag first (the next receive says `Closed`); one that did
             // not died: its messages are still received, then `PeerGone`.
-            self.core.peer_hung_up();
+            self.core.peer_died();
         }
         self.core.arm()
     }
@@ -86,15 +86,14 @@ impl Sender {
     /// [`Error::TooLarge`]; a closed or dead receiver with
     /// [`Error::Closed`] or [`Error::PeerGone`].
     pub fn arm(&mut self, len: usize) -> Result<bool, Error> {
-        let need = self.core.try_need(len as u64);
-        let limit = self.capacity() as u64;
-        if need > limit {
+        let limit = self.core.max_try_send();
+        if len as u64 > limit {
             return Err(Error::TooLarge {
                 len: len as u64,
                 limit,
             });
         }
-        self.arm_room(need)
+        self.arm_room(self.core.try_need(len as u64))
     }
 
     /// Arms the bell to wait for `need` free bytes (see [`arm`](Self::arm)).

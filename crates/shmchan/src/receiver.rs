@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::bell::Bell;
 use crate::consumer::{Consumer, Sink, Taken};
 use crate::error::Error;
-use crate::liveness::Watcher;
+use crate::liveness::{PeerLook, Watcher};
+use crate::options::DEFAULT_MAX_MESSAGE;
 use crate::producer::How;
 use crate::segment::Segment;
 use crate::wait::Wait;
@@ -45,11 +46,25 @@ use crate::wait::Wait;
 /// That is the trust iceoryx2's subscribers place in their publishers.
 /// Use the in-place receives only with a sender you trust, or copy what
 /// you check before you use it.
+///
+/// # Long messages
+///
+/// A message longer than [`max_message`](Receiver::max_message) (set
+/// with [`Options::max_message`](crate::Options::max_message)) is refused
+/// by every receive, before anything is allocated for it: the call fails
+/// with [`Error::TooLarge`] once, the message's chunks are dropped as they
+/// arrive, and the next receive returns the next message. Within the
+/// limit, memory grows with the bytes that have arrived, never with the
+/// length a sender announced, so a sender that announces a huge message
+/// and sends nothing costs nothing, and a `*_timeout` receive still
+/// returns at its timeout.
 pub struct Receiver {
     pub(crate) core: Consumer,
     wait: Wait,
     /// Messages an in-place receive could not lend (see [`InPlace`]).
     stash: Vec<u8>,
+    /// When a poll that found nothing last asked whether the sender lives.
+    look: PeerLook,
     // Declared last: dropped after `core`, whose ring points into it.
     seg: Segment,
 }
@@ -60,10 +75,13 @@ unsafe impl Send for Receiver {}
 
 impl Receiver {
     pub(crate) fn new(seg: Segment, wait: Wait, bell: Option<Bell>) -> Receiver {
+        let mut core = Consumer::with_bell(seg.ring(), bell);
+        core.set_max_message(default_max_message(seg.capacity()));
         Receiver {
-            core: Consumer::with_bell(seg.ring(), bell),
+            core,
             wait,
             stash: Vec::new(),
+            look: PeerLook::default(),
             seg,
         }
     }
@@ -75,7 +93,48 @@ impl Receiver {
         timeout: Option<Duration>,
     ) -> Result<u64, Error> {
         let mut watch = Watcher::new(&self.seg, timeout);
-        self.core.recv(sink, how, &mut watch)
+        match self.core.recv(sink, how, &mut watch) {
+            // A poll found nothing: is the sender dead? Then once more, to
+            // deliver what it published before it died, then `PeerGone`.
+            Err(Error::Empty) if self.look.gone(&self.seg)? => {
+                self.core.peer_died();
+                self.core.recv(sink, how, &mut watch)
+            }
+            other => other,
+        }
+    }
+
+    /// The wait policy of this end (the typed ends').
+    #[cfg(feature = "typed")]
+    pub(crate) fn wait(&self) -> Wait {
+        self.wait
+    }
+
+    /// Receives the next message into `v` (the typed ends' buffer).
+    #[cfg(feature = "typed")]
+    pub(crate) fn take_into(
+        &mut self,
+        v: &mut Vec<u8>,
+        how: How,
+        timeout: Option<Duration>,
+    ) -> Result<usize, Error> {
+        self.take(&mut Sink::Vec(v), how, timeout)
+            .map(|n| n as usize)
+    }
+
+    /// The longest message this end accepts: longer ones are refused with
+    /// [`Error::TooLarge`] and skipped (see
+    /// [the type's docs](Receiver#long-messages)).
+    pub fn max_message(&self) -> usize {
+        self.core.max_message() as usize
+    }
+
+    /// Sets [`max_message`](Self::max_message) (as
+    /// [`Options::max_message`](crate::Options::max_message) does; at most
+    /// `isize::MAX`).
+    pub fn set_max_message(&mut self, bytes: usize) {
+        self.core
+            .set_max_message(bytes.min(isize::MAX as usize) as u64);
     }
 
     fn take_vec(&mut self, how: How, timeout: Option<Duration>) -> Result<Vec<u8>, Error> {
@@ -92,7 +151,10 @@ impl Receiver {
 
     /// Receives the next message if it has arrived whole; [`Error::Empty`]
     /// otherwise. Part of a long message taken in the meantime is kept for
-    /// the next call.
+    /// the next call. A poll that finds nothing also looks whether the
+    /// sender died (a system call, at most once per
+    /// [`PEER_CHECK`](crate::PEER_CHECK)): then, once every message it
+    /// sent has been received, [`Error::PeerGone`].
     pub fn try_recv(&mut self) -> Result<Vec<u8>, Error> {
         self.take_vec(How::Try, None)
     }
@@ -151,9 +213,15 @@ impl Receiver {
         timeout: Option<Duration>,
     ) -> Result<Option<NonNull<[u8]>>, Error> {
         let mut watch = Watcher::new(&self.seg, timeout);
-        let taken = self
-            .core
-            .take(&mut Sink::Lend(&mut self.stash), how, &mut watch)?;
+        let sink = &mut Sink::Lend(&mut self.stash);
+        let taken = match self.core.take(sink, how, &mut watch) {
+            // As in `take`: a poll that found nothing looks at the sender.
+            Err(Error::Empty) if self.look.gone(&self.seg)? => {
+                self.core.peer_died();
+                self.core.take(sink, how, &mut watch)?
+            }
+            other => other?,
+        };
         Ok(match taken {
             Taken::Lent { pos, len } => {
                 let bytes = self.core.ring().contiguous(pos, len);
@@ -212,6 +280,13 @@ impl Receiver {
     pub fn close(self) {}
 }
 
+/// The limit a receiver gets unless told otherwise:
+/// [`DEFAULT_MAX_MESSAGE`], or the ring's capacity if that is larger (a
+/// loan can fill the ring; an end that maps that much expects as much).
+fn default_max_message(capacity: u64) -> u64 {
+    capacity.max(DEFAULT_MAX_MESSAGE as u64)
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.core.close();
@@ -242,6 +317,17 @@ impl AsFd for Receiver {
 /// [`Receiver`] for what a sender that writes them after publishing can
 /// do. Forgetting the guard (`mem::forget`) is safe: the next receive
 /// hands the space back.
+///
+/// # Trusted and hostile-safe access
+///
+/// - [`Deref`] to `&[u8]` is the trusted mode (as iceoryx2's samples):
+///   Rust promises that the bytes behind a `&[u8]` do not change while it
+///   lives, and a sender that writes them breaks that promise.
+/// - [`copy_to`](Self::copy_to) and [`to_vec`](Self::to_vec) copy the
+///   message out with raw pointers and never form a reference to the
+///   shared bytes: a hostile sender can change what is copied (as with the
+///   copying receives, the copy is then what you check), but no promise
+///   this process relies on.
 pub struct InPlace<'a> {
     rx: &'a mut Receiver,
     /// The message in the ring; `None`: in `rx.stash`.
@@ -261,8 +347,68 @@ impl InPlace<'_> {
     pub fn in_place(&self) -> bool {
         self.bytes.is_some()
     }
+
+    /// Bytes in the message.
+    #[allow(clippy::len_without_is_empty)] // `is_empty` comes with `Deref`
+    pub fn len(&self) -> usize {
+        match self.bytes {
+            Some(bytes) => bytes.len(),
+            None => self.rx.stash.len(),
+        }
+    }
+
+    /// Copies the message to the start of `dst` and returns its length,
+    /// with a raw copy that forms no reference to the shared bytes
+    /// (hostile-safe: see [the type's docs](InPlace#trusted-and-hostile-safe-access)).
+    /// Fails with [`Error::TooLarge`] (nothing copied) if `dst` is
+    /// shorter than the message.
+    pub fn copy_to(&self, dst: &mut [u8]) -> Result<usize, Error> {
+        let len = self.len();
+        if dst.len() < len {
+            return Err(Error::TooLarge {
+                len: len as u64,
+                limit: dst.len() as u64,
+            });
+        }
+        self.copy_raw(dst.as_mut_ptr());
+        Ok(len)
+    }
+
+    /// The message copied into a new `Vec`, hostile-safe as
+    /// [`copy_to`](Self::copy_to).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let len = self.len();
+        let mut v = Vec::with_capacity(len);
+        self.copy_raw(v.as_mut_ptr());
+        // SAFETY: `copy_raw` initialised the first `len` bytes, within the
+        // capacity.
+        unsafe { v.set_len(len) };
+        v
+    }
+
+    /// Copies the message's `len()` bytes to `dst`, which has room for
+    /// them and is private memory.
+    fn copy_raw(&self, dst: *mut u8) {
+        match self.bytes {
+            // SAFETY: the source lies within the data area of our mapping,
+            // alive for our lifetime (see `deref`), and is read without a
+            // reference being formed: a sender writing it concurrently
+            // only changes the bytes copied, which the caller looks at in
+            // its private copy. `dst` has room for `len` bytes (callers)
+            // and is not in the mapping.
+            Some(bytes) => unsafe {
+                std::ptr::copy_nonoverlapping(bytes.cast::<u8>().as_ptr(), dst, bytes.len())
+            },
+            // SAFETY: the stash is this process's memory, `len` bytes
+            // long; `dst` has room for them and is distinct from it.
+            None => unsafe {
+                std::ptr::copy_nonoverlapping(self.rx.stash.as_ptr(), dst, self.rx.stash.len())
+            },
+        }
+    }
 }
 
+/// The trusted mode: see [`InPlace`].
 impl Deref for InPlace<'_> {
     type Target = [u8];
 

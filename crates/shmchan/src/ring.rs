@@ -103,34 +103,45 @@ impl Ring {
 
     /// Lends the `len` bytes at `pos` to `fill`, as one piece or two:
     /// `fill(offset, piece)` with the piece's offset from `pos`.
-    pub(crate) fn fill(&self, pos: u64, len: u64, fill: &mut dyn FnMut(usize, &mut [u8])) {
+    ///
+    /// # Safety
+    ///
+    /// The caller owns these bytes (they lie after its unpublished tail,
+    /// within the room the consumer gave back) and holds no other
+    /// reference into them for the call, and `fill` makes none: the pieces
+    /// are the only references to them while it runs. (A `Ring` is `Copy`,
+    /// so `&mut self` could not promise that.)
+    pub(crate) unsafe fn fill(&self, pos: u64, len: u64, fill: &mut dyn FnMut(usize, &mut [u8])) {
         let mut done = 0;
         for (off, len) in self.pieces(pos, len) {
             if len == 0 {
                 continue;
             }
-            fill(done, self.slice_mut(off, len));
+            // SAFETY: within the data area (`piece`); no other reference
+            // to these bytes exists during the call (our contract), and the
+            // piece lives no longer than it. What a hostile consumer writes
+            // there meanwhile only changes the bytes we send, never our
+            // control flow (we do not read them back); see `Loan` for the
+            // trust that handing out `&mut [u8]` into shared memory takes.
+            fill(done, unsafe { self.piece(off, len).as_mut() });
             done += len;
         }
     }
 
-    /// The `len` contiguous bytes at `pos`, which must not wrap.
-    pub(crate) fn contiguous_mut(&self, pos: u64, len: u64) -> &mut [u8] {
+    /// The `len` contiguous bytes at `pos`, which must not wrap: a raw
+    /// pointer, so that no two calls can make aliasing `&mut` (the caller
+    /// decides when a reference may be formed, see `Loan`).
+    pub(crate) fn contiguous_mut(&self, pos: u64, len: u64) -> NonNull<[u8]> {
         let [(off, first), _] = self.pieces(pos, len);
         assert_eq!(first as u64, len, "a loan never wraps");
-        self.slice_mut(off, first)
+        self.piece(off, first)
     }
 
-    #[allow(clippy::mut_from_ref)]
-    fn slice_mut(&self, off: usize, len: usize) -> &mut [u8] {
+    fn piece(&self, off: usize, len: usize) -> NonNull<[u8]> {
         debug_assert!(off + len <= self.cap as usize);
-        // SAFETY: within the data area (`pieces` keeps it there). The caller
-        // owns these bytes until it publishes them: an honest consumer does
-        // not touch them, and what a hostile one writes there concurrently
-        // can only change the bytes we send, never our control flow (we do
-        // not read them back). Each caller lends one piece at a time, so no
-        // two of these slices are alive together.
-        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr().add(off), len) }
+        // SAFETY: `off <= cap`: within the data area or one past its end.
+        let start = unsafe { self.data.add(off) };
+        NonNull::slice_from_raw_parts(start, len)
     }
 
     /// The `len` bytes at `pos` if they lie in one piece (they do not wrap
@@ -301,9 +312,12 @@ mod tests {
         unsafe { ring.read(48, out.as_mut_ptr(), 40) };
         assert_eq!(out, src);
         let mut pieces = Vec::new();
-        ring.fill(48 + 64, 40, &mut |off, piece| {
-            pieces.push((off, piece.len()))
-        });
+        // SAFETY: nothing else refers to the heap ring's bytes.
+        unsafe {
+            ring.fill(48 + 64, 40, &mut |off, piece| {
+                pieces.push((off, piece.len()))
+            })
+        };
         assert_eq!(pieces, [(0, 16), (16, 24)]);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::bell::Bell;
 use crate::error::{Error, SendTimeoutError, TrySendError};
-use crate::liveness::Watcher;
+use crate::liveness::{PeerLook, Watcher};
 use crate::producer::{How, Producer};
 use crate::segment::Segment;
 use crate::wait::Wait;
@@ -18,6 +18,9 @@ use crate::wait::Wait;
 pub struct Sender {
     pub(crate) core: Producer,
     wait: Wait,
+    /// When a poll that found no room last asked whether the receiver
+    /// lives.
+    look: PeerLook,
     // Declared last: dropped after `core`, whose ring points into it.
     seg: Segment,
 }
@@ -32,6 +35,7 @@ impl Sender {
         Sender {
             core: Producer::with_bell(seg.ring(), bell),
             wait,
+            look: PeerLook::default(),
             seg,
         }
     }
@@ -43,7 +47,11 @@ impl Sender {
         f: impl FnOnce(&mut Producer, How, &mut Watcher<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let mut watch = Watcher::new(&self.seg, timeout);
-        f(&mut self.core, how, &mut watch)
+        match f(&mut self.core, how, &mut watch) {
+            // A poll found no room: is the receiver dead?
+            Err(Error::Full) if self.look.gone(&self.seg)? => Err(Error::PeerGone),
+            other => other,
+        }
     }
 
     fn copy(&mut self, msg: &[u8], how: How, timeout: Option<Duration>) -> Result<(), Error> {
@@ -68,8 +76,15 @@ impl Sender {
     }
 
     /// Sends `msg` if all of it fits in the ring now; gives it back
-    /// otherwise. A message larger than the capacity never fits: use
-    /// [`send`](Self::send).
+    /// otherwise: [`TrySendError::Full`] when there is no room now.
+    ///
+    /// A message longer than [`max_try_send`](Self::max_try_send) (a little
+    /// less than the capacity) can never fit whole: it fails at once with
+    /// [`TrySendError::Failed`]`(`[`Error::TooLarge`]`, msg)`; send it with
+    /// [`send`](Self::send), which sends it in rounds. A poll that finds
+    /// no room also looks whether the receiver died (a system call, at most
+    /// once per [`PEER_CHECK`](crate::PEER_CHECK)): then
+    /// [`Error::PeerGone`].
     pub fn try_send<M: AsRef<[u8]>>(&mut self, msg: M) -> Result<(), TrySendError<M>> {
         match self.copy(msg.as_ref(), How::Try, None) {
             Ok(()) => Ok(()),
@@ -123,7 +138,9 @@ impl Sender {
     }
 
     /// Like [`loan`](Self::loan), but fails with [`Error::Full`] instead of
-    /// waiting.
+    /// waiting (or [`Error::PeerGone`], as [`try_send`](Self::try_send)
+    /// finds out). Longer than [`max_loan`](Self::max_loan):
+    /// [`Error::TooLarge`] at once.
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, Error> {
         self.run(How::Try, None, |core, how, watch| {
             core.loan(len as u64, how, watch)
@@ -139,6 +156,14 @@ impl Sender {
     /// The longest [`loan`](Self::loan).
     pub fn max_loan(&self) -> usize {
         self.core.max_loan() as usize
+    }
+
+    /// The longest message [`try_send`](Self::try_send) can send: its
+    /// chunks and their headers fill the empty ring (the capacity less 64
+    /// bytes). Longer ones are [`Error::TooLarge`] for `try_send`; `send`
+    /// and `send_timeout` take any length.
+    pub fn max_try_send(&self) -> usize {
+        self.core.max_try_send() as usize
     }
 
     /// The segment's name, if it was made or opened by name (it is removed
@@ -178,9 +203,24 @@ impl std::fmt::Debug for Sender {
 /// Bytes of the ring lent by [`Sender::loan`]: write the message here, in
 /// place, then [`commit`](Self::commit) it.
 ///
+/// # Trusted and hostile-safe access
+///
 /// The bytes are shared memory: the receiver cannot see them before the
-/// commit, but a hostile receiver could write them meanwhile; do not rely
-/// on reading back what you wrote.
+/// commit, but a hostile receiver could write them meanwhile. Two ways to
+/// write them:
+///
+/// - [`Deref`]/[`DerefMut`] to `[u8]` (`loan.fill(0)`,
+///   `loan.copy_from_slice(..)`, `&mut loan[..]` handed to an encoder):
+///   the trusted mode, as iceoryx2's loans. Rust promises that the bytes
+///   behind a `&mut [u8]` change only through it; a receiver that writes
+///   them while the reference lives breaks that promise (formally
+///   undefined behaviour, in practice what you read back may differ from
+///   what you wrote). Use it with a receiver you trust (your own process
+///   tree).
+/// - [`write_at`](Self::write_at): copies with raw pointers and never
+///   forms a reference to the shared bytes, so nothing a receiver does to
+///   them can break a promise this process relies on: the hostile-safe
+///   way. Do not read back what you wrote; keep your own copy.
 pub struct Loan<'a> {
     sender: &'a mut Sender,
     len: usize,
@@ -192,20 +232,61 @@ impl Loan<'_> {
     pub fn commit(self) {
         self.sender.core.commit(self.len as u64);
     }
+
+    /// Bytes in the loan (the length of the message it becomes).
+    #[allow(clippy::len_without_is_empty)] // `is_empty` comes with `Deref`
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Copies `src` into the loan at `offset`, with a raw copy that forms
+    /// no reference to the shared bytes (hostile-safe: see
+    /// [the type's docs](Loan#trusted-and-hostile-safe-access)). Fails
+    /// with [`Error::TooLarge`] (nothing written) if `offset + src.len()`
+    /// is beyond the loan.
+    #[inline]
+    pub fn write_at(&mut self, offset: usize, src: &[u8]) -> Result<(), Error> {
+        let end = offset.checked_add(src.len()).filter(|&end| end <= self.len);
+        if end.is_none() {
+            return Err(Error::TooLarge {
+                len: (offset as u64).saturating_add(src.len() as u64),
+                limit: self.len as u64,
+            });
+        }
+        let dst = self.sender.core.loaned(self.len as u64).cast::<u8>();
+        // SAFETY: `offset + src.len() <= len`: within the loan, which lies
+        // in our mapping (borrowed with the sender for our lifetime) and is
+        // ours until the commit. `src` is this process's memory, so the two
+        // do not overlap. No reference to the destination is formed, so a
+        // receiver writing it concurrently only changes what is sent.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr().add(offset), src.len());
+        }
+        Ok(())
+    }
 }
 
+/// The trusted mode: see [`Loan`].
 impl Deref for Loan<'_> {
     type Target = [u8];
 
     #[inline]
     fn deref(&self) -> &[u8] {
-        self.sender.core.loaned(self.len as u64)
+        // SAFETY: the loan lies in our mapping, which lives as long as the
+        // sender, borrowed mutably for our lifetime: no other `Loan`, and
+        // no `&mut` from `deref_mut` while this `&self` borrow lasts. Only
+        // the receiver could write the bytes meanwhile, which an honest one
+        // does not do before the commit (the trust this mode takes).
+        unsafe { self.sender.core.loaned(self.len as u64).as_ref() }
     }
 }
 
+/// The trusted mode: see [`Loan`].
 impl DerefMut for Loan<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
-        self.sender.core.loaned(self.len as u64)
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference
+        // this process holds to the bytes while it lives.
+        unsafe { self.sender.core.loaned(self.len as u64).as_mut() }
     }
 }

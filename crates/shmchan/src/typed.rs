@@ -10,7 +10,11 @@
 //! it into the ring; the receiver copies a message out of the ring into it
 //! (once, so that a hostile sender cannot change the bytes while they are
 //! decoded), then decodes from it. The buffer keeps the size of the
-//! largest message so far.
+//! largest message so far. The receiver's buffer grows with the bytes that
+//! arrive, never with a length the sender only announced, and a message
+//! longer than the byte receiver's
+//! [`max_message`](crate::Receiver::max_message) is refused
+//! (`Error::Channel(TooLarge)`, once) and skipped, as for the byte ends.
 //!
 //! A message that does not decode as a `T` (garbage, a truncated message,
 //! trailing bytes, a peer using another type) is [`Error::Decode`]; the
@@ -22,10 +26,12 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::producer::How;
 
 /// Why a typed call did not do what was asked.
 #[derive(Debug)]
@@ -106,7 +112,9 @@ impl<T: Serialize + ?Sized> Sender<T> {
     }
 
     /// Sends `value` if its message fits in the ring now;
-    /// `Error::Channel(shmchan::Error::Full)` otherwise.
+    /// `Error::Channel(shmchan::Error::Full)` otherwise, or
+    /// `Error::Channel(shmchan::Error::TooLarge { .. })` for a message that
+    /// can never fit whole (see [`crate::Sender::try_send`]).
     pub fn try_send(&mut self, value: &T) -> Result<(), Error> {
         self.encode(value)?;
         match self.tx.try_send(&self.buf[..]) {
@@ -156,7 +164,7 @@ impl<T: ?Sized> fmt::Debug for Sender<T> {
 /// The receiving end of a typed channel: receives `T` values.
 pub struct Receiver<T> {
     rx: crate::Receiver,
-    /// All of it is usable: `len` is the room, zeroed once when it grows.
+    /// The last message received; its allocation is reused.
     buf: Vec<u8>,
     _type: PhantomData<fn() -> T>,
 }
@@ -171,22 +179,9 @@ impl<T: DeserializeOwned> Receiver<T> {
         }
     }
 
-    /// Receives one message into the buffer with `take`, growing the buffer
-    /// once when the message is longer (it stays queued then), and decodes
-    /// it.
-    fn take(
-        &mut self,
-        mut take: impl FnMut(&mut crate::Receiver, &mut [u8]) -> Result<usize, crate::Error>,
-    ) -> Result<T, Error> {
-        let n = match take(&mut self.rx, &mut self.buf) {
-            Err(crate::Error::TooLarge { len, .. }) if len > self.buf.len() as u64 => {
-                self.grow(len)?;
-                // The same message: an honest peer's fits now. (Once only:
-                // a hostile peer could otherwise keep raising its length.)
-                take(&mut self.rx, &mut self.buf)?
-            }
-            other => other?,
-        };
+    /// Receives one message into the buffer and decodes it.
+    fn take(&mut self, how: How, timeout: Option<Duration>) -> Result<T, Error> {
+        let n = self.rx.take_into(&mut self.buf, how, timeout)?;
         let (value, rest) =
             postcard::take_from_bytes::<T>(&self.buf[..n]).map_err(Error::Decode)?;
         if !rest.is_empty() {
@@ -196,43 +191,22 @@ impl<T: DeserializeOwned> Receiver<T> {
         Ok(value)
     }
 
-    /// Makes the buffer `len` bytes long, or fails as the byte receiver
-    /// does for a message that does not fit in memory.
-    fn grow(&mut self, len: u64) -> Result<(), Error> {
-        let more = usize::try_from(len).ok().map(|n| n - self.buf.len());
-        match more.map(|more| self.buf.try_reserve_exact(more)) {
-            Some(Ok(())) => {
-                self.buf.resize(len as usize, 0);
-                Ok(())
-            }
-            _ => Err(Error::Channel(crate::Error::TooLarge {
-                len,
-                limit: isize::MAX as u64,
-            })),
-        }
-    }
-
     /// Receives the next value, waiting as long as it takes: see
     /// [`crate::Receiver::recv`].
     pub fn recv(&mut self) -> Result<T, Error> {
-        self.take(|rx, buf| rx.recv_into(buf))
+        self.take(How::Wait(self.rx.wait()), None)
     }
 
     /// Receives the next value if its message has arrived whole;
     /// `Error::Channel(shmchan::Error::Empty)` otherwise.
     pub fn try_recv(&mut self) -> Result<T, Error> {
-        self.take(|rx, buf| rx.try_recv_into(buf))
+        self.take(How::Try, None)
     }
 
     /// Like [`recv`](Self::recv), but gives up with
     /// `Error::Channel(shmchan::Error::Timeout)` after `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, Error> {
-        let deadline = Instant::now().checked_add(timeout);
-        self.take(|rx, buf| {
-            // A retry after growing the buffer gets only the time left.
-            let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
-            rx.recv_into_timeout(buf, left)
-        })
+        self.take(How::Wait(self.rx.wait()), Some(timeout))
     }
 }
 

@@ -9,7 +9,7 @@ use common::{
     signal, spawn,
 };
 use rustix::process::Signal;
-use shmchan::{Error, Options, SendTimeoutError, Wait};
+use shmchan::{Error, Options, SendTimeoutError, TrySendError, Wait};
 
 /// The sender child: numbered messages for ever (a tenth longer than the
 /// ring, so that a kill often lands in the middle of one).
@@ -192,4 +192,118 @@ fn stopped_sender_times_out_then_killed_is_gone() {
         }
     }
     reap(&mut child);
+}
+
+/// Whether process `pid` is stopped (state `T` in `/proc/PID/stat`).
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command name, which is in parentheses.
+    stat.rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+/// Messages the poll tests' sender sends before it stops itself.
+const POLLED: u64 = 20;
+
+/// A sender killed after it sent `POLLED` messages: a receiver that only
+/// polls (`try_recv`, `try_recv_in_place`) gets every one of them, then
+/// `PeerGone`, not `Empty` for ever.
+#[test]
+fn killed_sender_is_seen_by_a_polling_receiver() {
+    if child_role().is_some() {
+        let mut tx = Options::new()
+            .open_sender(&child_env("SHMCHAN_NAME"))
+            .unwrap();
+        for seq in 0..POLLED {
+            tx.send(&message(seq, 40)).unwrap();
+        }
+        // Stop here, holding the end: the parent kills us when it sees it.
+        rustix::process::kill_process(rustix::process::getpid(), Signal::STOP).unwrap();
+        std::thread::sleep(WATCHDOG);
+        return;
+    }
+    for in_place in [false, true] {
+        let mut rx = Options::new().capacity(4096).create_receiver().unwrap();
+        let name = rx.name().unwrap().to_owned();
+        let mut child = spawn(
+            "killed_sender_is_seen_by_a_polling_receiver",
+            "sender",
+            &[("SHMCHAN_NAME", &name)],
+            None,
+        );
+        let end = std::time::Instant::now() + WATCHDOG;
+        while !stopped(child.id()) {
+            assert!(std::time::Instant::now() < end, "watchdog: never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        signal(&child, Signal::KILL);
+        assert!(!reap(&mut child).success());
+        let mut seq = 0;
+        let last = loop {
+            let got = match in_place {
+                false => rx.try_recv(),
+                true => rx.try_recv_in_place().map(|m| m.to_vec()),
+            };
+            match got {
+                Ok(got) => {
+                    check_message(&got, seq, 40);
+                    seq += 1;
+                }
+                Err(Error::Empty) => {
+                    assert!(std::time::Instant::now() < end, "watchdog: Empty for ever");
+                    std::thread::yield_now();
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(last, Error::PeerGone), "{last}");
+        assert_eq!(seq, POLLED, "every message sent arrives first");
+        assert!(matches!(rx.try_recv(), Err(Error::PeerGone)));
+    }
+}
+
+/// A receiver that never reads, killed: a sender that only polls
+/// (`try_send`, `try_loan`) gets `PeerGone`, not `Full` for ever.
+#[test]
+fn killed_receiver_is_seen_by_a_polling_sender() {
+    if child_role().is_some() {
+        let rx = Options::new()
+            .open_receiver(&child_env("SHMCHAN_NAME"))
+            .unwrap();
+        std::thread::sleep(WATCHDOG);
+        drop(rx);
+        return;
+    }
+    for loan in [false, true] {
+        let mut tx = Options::new().capacity(4096).create_sender().unwrap();
+        let name = tx.name().unwrap().to_owned();
+        let mut child = spawn(
+            "killed_receiver_is_seen_by_a_polling_sender",
+            "receiver",
+            &[("SHMCHAN_NAME", &name)],
+            None,
+        );
+        wait_until_attached(&name);
+        signal(&child, Signal::KILL);
+        assert!(!reap(&mut child).success());
+        let end = std::time::Instant::now() + WATCHDOG;
+        let last = loop {
+            let sent = match loan {
+                false => tx.try_send(&[7u8; 100][..]).map_err(|e| match e {
+                    TrySendError::Full(_) => Error::Full,
+                    TrySendError::Failed(e, _) => e,
+                }),
+                true => tx.try_loan(100).map(|l| l.commit()),
+            };
+            match sent {
+                Ok(()) => {}
+                Err(Error::Full) => {
+                    assert!(std::time::Instant::now() < end, "watchdog: Full for ever");
+                    std::thread::yield_now();
+                }
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(last, Error::PeerGone), "{last}");
+    }
 }

@@ -107,3 +107,68 @@ fn the_receiver_cannot_write_the_data_area() {
 fn libc_sigsegv() -> i32 {
     rustix::process::Signal::SEGV.as_raw()
 }
+
+/// The hostile-safe accessors between two processes: the child writes
+/// each message into a loan with `Loan::write_at`, in pieces, and never
+/// derefs it; the parent copies each one out with `InPlace::copy_to` or
+/// `InPlace::to_vec`, lent or not. Out-of-range calls are `TooLarge` and
+/// change nothing.
+#[test]
+fn hostile_safe_loans_and_copies() {
+    const SENT: u64 = 500;
+    if child_role().is_some() {
+        let sock = stdin_socket();
+        let opts = Options::new().wait(Wait::Adaptive { spin: 100 });
+        let mut tx = opts
+            .sender_from_fd(shmchan::recv_fd(&sock).unwrap())
+            .unwrap();
+        for seq in 0..SENT {
+            let msg = message(seq, length(seq) % tx.max_loan());
+            let mut loan = tx.loan(msg.len()).unwrap();
+            assert_eq!(loan.len(), msg.len());
+            let beyond = loan.write_at(msg.len() - 7, &msg[..8]);
+            assert!(matches!(beyond, Err(Error::TooLarge { .. })), "{beyond:?}");
+            assert!(loan.write_at(usize::MAX, &[1]).is_err());
+            // Back to front, in uneven pieces.
+            let cut = msg.len() / 3;
+            loan.write_at(cut, &msg[cut..]).unwrap();
+            loan.write_at(0, &msg[..cut]).unwrap();
+            loan.commit();
+        }
+        // Longer than the ring: received by copy, not in place.
+        tx.send(&message(SENT, 10_000)).unwrap();
+        return;
+    }
+    let opts = Options::new().capacity(4096);
+    let fd = opts.create_anonymous().unwrap();
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    shmchan::send_fd(&ours, &fd).unwrap();
+    let mut rx = opts.receiver_from_fd(fd).unwrap();
+    let mut child = spawn(
+        "hostile_safe_loans_and_copies",
+        "sender",
+        &[],
+        Some(theirs.into()),
+    );
+    let mut buf = vec![0u8; 16 << 10];
+    for seq in 0..=SENT {
+        let len = if seq == SENT {
+            10_000
+        } else {
+            length(seq) % 4080
+        };
+        let got = rx.recv_in_place_timeout(WATCHDOG).unwrap();
+        assert_eq!(got.in_place(), seq < SENT);
+        assert_eq!(got.len(), len.max(8));
+        let short = got.copy_to(&mut buf[..got.len() - 1]);
+        assert!(matches!(short, Err(Error::TooLarge { .. })), "{short:?}");
+        if seq % 2 == 0 {
+            let n = got.copy_to(&mut buf).unwrap();
+            check_message(&buf[..n], seq, len);
+        } else {
+            check_message(&got.to_vec(), seq, len);
+        }
+    }
+    drop(rx);
+    assert!(reap(&mut child).success());
+}

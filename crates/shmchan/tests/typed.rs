@@ -71,7 +71,7 @@ fn typed_stream_between_processes() {
                     match tx.try_send(&r) {
                         Ok(()) => break,
                         // Longer than the ring: it never fits at once.
-                        Err(typed::Error::Channel(shmchan::Error::Full)) if r.data.len() > 1000 => {
+                        Err(typed::Error::Channel(shmchan::Error::TooLarge { .. })) => {
                             break tx.send(&r).unwrap();
                         }
                         Err(typed::Error::Channel(shmchan::Error::Full)) => {
