@@ -219,7 +219,13 @@ mod sync;
 mod wait;
 
 #[cfg(not(loom))]
+mod connection;
+#[cfg(not(loom))]
 mod fdpass;
+#[cfg(not(loom))]
+mod handshake;
+#[cfg(not(loom))]
+mod listener;
 #[cfg(not(loom))]
 mod liveness;
 #[cfg(not(loom))]
@@ -240,7 +246,13 @@ pub use layout::{HEADER_SIZE, MAX_CAPACITY, MIN_CAPACITY};
 pub use wait::Wait;
 
 #[cfg(not(loom))]
+pub use connection::{Connection, connect, connect_abstract};
+#[cfg(not(loom))]
 pub use fdpass::{recv_fd, send_fd};
+#[cfg(not(loom))]
+pub use handshake::{Credentials, HANDSHAKE_TIMEOUT};
+#[cfg(not(loom))]
+pub use listener::{Incoming, Listener};
 #[cfg(not(loom))]
 pub use liveness::PEER_CHECK;
 #[cfg(not(loom))]
@@ -248,7 +260,7 @@ pub use options::{DEFAULT_CAPACITY, Options};
 #[cfg(not(loom))]
 pub use receiver::{InPlace, Receiver};
 #[cfg(not(loom))]
-pub use segment::NAME_PREFIX;
+pub use segment::{NAME_PREFIX, remove};
 #[cfg(not(loom))]
 pub use sender::{Loan, Sender};
 
