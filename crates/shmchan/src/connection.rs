@@ -319,9 +319,6 @@ fn unexpected(wanted: &str, got: Got) -> Error {
     Error::Handshake(match got {
         Got::Closed => format!("the peer closed the connection before {wanted}"),
         Got::Garbage(why) => format!("instead of {wanted}: {why}"),
-        Got::Message(m, fds) => format!(
-            "{m:?} with {} descriptors instead of {wanted}",
-            fds.len()
-        ),
+        Got::Message(m, fds) => format!("{m:?} with {} descriptors instead of {wanted}", fds.len()),
     })
 }

@@ -151,7 +151,10 @@ impl Listener {
             Ok(_) => {
                 return Err(Error::Io(io::Error::new(
                     io::ErrorKind::AlreadyExists,
-                    format!("{} exists and is not a socket (not removed)", path.display()),
+                    format!(
+                        "{} exists and is not a socket (not removed)",
+                        path.display()
+                    ),
                 )));
             }
             Err(Errno::NOENT) => {}
@@ -373,11 +376,13 @@ pub(crate) fn new_socket() -> Result<OwnedFd, Error> {
 /// The socket file's mode under `terms`.
 fn socket_mode(terms: &Terms) -> u32 {
     let me = rustix::process::geteuid().as_raw();
-    terms.socket_mode.unwrap_or(if terms.allowed.iter().all(|&u| u == me) {
-        OWNER_ONLY
-    } else {
-        ANYONE_CONNECTS
-    })
+    terms
+        .socket_mode
+        .unwrap_or(if terms.allowed.iter().all(|&u| u == me) {
+            OWNER_ONLY
+        } else {
+            ANYONE_CONNECTS
+        })
 }
 
 fn bind_error(e: Errno, what: impl std::fmt::Display) -> Error {
