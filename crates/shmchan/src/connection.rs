@@ -146,8 +146,15 @@ pub(crate) fn dial(addr: &SocketAddrUnix, what: &str, terms: &Terms) -> Result<C
         deadline: wire_deadline,
         timeout: terms.timeout,
     };
-    wire.send(Message::Hello, &[])?;
-    let (caps, fds) = match wire.recv(false)? {
+    // A listener that refuses us may have closed before our hello went
+    // (EPIPE): its refusal is still there to read, and says more.
+    let hello = wire.send(Message::Hello, &[]);
+    let got = match (wire.recv(false), hello) {
+        (Ok(got @ Got::Message(Message::Refuse { .. }, _)), _) => got,
+        (_, Err(e)) => return Err(e),
+        (got, Ok(())) => got?,
+    };
+    let (caps, fds) = match got {
         Got::Message(
             Message::Welcome {
                 to_client,
