@@ -284,6 +284,7 @@ impl Wire<'_> {
         let mut buf = [0u8; LONGEST + 1];
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(WELCOME_FDS))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut reset = false;
         let msg = loop {
             set_socket_timeout(self.sock, Timeout::Recv, Some(self.left()?))?;
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -291,6 +292,10 @@ impl Wire<'_> {
                 Ok(msg) => break msg,
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) => return Err(self.timed_out()),
+                // A peer that closed with our message unread makes the
+                // kernel report ECONNRESET once, before what the peer sent
+                // (a refusal, say), which is still there to read.
+                Err(Errno::CONNRESET) if !reset => reset = true,
                 Err(Errno::CONNRESET) => return Ok(Got::Closed),
                 Err(e) => return Err(e.into()),
             }

@@ -724,13 +724,26 @@ fn echo_listener(addr: &str) {
     let listener = bind(&Options::new().capacity(SMALL_RING), addr).unwrap();
     say_ready();
     for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
-        let (mut tx, mut rx) = conn.into_split();
-        while let Ok(msg) = rx.recv() {
-            if tx.send(&msg).is_err() {
-                break;
+        let conn = match conn {
+            Ok(conn) => conn,
+            // A client killed in the handshake: the next one.
+            Err(e) => {
+                eprintln!("echo-listener: {e}");
+                continue;
             }
-        }
+        };
+        let (mut tx, mut rx) = conn.into_split();
+        let mut echoed = 0u64;
+        let end = loop {
+            match rx.recv() {
+                Ok(msg) => match tx.send(&msg) {
+                    Ok(()) => echoed += 1,
+                    Err(e) => break e,
+                },
+                Err(e) => break e,
+            }
+        };
+        eprintln!("echo-listener: {end} after {echoed} echoes");
     }
 }
 
@@ -738,6 +751,9 @@ fn echo_listener(addr: &str) {
 /// A victim (`check: false`) echoes for ever and exits quietly when its
 /// listener goes; a checker (`true`) must connect and do a few rounds.
 fn echo_client(addr: &str, check: bool) {
+    if !check {
+        say_ready(); // about to connect
+    }
     let mut conn = match connect(&Options::new(), addr) {
         Ok(conn) => conn,
         Err(e) if !check => return eprintln!("victim: {e}"),
@@ -809,8 +825,11 @@ fn listeners_and_clients_killed_at_random_moments() {
         pids.push(server.pid());
         let mut client = Peer::spawn(TEST, "echo-client", &env);
         pids.push(client.pid());
-        // Up to 30 ms: from before the connect to well into the traffic.
-        std::thread::sleep(Duration::from_micros(noise.below(30_000)));
+        client.ready();
+        // From the client's connect: half the rounds within the first
+        // 1.5 ms (the handshake), the others up to 30 ms (the traffic).
+        let within = if noise.below(2) == 0 { 1_500 } else { 30_000 };
+        std::thread::sleep(Duration::from_micros(noise.below(within)));
         let victim = noise.below(3);
         if victim != 1 {
             client.kill();
