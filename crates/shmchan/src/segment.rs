@@ -391,6 +391,11 @@ pub fn remove(name: &str) -> Result<(), Error> {
         // A creator killed while it set the segment up: ours if the magic
         // was written (Relaxed: nobody writes it any more).
         Err(Error::NotInitialised) if map.header().magic.load(Relaxed) == MAGIC => {}
+        Err(Error::NotInitialised) => {
+            return Err(Error::BadLayout(
+                "not a shmchan segment (wrong magic)".into(),
+            ));
+        }
         Err(e) => return Err(e),
     }
     drop(map);
