@@ -4,7 +4,6 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::time::Instant;
 
 use rustix::fs::FileType;
 use rustix::io::Errno;
@@ -110,10 +109,10 @@ pub fn connect_abstract(name: impl AsRef<[u8]>) -> Result<Connection, Error> {
 /// The connecting side: `connect(2)`, the listener's credentials, Hello,
 /// Welcome, attach, Ready. `what` names the address in errors.
 pub(crate) fn dial(addr: &SocketAddrUnix, what: &str, terms: &Terms) -> Result<Connection, Error> {
-    let wire_deadline = Instant::now() + terms.timeout;
     let sock = new_socket()?;
+    let wire = Wire::new(sock.as_fd(), terms.timeout);
     // A listener whose queue is full makes `connect` block: bounded too.
-    set_socket_timeout(&sock, Timeout::Send, Some(terms.timeout))?;
+    set_socket_timeout(&sock, Timeout::Send, wire.left()?)?;
     loop {
         match rustix::net::connect(&sock, addr) {
             Ok(()) | Err(Errno::ISCONN) => break,
@@ -141,11 +140,6 @@ pub(crate) fn dial(addr: &SocketAddrUnix, what: &str, terms: &Terms) -> Result<C
             peer.uid, peer.pid
         )));
     }
-    let wire = Wire {
-        sock: sock.as_fd(),
-        deadline: wire_deadline,
-        timeout: terms.timeout,
-    };
     // A listener that refuses us may have closed before our hello went
     // (EPIPE): its refusal is still there to read, and says more.
     let hello = wire.send(Message::Hello, &[]);
@@ -245,11 +239,7 @@ fn check_bell(fd: &OwnedFd) -> Result<(), Error> {
 /// The accepting side, on a socket `accept` returned: the client's
 /// credentials, Hello, the two channels and their bells, Welcome, Ready.
 pub(crate) fn serve(sock: OwnedFd, terms: &Terms) -> Result<Connection, Error> {
-    let wire = Wire {
-        sock: sock.as_fd(),
-        deadline: Instant::now() + terms.timeout,
-        timeout: terms.timeout,
-    };
+    let wire = Wire::new(sock.as_fd(), terms.timeout);
     let peer = peer_credentials(&sock)?;
     if !terms.admits(peer.uid) {
         wire.refuse(Reason::Uid);

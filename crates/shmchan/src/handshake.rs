@@ -203,9 +203,11 @@ impl Message {
 
 /// A socket during its handshake, with the handshake's deadline.
 pub(crate) struct Wire<'a> {
-    pub(crate) sock: BorrowedFd<'a>,
-    pub(crate) deadline: Instant,
-    pub(crate) timeout: Duration,
+    sock: BorrowedFd<'a>,
+    /// `None`: a timeout too long to be a time (`Duration::MAX`), which
+    /// waits for ever.
+    deadline: Option<Instant>,
+    timeout: Duration,
 }
 
 /// What came: a message, or why none did.
@@ -217,15 +219,27 @@ pub(crate) enum Got {
     Garbage(String),
 }
 
-impl Wire<'_> {
+impl<'a> Wire<'a> {
+    /// The handshake on `sock` starts now and may take `timeout`.
+    pub(crate) fn new(sock: BorrowedFd<'a>, timeout: Duration) -> Wire<'a> {
+        Wire {
+            sock,
+            deadline: Instant::now().checked_add(timeout),
+            timeout,
+        }
+    }
+
     /// What is left of the deadline, at least a millisecond (a zero
-    /// `SO_RCVTIMEO` would mean no timeout at all).
-    fn left(&self) -> Result<Duration, Error> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+    /// `SO_RCVTIMEO` would mean no timeout at all); `None`: no deadline.
+    pub(crate) fn left(&self) -> Result<Option<Duration>, Error> {
+        let Some(deadline) = self.deadline else {
+            return Ok(None);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(self.timed_out());
         }
-        Ok(left.max(Duration::from_millis(1)))
+        Ok(Some(left.max(Duration::from_millis(1))))
     }
 
     fn timed_out(&self) -> Error {
@@ -238,7 +252,7 @@ impl Wire<'_> {
     /// `sendmsg(sock, msg, SCM_RIGHTS fds, MSG_NOSIGNAL)` before the
     /// deadline.
     pub(crate) fn send(&self, msg: Message, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
-        set_socket_timeout(self.sock, Timeout::Send, Some(self.left()?))?;
+        set_socket_timeout(self.sock, Timeout::Send, self.left()?)?;
         let (bytes, len) = msg.encode();
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(WELCOME_FDS))];
         let mut control = SendAncillaryBuffer::new(&mut space);
@@ -286,7 +300,7 @@ impl Wire<'_> {
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut reset = false;
         let msg = loop {
-            set_socket_timeout(self.sock, Timeout::Recv, Some(self.left()?))?;
+            set_socket_timeout(self.sock, Timeout::Recv, self.left()?)?;
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg(self.sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
                 Ok(msg) => break msg,

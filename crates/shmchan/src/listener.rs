@@ -389,3 +389,28 @@ fn bind_error(e: Errno, what: impl std::fmt::Display) -> Error {
     let e = io::Error::from(e);
     Error::Io(io::Error::new(e.kind(), format!("binding {what}: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `accept` from several threads at once needs a `Sync` listener.
+    #[test]
+    fn a_listener_is_shared_by_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Listener>();
+    }
+
+    #[test]
+    fn the_socket_mode_follows_the_admitted_uids() {
+        let me = rustix::process::geteuid().as_raw();
+        let mut terms = Options::new().terms();
+        assert_eq!(socket_mode(&terms), OWNER_ONLY);
+        terms.allowed.push(me);
+        assert_eq!(socket_mode(&terms), OWNER_ONLY);
+        terms.allowed.push(me.wrapping_add(1));
+        assert_eq!(socket_mode(&terms), ANYONE_CONNECTS);
+        terms.socket_mode = Some(0o660);
+        assert_eq!(socket_mode(&terms), 0o660);
+    }
+}

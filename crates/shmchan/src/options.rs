@@ -181,7 +181,8 @@ impl Options {
     /// How long a rendezvous handshake may take in all, on either side
     /// (default [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT)): a peer
     /// that is silent or slow for longer gets [`Error::Handshake`]. For a
-    /// client, the time includes the wait in the listener's queue.
+    /// client, the time includes the wait in the listener's queue. Zero
+    /// fails every handshake; `Duration::MAX` waits for ever.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Options {
         self.rendezvous.timeout = timeout;
         self
@@ -197,7 +198,7 @@ impl Options {
         self
     }
 
-    fn terms(&self) -> Terms {
+    pub(crate) fn terms(&self) -> Terms {
         Terms {
             capacity: self.capacity,
             wait: self.wait,
