@@ -69,11 +69,12 @@ const ANYONE_CONNECTS: u32 = 0o666;
 /// # Accepting
 ///
 /// [`accept`](Self::accept) takes the next client and runs the handshake
-/// with it inline, bounded by the handshake timeout ([`Options::
-/// handshake_timeout`], [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT) by
-/// default): a client that connects and says nothing, or says garbage,
-/// costs that `accept` at most the timeout and makes it return
-/// [`Error::Handshake`]; the next `accept` serves the next client. Inline
+/// with it inline, bounded by the handshake timeout
+/// ([`Options::handshake_timeout`];
+/// [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT) by default): a client
+/// that connects and says nothing, or says garbage, costs that `accept`
+/// at most the timeout and makes it return [`Error::Handshake`]; the next
+/// `accept` serves the next client. Inline
 /// keeps the listener one plain blocking call; a server that must not wait
 /// on a slow client can call `accept` from several threads at once (it
 /// takes `&self`): each client then holds up one thread only. The
