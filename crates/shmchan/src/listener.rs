@@ -402,6 +402,18 @@ mod tests {
         shared::<Listener>();
     }
 
+    /// For a poll loop: no client waiting is `WouldBlock`, not a wait.
+    #[test]
+    fn a_nonblocking_listener_does_not_wait() {
+        let name = format!("shmchan-unit-nonblocking-{}", std::process::id());
+        let listener = Listener::bind_abstract(name).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        match listener.accept() {
+            Err(Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn the_socket_mode_follows_the_admitted_uids() {
         let me = rustix::process::geteuid().as_raw();

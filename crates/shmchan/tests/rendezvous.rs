@@ -177,6 +177,35 @@ fn a_killed_listeners_path_is_reclaimed() {
     assert_eq!(dir.entries(), Vec::<String>::new());
 }
 
+/// What is at a path and not a listener's is left alone: a regular file
+/// (the bind fails, the file stays), a symbolic link planted as the lock
+/// file, a lock file of another owner.
+#[test]
+fn what_is_not_a_listeners_is_left_alone() {
+    let dir = TempDir::new("planted");
+    let path = dir.join("s.sock");
+    std::fs::write(&path, b"precious").unwrap();
+    match Listener::bind(&path) {
+        Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    std::fs::remove_file(&path).unwrap();
+    let lock = dir.join("s.sock.lock");
+    std::os::unix::fs::symlink("/dev/null", &lock).unwrap();
+    let err = Listener::bind(&path).unwrap_err();
+    assert!(matches!(err, Error::Untrusted(_)), "{err}");
+    std::fs::remove_file(&lock).unwrap();
+    if rustix::process::geteuid().is_root() {
+        std::fs::write(&lock, b"").unwrap();
+        std::os::unix::fs::chown(&lock, Some(65534), Some(65534)).unwrap();
+        let err = Listener::bind(&path).unwrap_err();
+        assert!(matches!(err, Error::Untrusted(_)), "{err}");
+        std::fs::remove_file(&lock).unwrap();
+    }
+    assert_eq!(dir.entries(), Vec::<String>::new(), "nothing made");
+}
+
 /// An abstract name: a second bind while its listener lives fails with
 /// `AddrInUse`; the name goes with the killed process.
 #[test]
