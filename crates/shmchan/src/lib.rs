@@ -220,7 +220,11 @@
 //! - Joining: names have 128 random bits, objects are created with
 //!   `O_CREAT | O_EXCL` and mode 0600 (set with `fchmod`), an opener
 //!   refuses objects of another user, open to others, symbolic links, or
-//!   passed descriptors that are not read-write and sealed.
+//!   passed descriptors that are not read-write and sealed. Through a
+//!   [`Listener`], each side checks the other's uid as the kernel reports
+//!   it (`SO_PEERCRED`; the same user only, unless
+//!   [`Options::allow_uid`]), and the memfds must belong to the
+//!   listener's uid.
 //!
 //! # Tests
 //!
