@@ -28,6 +28,15 @@ fn plant(name: &str, size: u64, mode: u32) -> OwnedFd {
     fd
 }
 
+/// Unlinks a planted name on drop, also when a check panicked first.
+struct Unlink(String);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = rustix::shm::unlink(self.0.as_str());
+    }
+}
+
 /// Writes `value` at byte `at` of the object behind `fd`.
 fn poke(fd: impl AsFd, at: usize, value: &[u8]) {
     let len = at + value.len();
@@ -74,6 +83,7 @@ fn a_killed_creators_name_is_removed() {
         .read_line(&mut name)
         .expect("watchdog: the creator never told its name");
     let name = name.trim_end().to_owned();
+    let _unlink = Unlink(name.clone());
     assert!(in_dev_shm(&name));
     assert!(matches!(shmchan::remove(&name), Err(Error::InUse)));
     assert!(in_dev_shm(&name), "a live creator's name stays");
@@ -102,6 +112,7 @@ fn a_held_channel_is_in_use() {
 fn what_is_not_a_stale_channel_is_refused() {
     // Not a shmchan segment.
     let n = name("foreign");
+    let _unlink = Unlink(n.clone());
     let fd = plant(&n, 8192, 0o600);
     poke(&fd, 0, b"not ours");
     let err = shmchan::remove(&n).unwrap_err();
@@ -119,9 +130,9 @@ fn what_is_not_a_stale_channel_is_refused() {
     let err = shmchan::remove(&n).unwrap_err();
     assert!(matches!(err, Error::Untrusted(_)), "{err}");
     assert!(in_dev_shm(&n), "refused objects stay");
-    rustix::shm::unlink(n.as_str()).unwrap();
     // A symbolic link.
     let n = name("symlink");
+    let _unlink = Unlink(n.clone());
     let path = format!("/dev/shm{n}");
     std::os::unix::fs::symlink("/dev/null", &path).unwrap();
     let err = shmchan::remove(&n).unwrap_err();
@@ -148,6 +159,7 @@ fn a_valid_segment_nobody_holds_is_removed() {
     let tx = Options::new().create_sender().unwrap();
     let made = tx.name().unwrap().to_owned();
     let n = name("linked");
+    let _unlink = Unlink(n.clone());
     std::fs::hard_link(format!("/dev/shm{made}"), format!("/dev/shm{n}")).unwrap();
     assert!(matches!(shmchan::remove(&n), Err(Error::InUse)));
     drop(tx);
