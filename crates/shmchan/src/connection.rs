@@ -17,6 +17,7 @@ use crate::handshake::{
 };
 use crate::layout::Role;
 use crate::listener::new_socket;
+use crate::liveness;
 use crate::options::Options;
 use crate::receiver::Receiver;
 use crate::segment::Segment;
@@ -292,6 +293,15 @@ pub(crate) fn serve(sock: OwnedFd, terms: &Terms) -> Result<Connection, Error> {
             ));
         }
         other => return Err(unexpected("ready", other)),
+    }
+    // Ready means attached: its locks say so (else its death would go
+    // unnoticed on our side, as a peer's that never attached).
+    let attached = liveness::role_held(tx_seg.fd(), Role::Receiver)?
+        && liveness::role_held(rx_seg.fd(), Role::Sender)?;
+    if !attached {
+        return Err(Error::Handshake(
+            "the client said it was ready but holds no end of the channels".into(),
+        ));
     }
     Ok(Connection {
         tx: Sender::new(tx_seg, terms.wait, Some(Bell { fd: tx_bell })),

@@ -33,7 +33,7 @@ fn play(role: &str) {
         return;
     }
     match role {
-        "junk-client" | "silent-client" | "version-client" | "closing-client" => {
+        "junk-client" | "silent-client" | "version-client" | "closing-client" | "liar-client" => {
             raw_client(role, &addr)
         }
         "hostile-listener" => hostile_listener(&addr),
@@ -66,6 +66,16 @@ fn raw_client(role: &str, addr: &str) {
     };
     match role {
         "junk-client" => send(b"GET / HTTP/1.0\r\n\r\n"),
+        "liar-client" => {
+            // A hello, then "ready" without attaching anything.
+            let mut hello = b"shmchRDV".to_vec();
+            hello.extend(1u32.to_le_bytes());
+            let mut ready = hello.clone();
+            hello.extend(1u32.to_le_bytes());
+            ready.extend(3u32.to_le_bytes());
+            send(&hello);
+            send(&ready);
+        }
         "version-client" => {
             // A hello of protocol version 99: magic, version, kind 1.
             let mut hello = b"shmchRDV".to_vec();
@@ -94,10 +104,11 @@ fn raw_client(role: &str, addr: &str) {
     }
 }
 
-/// Clients that send garbage, another version, nothing at all, or close
-/// at once: each makes one `accept` fail with `Handshake` (the silent one
-/// after the handshake timeout; the other version is told why), and the
-/// good client queued behind it is served by the next `accept`.
+/// Clients that send garbage, another version, nothing at all, close at
+/// once, or say "ready" without attaching: each makes one `accept` fail
+/// with `Handshake` (the silent one after the handshake timeout; the other
+/// version is told why), and the good client queued behind it is served
+/// by the next `accept`.
 #[test]
 fn hostile_clients_fail_one_accept_each() {
     const TEST: &str = "hostile_clients_fail_one_accept_each";
@@ -115,6 +126,7 @@ fn hostile_clients_fail_one_accept_each() {
         ("version-client", "version 99"),
         ("closing-client", "closed"),
         ("silent-client", "within"),
+        ("liar-client", "holds no end"),
     ] {
         let mut bad = Peer::spawn(TEST, role, &[("SHMCHAN_ADDR", &addr)]);
         bad.ready(); // connected: first in the queue
@@ -132,7 +144,7 @@ fn hostile_clients_fail_one_accept_each() {
         assert_eq!(conn.peer().pid, good.pid());
         listener_exchange(&mut conn);
         assert!(reap(&mut good.child).success(), "{role}: the good client");
-        if role == "junk-client" || role == "silent-client" {
+        if matches!(role, "junk-client" | "silent-client" | "liar-client") {
             bad.kill();
         } else {
             assert!(reap(&mut bad.child).success(), "{role}: its own checks");
