@@ -67,6 +67,16 @@ pub enum Error {
     Corrupt(&'static str),
     /// A system call failed.
     Io(io::Error),
+    /// The peer on a rendezvous socket did not complete the handshake
+    /// ([`Listener::accept`](crate::Listener::accept),
+    /// [`connect`](crate::connect)): it sent something that is not the
+    /// protocol (garbage, another protocol version, the wrong
+    /// descriptors), said nothing within the handshake timeout, or closed
+    /// the socket half-way. Says which.
+    Handshake(String),
+    /// [`remove`](crate::remove): a live process holds the channel (one
+    /// of its ends is attached), so the name is not stale.
+    InUse,
 }
 
 impl fmt::Display for Error {
@@ -94,6 +104,8 @@ impl fmt::Display for Error {
             }
             Error::Corrupt(what) => write!(f, "the shared memory is corrupt: {what}"),
             Error::Io(e) => write!(f, "{e}"),
+            Error::Handshake(what) => write!(f, "rendezvous handshake failed: {what}"),
+            Error::InUse => write!(f, "a live process holds the channel"),
         }
     }
 }
@@ -134,6 +146,8 @@ impl From<Error> for io::Error {
             Error::VersionMismatch { .. } | Error::BadLayout(_) | Error::Corrupt(_) => {
                 K::InvalidData
             }
+            Error::Handshake(_) => K::ConnectionAborted,
+            Error::InUse => K::ResourceBusy,
         };
         io::Error::new(kind, e)
     }

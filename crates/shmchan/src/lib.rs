@@ -70,6 +70,35 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # A rendezvous: channels the way sockets make connections
+//!
+//! A server [`Listener::bind`]s a Unix socket path (or
+//! [`Listener::bind_abstract`] a name) and [`accept`](Listener::accept)s;
+//! any number of clients [`connect`], each getting a [`Connection`]: a
+//! fresh duplex pair of sealed anonymous channels, with the peer's
+//! [`Credentials`] as the kernel reports them. Only the same user is
+//! admitted unless [`Options::allow_uid`] says otherwise (on either side).
+//! A restarted client connects again; a killed server's path is reclaimed
+//! by the next bind. See `examples/rendezvous_server.rs` and
+//! `examples/rendezvous_client.rs`.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), shmchan::Error> {
+//! // The server process:
+//! let listener = shmchan::Listener::bind("/run/user/1000/echo.sock")?;
+//! for conn in listener.incoming() {
+//!     let (mut tx, mut rx) = conn?.into_split();
+//!     while let Ok(msg) = rx.recv() {
+//!         tx.send(&msg)?;
+//!     }
+//! }
+//! // A client process:
+//! let mut conn = shmchan::connect("/run/user/1000/echo.sock")?;
+//! conn.sender().send(b"hello")?;
+//! assert_eq!(conn.receiver().recv()?, b"hello");
+//! # Ok(()) }
+//! ```
+//!
 //! # Receiving in place
 //!
 //! [`Receiver::recv_in_place`] copies nothing: the [`InPlace`] guard
@@ -166,7 +195,9 @@
 //!   however they die. A creator whose peer never came removes it on drop;
 //!   only a creator killed before any peer attached leaves its name. Made-up
 //!   names are `/shmchan-<creator pid>-<32 hex>`, so such a leftover can be
-//!   told apart and its creator checked (`ipclab ls`, `ipclab clean`).
+//!   told apart and its creator checked (`ipclab ls`, `ipclab clean`),
+//!   and [`remove`]d once no process holds it. Channels made through a
+//!   [`Listener`] have no names at all.
 //! - A peer that dies before it attached is not noticed: blocked calls wait
 //!   until their timeout.
 //! - The lock lives on the end's own open file description, which `exec`
@@ -197,7 +228,11 @@
 //! - Joining: names have 128 random bits, objects are created with
 //!   `O_CREAT | O_EXCL` and mode 0600 (set with `fchmod`), an opener
 //!   refuses objects of another user, open to others, symbolic links, or
-//!   passed descriptors that are not read-write and sealed.
+//!   passed descriptors that are not read-write and sealed. Through a
+//!   [`Listener`], each side checks the other's uid as the kernel reports
+//!   it (`SO_PEERCRED`; the same user only, unless
+//!   [`Options::allow_uid`]), and the memfds must belong to the
+//!   listener's uid.
 //!
 //! # Tests
 //!
@@ -226,7 +261,13 @@ mod sync;
 mod wait;
 
 #[cfg(not(loom))]
+mod connection;
+#[cfg(not(loom))]
 mod fdpass;
+#[cfg(not(loom))]
+mod handshake;
+#[cfg(not(loom))]
+mod listener;
 #[cfg(not(loom))]
 mod liveness;
 #[cfg(not(loom))]
@@ -251,7 +292,13 @@ pub use layout::{HEADER_SIZE, MAX_CAPACITY, MIN_CAPACITY};
 pub use wait::Wait;
 
 #[cfg(not(loom))]
+pub use connection::{Connection, connect, connect_abstract};
+#[cfg(not(loom))]
 pub use fdpass::{recv_fd, send_fd};
+#[cfg(not(loom))]
+pub use handshake::{Credentials, HANDSHAKE_TIMEOUT};
+#[cfg(not(loom))]
+pub use listener::{Incoming, Listener};
 #[cfg(not(loom))]
 pub use liveness::PEER_CHECK;
 #[cfg(not(loom))]
@@ -261,7 +308,7 @@ pub use ready::wait_any;
 #[cfg(not(loom))]
 pub use receiver::{InPlace, Receiver};
 #[cfg(not(loom))]
-pub use segment::NAME_PREFIX;
+pub use segment::{NAME_PREFIX, remove};
 #[cfg(not(loom))]
 pub use sender::{Loan, Sender};
 

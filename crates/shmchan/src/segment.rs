@@ -138,8 +138,10 @@ impl Segment {
 
     /// Initialises the new object behind `fd` and takes `role` in it.
     fn set_up(fd: OwnedFd, capacity: usize, role: Role) -> Result<Segment, Error> {
-        let map = initialise(fd.as_fd(), capacity)?;
+        // Locked before anything else: `remove` takes an object nobody
+        // holds for a stale one, which one being set up is not.
         liveness::lock_role(fd.as_fd(), role)?;
+        let map = initialise(fd.as_fd(), capacity)?;
         protect(&map, role, capacity as u64)?;
         let seg = Segment {
             map,
@@ -168,7 +170,7 @@ impl Segment {
             Err(Errno::LOOP) => return Err(Error::Untrusted("the name is a symbolic link".into())),
             Err(e) => return Err(e.into()),
         };
-        let mut seg = Self::attach(fd, role)?;
+        let mut seg = Self::attach(fd, role, rustix::process::geteuid().as_raw())?;
         // Attached first, so that the creator can tell our death from our
         // absence; if we die before the unlink, the creator's drop unlinks.
         seg.mark_attached();
@@ -189,37 +191,36 @@ impl Segment {
     /// description of our own (for our lock), and closed: keeping the
     /// peer's would keep the peer's lock alive after its death.
     pub(crate) fn from_fd(fd: OwnedFd, role: Role) -> Result<Segment, Error> {
-        use rustix::fs::{fcntl_get_seals, fcntl_getfl};
-        if fcntl_getfl(&fd)? & OFlags::RWMODE != OFlags::RDWR {
-            return Err(Error::Untrusted(
-                "the descriptor is not open read-write".into(),
-            ));
-        }
-        let need = SealFlags::SHRINK | SealFlags::GROW;
-        match fcntl_get_seals(&fd) {
-            Ok(seals) if seals.contains(need) => {}
-            Ok(_) | Err(Errno::INVAL) => {
-                return Err(Error::Untrusted(
-                    "the object is not sealed against resizing".into(),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        check_passed(fd.as_fd())?;
         let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
         let own = rustix::fs::open(path.as_str(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
         drop(fd);
-        let seg = Self::attach(own, role)?;
+        let seg = Self::attach(own, role, rustix::process::geteuid().as_raw())?;
+        seg.mark_attached();
+        Ok(seg)
+    }
+
+    /// Takes `role` in the segment behind `fd`, an open file description
+    /// that the sender made for us alone and no longer holds (the
+    /// rendezvous handshake passes such), owned by `owner` (the uid the
+    /// socket's `SO_PEERCRED` reported). The same checks as
+    /// [`from_fd`](Self::from_fd), but no reopening: `/proc/self/fd/N`
+    /// of another user's 0600 memfd cannot be opened, and needs not be,
+    /// since nobody else holds this open file description to keep our
+    /// lock alive after our death.
+    pub(crate) fn adopt_fd(fd: OwnedFd, role: Role, owner: u32) -> Result<Segment, Error> {
+        check_passed(fd.as_fd())?;
+        let seg = Self::attach(fd, role, owner)?;
         seg.mark_attached();
         Ok(seg)
     }
 
     /// Checks and maps an existing object and takes `role`'s lock.
-    fn attach(fd: OwnedFd, role: Role) -> Result<Segment, Error> {
+    fn attach(fd: OwnedFd, role: Role, owner: u32) -> Result<Segment, Error> {
         let st = rustix::fs::fstat(&fd)?;
-        let uid = rustix::process::geteuid().as_raw();
-        if st.st_uid != uid {
+        if st.st_uid != owner {
             return Err(Error::Untrusted(format!(
-                "owned by uid {}, not {uid}",
+                "owned by uid {}, not {owner}",
                 st.st_uid
             )));
         }
@@ -321,6 +322,110 @@ impl Drop for Segment {
                 let _ = rustix::shm::unlink(name.as_str());
             }
         }
+    }
+}
+
+/// `shm_unlink(name)` of a stale channel: one whose creator was killed
+/// before any peer attached (the only case in which a name outlives both
+/// sides; see the crate's Guarantees), so that the name can be made again.
+///
+/// Removes the name only if the object is a shmchan segment
+/// ([`Error::BadLayout`] or [`Error::VersionMismatch`] otherwise), owned by
+/// our effective uid and closed to others ([`Error::Untrusted`]), and if no
+/// live process holds either end of it ([`Error::InUse`]: asked of the
+/// kernel through the ends' OFD locks, not guessed from a pid). An object
+/// of size 0 is a channel being made right now ([`Error::NotInitialised`]).
+/// A missing name is [`Error::DoesNotExist`].
+///
+/// ```
+/// # fn main() -> Result<(), shmchan::Error> {
+/// let tx = shmchan::Options::new().create_sender()?;
+/// let name = tx.name().unwrap().to_owned();
+/// // While its creator lives, the name is not stale.
+/// assert!(matches!(shmchan::remove(&name), Err(shmchan::Error::InUse)));
+/// # drop(tx);
+/// # Ok(()) }
+/// ```
+pub fn remove(name: &str) -> Result<(), Error> {
+    check_name(name)?;
+    let path = format!("/dev/shm{name}");
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(path.as_str(), flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(Error::DoesNotExist),
+        Err(Errno::LOOP) => return Err(Error::Untrusted("the name is a symbolic link".into())),
+        Err(e) => return Err(e.into()),
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    let uid = rustix::process::geteuid().as_raw();
+    if st.st_uid != uid {
+        return Err(Error::Untrusted(format!(
+            "owned by uid {}, not {uid}",
+            st.st_uid
+        )));
+    }
+    if st.st_mode & 0o077 != 0 {
+        return Err(Error::Untrusted(format!(
+            "mode {:o} lets others in",
+            st.st_mode & 0o777
+        )));
+    }
+    // Each end holds its byte from before it sets anything up (`set_up`,
+    // `attach`) until its process closes it or dies.
+    if liveness::role_held(fd.as_fd(), Role::Sender)?
+        || liveness::role_held(fd.as_fd(), Role::Receiver)?
+    {
+        return Err(Error::InUse);
+    }
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    if size == 0 {
+        // Between `shm_open` and the creator's lock, or a stranger's.
+        return Err(Error::NotInitialised);
+    }
+    if size < segment_size(MIN_CAPACITY) as u64 || size > segment_size(MAX_CAPACITY) as u64 {
+        return Err(Error::BadLayout(format!("a size of {size} bytes")));
+    }
+    let map = Mapping::new(fd.as_fd(), size as usize)?;
+    match validate(map.header(), size) {
+        Ok(_) => {}
+        // A creator killed while it set the segment up: ours if the magic
+        // was written (Relaxed: nobody writes it any more).
+        Err(Error::NotInitialised) if map.header().magic.load(Relaxed) == MAGIC => {}
+        Err(Error::NotInitialised) => {
+            return Err(Error::BadLayout(
+                "not a shmchan segment (wrong magic)".into(),
+            ));
+        }
+        Err(e) => return Err(e),
+    }
+    drop(map);
+    // Only while the name still leads to what we checked.
+    if !names_us(name, fd.as_fd()) {
+        return Err(Error::DoesNotExist);
+    }
+    match rustix::shm::unlink(name) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOENT) => Err(Error::DoesNotExist),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A passed descriptor must be open read-write (we map it so) and sealed
+/// against resizing (else its holder can shrink it under our mapping).
+fn check_passed(fd: BorrowedFd<'_>) -> Result<(), Error> {
+    use rustix::fs::{fcntl_get_seals, fcntl_getfl};
+    if fcntl_getfl(fd)? & OFlags::RWMODE != OFlags::RDWR {
+        return Err(Error::Untrusted(
+            "the descriptor is not open read-write".into(),
+        ));
+    }
+    let need = SealFlags::SHRINK | SealFlags::GROW;
+    match fcntl_get_seals(fd) {
+        Ok(seals) if seals.contains(need) => Ok(()),
+        Ok(_) | Err(Errno::INVAL) => Err(Error::Untrusted(
+            "the object is not sealed against resizing".into(),
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 
