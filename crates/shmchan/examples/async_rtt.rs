@@ -88,7 +88,7 @@ fn echo(way: Way, name: &str) -> Result<(), Error> {
 /// One run of `n` round trips; the round trips in nanoseconds.
 fn measure(way: Way, n: usize) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
     let mut b = [0u8; 8];
-    getrandom::fill(&mut b)?;
+    getrandom::fill(&mut b).map_err(|e| e.to_string())?;
     let name = format!("shmchan-async-rtt-{:016x}", u64::from_le_bytes(b));
     let listener = way.options().bind_abstract(&name)?;
     let mut child = Command::new(std::env::current_exe()?)

@@ -82,25 +82,28 @@ fn tokio_ends_echo_every_message_between_processes() {
             AsyncSender::new(tx).unwrap(),
             AsyncReceiver::new(rx).unwrap(),
         );
-        // A window of messages in flight, so that both sides also find
-        // their rings full and wait for room.
-        const AHEAD: u64 = 8;
-        let mut buf = vec![0u8; 32 << 10];
-        for seq in 0..MESSAGES + AHEAD {
-            if seq < MESSAGES {
+        // Sending and receiving as two concurrent futures on one thread:
+        // each side finds its ring full or empty in turn and must be woken
+        // by the other's bell.
+        let sending = async {
+            for seq in 0..MESSAGES {
                 watched(tx.send(&message(seq, length(seq)))).await.unwrap();
             }
-            if seq >= AHEAD {
-                let back = seq - AHEAD;
-                if back % 2 == 0 {
+            tx
+        };
+        let receiving = async {
+            let mut buf = vec![0u8; 32 << 10];
+            for seq in 0..MESSAGES {
+                if seq % 2 == 0 {
                     let got = watched(rx.recv()).await.unwrap();
-                    check_message(&got, back, length(back));
+                    check_message(&got, seq, length(seq));
                 } else {
                     let n = watched(rx.recv_into(&mut buf)).await.unwrap();
-                    check_message(&buf[..n], back, length(back));
+                    check_message(&buf[..n], seq, length(seq));
                 }
             }
-        }
+        };
+        let (tx, ()) = tokio::join!(sending, receiving);
         drop(tx); // closes: the child's recv is Closed, and it exits
         assert!(matches!(watched(rx.recv()).await, Err(Error::Closed)));
     });
