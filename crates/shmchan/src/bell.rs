@@ -11,13 +11,48 @@
 //! reports hang-up, which makes the same descriptor the kernel's death
 //! notice.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags};
 
 /// One side's end of the channel's doorbell socket pair.
 #[derive(Debug)]
 pub(crate) struct Bell {
     /// Polled for readability (the peer rang, or hung up); sent on to
     /// ring the peer.
-    #[allow(dead_code)] // rung and polled by the readiness work
     pub(crate) fd: OwnedFd,
+}
+
+/// Reads of a drain before it gives up: a hostile peer that rings without
+/// pause must not keep us draining for ever.
+const DRAIN_READS: usize = 8;
+
+impl Bell {
+    /// Rings the peer: one byte, never waiting. A full socket buffer
+    /// (`EAGAIN`) means the peer has rings enough to read; a closed peer
+    /// (`EPIPE`) learns nothing more from us: both are ignored.
+    pub(crate) fn ring(&self) {
+        let _ = rustix::net::send(&self.fd, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
+    }
+
+    /// Reads the rings that came, never waiting; returns whether the peer
+    /// has hung up (its end is closed: it closed the channel or died).
+    pub(crate) fn drain(&self) -> bool {
+        let mut buf = [0u8; 256];
+        for _ in 0..DRAIN_READS {
+            match rustix::net::recv(&self.fd, &mut buf, RecvFlags::DONTWAIT) {
+                Ok((0, _)) => return true,
+                // Until `EAGAIN`: a hang-up behind the rings must be seen
+                // now, since an edge-triggered poller reports it only once.
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
 }

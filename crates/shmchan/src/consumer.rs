@@ -12,6 +12,7 @@
 //! the protocol makes the call return [`Error::Corrupt`], and the channel
 //! stays broken; nothing can make it read outside the data area or panic.
 
+use crate::bell::Bell;
 use crate::error::Error;
 use crate::layout::{Kind, RECORD_HEADER, RecordHeader, Role, record_size};
 use crate::producer::How;
@@ -176,6 +177,8 @@ pub(crate) struct Consumer {
     broken: Option<&'static str>,
     /// The last sleep of the peer that this side woke (see `notify`).
     woken: u32,
+    /// The channel's doorbell, if it was made through a connection.
+    bell: Option<Bell>,
     /// Data records consumed, over all messages.
     records: u64,
     /// Bytes of the record lent in place, not yet given back.
@@ -185,7 +188,13 @@ pub(crate) struct Consumer {
 }
 
 impl Consumer {
+    #[cfg(any(test, loom))]
     pub(crate) fn new(ring: Ring) -> Consumer {
+        Self::with_bell(ring, None)
+    }
+
+    /// A consumer that rings `bell` when the peer waits on it.
+    pub(crate) fn with_bell(ring: Ring, bell: Option<Bell>) -> Consumer {
         Consumer {
             ring,
             head: 0,
@@ -195,6 +204,7 @@ impl Consumer {
             peer_gone: false,
             broken: None,
             woken: 0,
+            bell,
             records: 0,
             lent: None,
             max_message: isize::MAX as u64,
@@ -289,7 +299,11 @@ impl Consumer {
         // are done before the producer may overwrite them.
         hdr.head.0.store(self.head, Release);
         self.released = self.head;
-        notify(&hdr.waiting[Role::Sender.index()].0, &mut self.woken);
+        notify(
+            &hdr.waiting[Role::Sender.index()].0,
+            &mut self.woken,
+            self.bell.as_ref(),
+        );
     }
 
     /// Receives one message into `sink`; returns its length.
@@ -506,6 +520,35 @@ impl Consumer {
         }
     }
 
+    /// The channel's doorbell, if it has one.
+    pub(crate) fn bell(&self) -> Option<&Bell> {
+        self.bell.as_ref()
+    }
+
+    /// Arms this side's bell (see `wait::arm`): `Ok(true)` when there is
+    /// nothing to take and the caller should wait for the bell; `Ok(false)`
+    /// when a record, the close or the peer's death is there to be taken.
+    pub(crate) fn arm(&mut self) -> Result<bool, Error> {
+        self.give_back();
+        if let Some(what) = self.broken {
+            return Err(Error::Corrupt(what));
+        }
+        // Space we consumed goes back first, and wakes a waiting sender.
+        self.release();
+        if self.peer_gone {
+            return Ok(false);
+        }
+        let ring = self.ring;
+        let hdr = ring.header();
+        let me = &hdr.waiting[Role::Receiver.index()].0;
+        crate::wait::arm(me, &mut || {
+            // Acquire: as in `idle`, pairs with the Release store in
+            // `Producer::close`.
+            let closed = hdr.closed[Role::Sender.index()].load(Acquire) != 0;
+            Ok(closed || self.refresh()? >= RECORD_HEADER)
+        })
+    }
+
     /// Tells the producer that nobody will read any more.
     pub(crate) fn close(&mut self) {
         self.give_back();
@@ -514,6 +557,10 @@ impl Consumer {
         // Relaxed: no data travels with the flag; the producer only stops
         // on it (the Relaxed load in `Producer::check`).
         hdr.closed[Role::Receiver.index()].store(1, Relaxed);
-        notify(&hdr.waiting[Role::Sender.index()].0, &mut self.woken);
+        notify(
+            &hdr.waiting[Role::Sender.index()].0,
+            &mut self.woken,
+            self.bell.as_ref(),
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! offset    0  line 0: magic, version, sizes, attached[2], closed[2]
 //!         128  line 1: tail    (written by the sender only)
 //!         256  line 2: head    (written by the receiver only)
-//!         384  line 3: waiting[sender]    (epoch: the sender sleeps; wakes)
-//!         512  line 4: waiting[receiver]  (epoch: the receiver sleeps; wakes)
+//!         384  line 3: waiting[sender]    (epoch: the sender sleeps; wakes; bell)
+//!         512  line 4: waiting[receiver]  (epoch: the receiver sleeps; wakes; bell)
 //!        4096  data: `capacity` bytes (a power of two), records
 //! ```
 //!
@@ -31,7 +31,7 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// "shmchan\0", little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"shmchan\0");
 /// The layout version; bump it with any change to this file.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 /// Bytes of a segment before its data area (the header): one page, so that
 /// the data is page-aligned.
 pub const HEADER_SIZE: usize = 4096;
@@ -76,6 +76,10 @@ pub(crate) struct Waiter {
     /// Written only by the peer, which adds one to wake the sleeper: the
     /// futex word.
     pub(crate) wakes: AtomicU32,
+    /// Written only by the side that sleeps: 1 while its wait is armed on
+    /// its bell (a readiness wait: epoll, an async runtime) rather than on
+    /// the futex, so that the peer rings the bell instead (see `wait.rs`).
+    pub(crate) bell: AtomicU32,
 }
 
 /// The start of every segment. Every field is atomic: the peer may write
@@ -141,6 +145,7 @@ impl Waiter {
         Waiter {
             epoch: AtomicU32::new(0),
             wakes: AtomicU32::new(0),
+            bell: AtomicU32::new(0),
         }
     }
 }

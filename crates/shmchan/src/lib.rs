@@ -251,7 +251,6 @@
 
 #![warn(unsafe_op_in_unsafe_fn)]
 
-#[cfg(not(loom))]
 mod bell;
 mod consumer;
 mod error;
@@ -276,11 +275,15 @@ mod options;
 #[cfg(all(feature = "pod", not(loom)))]
 pub mod pod;
 #[cfg(not(loom))]
+mod ready;
+#[cfg(not(loom))]
 mod receiver;
 #[cfg(not(loom))]
 mod segment;
 #[cfg(not(loom))]
 mod sender;
+#[cfg(all(feature = "tokio", not(loom)))]
+pub mod tokio;
 #[cfg(all(feature = "typed", not(loom)))]
 pub mod typed;
 
@@ -301,6 +304,8 @@ pub use liveness::PEER_CHECK;
 #[cfg(not(loom))]
 pub use options::{DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, Options};
 #[cfg(not(loom))]
+pub use ready::wait_any;
+#[cfg(not(loom))]
 pub use receiver::{InPlace, Receiver};
 #[cfg(not(loom))]
 pub use segment::{NAME_PREFIX, remove};
@@ -309,6 +314,8 @@ pub use sender::{Loan, Sender};
 
 #[cfg(all(test, not(loom)))]
 mod protocol_tests;
+#[cfg(all(test, not(loom)))]
+mod ready_tests;
 
 #[cfg(all(test, loom))]
 mod loom_tests;

@@ -7,6 +7,7 @@
 
 use std::ptr::NonNull;
 
+use crate::bell::Bell;
 use crate::error::Error;
 use crate::layout::{Kind, RECORD_HEADER, RecordHeader, Role, record_size};
 use crate::ring::Ring;
@@ -45,10 +46,20 @@ pub(crate) struct Producer {
     broken: Option<&'static str>,
     /// The last sleep of the peer that this side woke (see `notify`).
     woken: u32,
+    /// The channel's doorbell, if it was made through a connection.
+    bell: Option<Bell>,
+    /// The peer's end of the bell hung up (see `peer_hung_up`).
+    hung_up: bool,
 }
 
 impl Producer {
+    #[cfg(any(test, loom))]
     pub(crate) fn new(ring: Ring) -> Producer {
+        Self::with_bell(ring, None)
+    }
+
+    /// A producer that rings `bell` when the peer waits on it.
+    pub(crate) fn with_bell(ring: Ring, bell: Option<Bell>) -> Producer {
         Producer {
             ring,
             tail: 0,
@@ -57,6 +68,8 @@ impl Producer {
             abort_pending: false,
             broken: None,
             woken: 0,
+            bell,
+            hung_up: false,
         }
     }
 
@@ -104,6 +117,9 @@ impl Producer {
         // Relaxed: the flag only says "stop"; no data travels with it.
         if self.ring.header().closed[Role::Receiver.index()].load(Relaxed) != 0 {
             return Err(Error::Closed);
+        }
+        if self.hung_up {
+            return Err(Error::PeerGone);
         }
         Ok(())
     }
@@ -186,7 +202,11 @@ impl Producer {
         // the consumer can see the new `tail`.
         hdr.tail.0.store(self.tail, Release);
         self.published = self.tail;
-        notify(&hdr.waiting[Role::Receiver.index()].0, &mut self.woken);
+        notify(
+            &hdr.waiting[Role::Receiver.index()].0,
+            &mut self.woken,
+            self.bell.as_ref(),
+        );
         // The next record's lines, within the room known to be free.
         let free = self.ring.capacity().saturating_sub(self.tail - self.head);
         self.ring.prefetch_for_write(self.tail, free);
@@ -258,6 +278,18 @@ impl Producer {
         }
     }
 
+    /// The free bytes a `Try` send of `len` bytes needs now: all its
+    /// records, an owed `Abort`, and a `Pad` if a one-record message would
+    /// wrap. More than the capacity: it can never go at once.
+    pub(crate) fn try_need(&self, len: u64) -> u64 {
+        let abort = if self.abort_pending { RECORD_HEADER } else { 0 };
+        let records = self.records_size(len);
+        // A message of one record that would wrap gets a `Pad` first.
+        let wraps = len <= self.max_chunk() && records > self.to_end();
+        let pad = if wraps { self.to_end() } else { 0 };
+        abort.saturating_add(records).saturating_add(pad)
+    }
+
     /// Bytes from `tail` to the end of the data area.
     fn to_end(&self) -> u64 {
         let cap = self.ring.capacity();
@@ -324,6 +356,115 @@ impl Producer {
         self.publish();
     }
 
+    /// The ring, for tests that swap a producer's bell.
+    #[cfg(test)]
+    pub(crate) fn ring_for_tests(&self) -> Ring {
+        self.ring
+    }
+
+    /// The channel's doorbell, if it has one.
+    pub(crate) fn bell(&self) -> Option<&Bell> {
+        self.bell.as_ref()
+    }
+
+    /// The peer's end of the bell hung up: it closed its end or died.
+    /// Every later call fails with `Closed` or `PeerGone`.
+    pub(crate) fn peer_hung_up(&mut self) {
+        self.hung_up = true;
+    }
+
+    /// Arms this side's bell (see `wait::arm`) to wait for `need` free
+    /// bytes: `Ok(true)` when they are not free and the caller should wait
+    /// for the bell; `Ok(false)` when they are.
+    pub(crate) fn arm(&mut self, need: u64) -> Result<bool, Error> {
+        self.check()?;
+        // The consumer must see what we wrote before it can make room.
+        self.publish();
+        let ring = self.ring;
+        let me = &ring.header().waiting[Role::Sender.index()].0;
+        crate::wait::arm(me, &mut || {
+            self.check()?;
+            self.has_room(need)
+        })
+    }
+
+    /// The room a loan of `len` bytes needs now: an `Abort` record owed,
+    /// a `Pad` if the record would wrap, and the record. When it is free,
+    /// [`loan`](Self::loan) with `How::Try` succeeds.
+    pub(crate) fn loan_need(&self, len: u64) -> u64 {
+        let abort = if self.abort_pending { RECORD_HEADER } else { 0 };
+        let need = record_size(len);
+        let pad = if need > self.to_end() {
+            self.to_end()
+        } else {
+            0
+        };
+        abort + pad + need
+    }
+
+    /// One step of a send that never waits (the async sender): writes as
+    /// much of the message as there is room for now. `sent` counts the
+    /// bytes that went out in earlier steps (0 for a new message).
+    /// Returns `Ok(None)` once the whole message is in the ring, or
+    /// `Ok(Some(need))`: the free bytes the next step needs. A caller that
+    /// gives up between steps calls [`abandon`](Self::abandon).
+    pub(crate) fn send_step(
+        &mut self,
+        len: u64,
+        sent: &mut u64,
+        fill: Fill<'_>,
+    ) -> Result<Option<u64>, Error> {
+        self.check()?;
+        let max = self.max_chunk();
+        let need = match len <= max {
+            // A message of one record, which must not wrap, and an owed
+            // `Abort`: all of it at once or nothing.
+            true => self.loan_need(len),
+            false if self.abort_pending => RECORD_HEADER,
+            false => 0,
+        };
+        if *sent == 0 && need > 0 {
+            if !self.has_room(need)? {
+                self.publish();
+                return Ok(Some(need));
+            }
+            if self.abort_pending {
+                self.put(Kind::Abort, 0, 0, None);
+                self.abort_pending = false;
+            }
+            if len <= max {
+                let to_end = self.to_end();
+                if record_size(len) > to_end {
+                    self.put(Kind::Pad, to_end - RECORD_HEADER, 0, None);
+                }
+                self.put(Kind::Msg, len, len, Some(fill));
+                self.publish();
+                *sent = len;
+                return Ok(None);
+            }
+        }
+        while *sent < len {
+            let chunk = (len - *sent).min(max);
+            if !self.has_room(record_size(chunk))? {
+                self.publish();
+                return Ok(Some(record_size(chunk)));
+            }
+            let kind = if *sent == 0 { Kind::Msg } else { Kind::Cont };
+            let at = *sent as usize;
+            self.put(kind, chunk, len, Some(&mut |o, piece| fill(at + o, piece)));
+            *sent += chunk;
+            // Chunk by chunk, as in `send`.
+            self.publish();
+        }
+        Ok(None)
+    }
+
+    /// A message that [`send_step`](Self::send_step) began is given up:
+    /// the consumer drops the part that went out.
+    pub(crate) fn abandon(&mut self) {
+        self.abort_pending = true;
+    }
+
     /// Tells the consumer that no more messages follow.
     pub(crate) fn close(&mut self) {
         self.publish();
@@ -332,6 +473,10 @@ impl Producer {
         // `Consumer::idle`: a consumer that sees the flag sees every record
         // published before it.
         hdr.closed[Role::Sender.index()].store(1, Release);
-        notify(&hdr.waiting[Role::Receiver.index()].0, &mut self.woken);
+        notify(
+            &hdr.waiting[Role::Receiver.index()].0,
+            &mut self.woken,
+            self.bell.as_ref(),
+        );
     }
 }

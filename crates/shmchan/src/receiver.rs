@@ -59,15 +59,12 @@ use crate::wait::Wait;
 /// and sends nothing costs nothing, and a `*_timeout` receive still
 /// returns at its timeout.
 pub struct Receiver {
-    core: Consumer,
+    pub(crate) core: Consumer,
     wait: Wait,
     /// Messages an in-place receive could not lend (see [`InPlace`]).
     stash: Vec<u8>,
     /// When a poll that found nothing last asked whether the sender lives.
     look: PeerLook,
-    /// The doorbells of a channel made through a connection.
-    #[allow(dead_code)] // rung and polled by the readiness work
-    bell: Option<Bell>,
     // Declared last: dropped after `core`, whose ring points into it.
     seg: Segment,
 }
@@ -78,14 +75,13 @@ unsafe impl Send for Receiver {}
 
 impl Receiver {
     pub(crate) fn new(seg: Segment, wait: Wait, bell: Option<Bell>) -> Receiver {
-        let mut core = Consumer::new(seg.ring());
+        let mut core = Consumer::with_bell(seg.ring(), bell);
         core.set_max_message(default_max_message(seg.capacity()));
         Receiver {
             core,
             wait,
             stash: Vec::new(),
             look: PeerLook::default(),
-            bell,
             seg,
         }
     }
@@ -203,6 +199,19 @@ impl Receiver {
     }
 
     fn lend(&mut self, how: How, timeout: Option<Duration>) -> Result<InPlace<'_>, Error> {
+        let bytes = self.lend_raw(how, timeout)?;
+        Ok(InPlace { rx: self, bytes })
+    }
+
+    /// Takes the next message for an [`InPlace`] guard, which the caller
+    /// makes with [`InPlace::new`]: the message in the ring, or `None`
+    /// when it was copied into `stash`. Borrows nothing, so that an async
+    /// caller can try again in a loop.
+    pub(crate) fn lend_raw(
+        &mut self,
+        how: How,
+        timeout: Option<Duration>,
+    ) -> Result<Option<NonNull<[u8]>>, Error> {
         let mut watch = Watcher::new(&self.seg, timeout);
         let sink = &mut Sink::Lend(&mut self.stash);
         let taken = match self.core.take(sink, how, &mut watch) {
@@ -213,14 +222,13 @@ impl Receiver {
             }
             other => other?,
         };
-        let bytes = match taken {
+        Ok(match taken {
             Taken::Lent { pos, len } => {
                 let bytes = self.core.ring().contiguous(pos, len);
                 Some(bytes.expect("a message is lent only where it lies in one piece"))
             }
             Taken::Copied(_) => None,
-        };
-        Ok(InPlace { rx: self, bytes })
+        })
     }
 
     /// Receives the next message in place, waiting as long as it takes (but
@@ -324,6 +332,13 @@ pub struct InPlace<'a> {
     rx: &'a mut Receiver,
     /// The message in the ring; `None`: in `rx.stash`.
     bytes: Option<NonNull<[u8]>>,
+}
+
+impl<'a> InPlace<'a> {
+    /// The guard of a message taken by [`Receiver::lend_raw`].
+    pub(crate) fn new(rx: &'a mut Receiver, bytes: Option<NonNull<[u8]>>) -> InPlace<'a> {
+        InPlace { rx, bytes }
+    }
 }
 
 impl InPlace<'_> {

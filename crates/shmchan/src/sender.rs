@@ -16,14 +16,11 @@ use crate::wait::Wait;
 /// Dropping it closes the channel: the receiver gets every message sent
 /// before, then [`Error::Closed`].
 pub struct Sender {
-    core: Producer,
+    pub(crate) core: Producer,
     wait: Wait,
     /// When a poll that found no room last asked whether the receiver
     /// lives.
     look: PeerLook,
-    /// The doorbells of a channel made through a connection.
-    #[allow(dead_code)] // rung and polled by the readiness work
-    bell: Option<Bell>,
     // Declared last: dropped after `core`, whose ring points into it.
     seg: Segment,
 }
@@ -36,10 +33,9 @@ unsafe impl Send for Sender {}
 impl Sender {
     pub(crate) fn new(seg: Segment, wait: Wait, bell: Option<Bell>) -> Sender {
         Sender {
-            core: Producer::new(seg.ring()),
+            core: Producer::with_bell(seg.ring(), bell),
             wait,
             look: PeerLook::default(),
-            bell,
             seg,
         }
     }

@@ -25,9 +25,20 @@
 //! system call is made. A sleep never lasts longer than a [`Watch`]'s
 //! slice, so that a sleeper notices a dead peer or a deadline even when
 //! nobody wakes it.
+//!
+//! # Waiting on a bell
+//!
+//! A side that waits in an event loop or an async runtime ([`arm`]) takes
+//! an odd epoch the same way, but first sets its `bell` word, and the
+//! publisher that sees the odd epoch rings the side's bell (a byte on a
+//! socket, see `bell.rs`) instead of the futex. The epoch is stored with
+//! Release and loaded with Acquire, so a publisher that sees the odd epoch
+//! also sees the `bell` word set before it. A futex sleep clears the word
+//! before its own odd epoch, so each wait is woken the way it waits.
 
 use std::time::Duration;
 
+use crate::bell::Bell;
 use crate::error::Error;
 use crate::layout::Waiter;
 use crate::sync::{self, Ordering, fence};
@@ -115,8 +126,13 @@ pub(crate) fn wait_until(
         sync::yield_now();
         watch.check()?;
     }
-    // Relaxed: we are the only writer of our epoch.
+    // Relaxed: we are the only writer of our epoch and of our bell word.
     let mut epoch = me.epoch.load(Ordering::Relaxed);
+    if me.bell.load(Ordering::Relaxed) != 0 {
+        // Relaxed: published by the Release store of the epoch below. We
+        // sleep on the futex now: the peer must wake that, not the bell.
+        me.bell.store(0, Ordering::Relaxed);
+    }
     loop {
         let asleep = epoch.wrapping_add(1) | 1;
         epoch = asleep.wrapping_add(1);
@@ -124,8 +140,10 @@ pub(crate) fn wait_until(
         // loaded here was stored before the waker saw our odd epoch, so a
         // wake meant for this sleep changes the word after this load.
         let wakes = me.wakes.load(Ordering::Acquire);
-        // Relaxed: the fence below orders it.
-        me.epoch.store(asleep, Ordering::Relaxed);
+        // Release: pairs with the Acquire load of the epoch in `notify`
+        // (the bell word above is seen with it); the fence below orders it
+        // against our look at the peer's index.
+        me.epoch.store(asleep, Ordering::Release);
         // SeqCst fence: pairs with the fence in `notify` on the other side.
         // Either its index store is visible to `ready` below, or our odd
         // epoch is visible to its load and it wakes us.
@@ -143,19 +161,60 @@ pub(crate) fn wait_until(
     }
 }
 
+/// Says that this side is about to wait on its bell rather than on the
+/// futex (see the module docs): takes a new odd epoch with the bell word
+/// set, then looks once more. `Ok(true)`: nothing is ready, wait until the
+/// bell's descriptor is readable (the peer rings it when it publishes).
+/// `Ok(false)`: `ready` is already true, do not wait.
+pub(crate) fn arm(
+    me: &Waiter,
+    ready: &mut dyn FnMut() -> Result<bool, Error>,
+) -> Result<bool, Error> {
+    // Relaxed: we are the only writer of our epoch and of our bell word.
+    let epoch = me.epoch.load(Ordering::Relaxed);
+    // A new odd value every time: the peer rings once per epoch, and the
+    // ring of the last one may have been drained already.
+    let asleep = epoch.wrapping_add(1) | 1;
+    // Relaxed: published by the Release store of the epoch below.
+    me.bell.store(1, Ordering::Relaxed);
+    // Release: pairs with the Acquire load of the epoch in `notify`: a
+    // peer that sees this odd epoch sees the bell word set above.
+    me.epoch.store(asleep, Ordering::Release);
+    // SeqCst fence: pairs with the fence in `notify`, as in `wait_until`:
+    // either `ready` below sees the peer's index, or the peer sees our odd
+    // epoch and rings.
+    fence(Ordering::SeqCst);
+    match ready() {
+        Ok(false) => Ok(true),
+        other => {
+            // Relaxed: only spares the peer a ring it need not make.
+            me.epoch.store(asleep.wrapping_add(1), Ordering::Relaxed);
+            other.map(|_| false)
+        }
+    }
+}
+
 /// Wakes the peer if it said it sleeps. Call after storing the index the
 /// peer waits on. `woken` is the last epoch this side woke, kept by the
 /// caller: a sleep is woken once, however many publications follow.
-pub(crate) fn notify(peer: &Waiter, woken: &mut u32) {
-    // SeqCst fence: pairs with the fence in `wait_until` on the other side
-    // (see the module docs): orders our index store before the epoch load.
+/// `bell` is the peer's bell, if the channel has one: rung instead of the
+/// futex when the peer waits on it.
+pub(crate) fn notify(peer: &Waiter, woken: &mut u32, bell: Option<&Bell>) {
+    // SeqCst fence: pairs with the fence in `wait_until` and `arm` on the
+    // other side (see the module docs): orders our index store before the
+    // epoch load.
     fence(Ordering::SeqCst);
-    // Relaxed: the fences above give the order.
-    let epoch = peer.epoch.load(Ordering::Relaxed);
+    // Acquire: pairs with the Release store of the epoch in `wait_until`
+    // and `arm`: seeing an odd epoch, we see the bell word stored before it.
+    let epoch = peer.epoch.load(Ordering::Acquire);
     if epoch & 1 == 1 && epoch != *woken {
         *woken = epoch;
         // Release: pairs with the Acquire load of `wakes` in `wait_until`.
         peer.wakes.fetch_add(1, Ordering::Release);
-        sync::futex_wake(&peer.wakes);
+        // Relaxed: ordered by the Acquire load of the epoch above.
+        match bell {
+            Some(bell) if peer.bell.load(Ordering::Relaxed) != 0 => bell.ring(),
+            _ => sync::futex_wake(&peer.wakes),
+        }
     }
 }

@@ -1,0 +1,226 @@
+//! Async ends for [tokio](https://docs.rs/tokio) (feature `tokio`):
+//! [`AsyncSender`] and [`AsyncReceiver`] wrap the ends of a channel made
+//! through a connection and wait on its bells with tokio's [`AsyncFd`].
+//!
+//! A message that is there is taken at once, with no system call, as by
+//! the blocking ends; only a side that finds nothing arms its bell and
+//! awaits it. The futures are cancel-safe: a receive dropped before it
+//! completes takes no message (part of a long one stays for the next
+//! receive); a send dropped half-way leaves nothing the receiver would
+//! see (the part that went out is dropped, as for `send_timeout`).
+
+use std::os::fd::OwnedFd;
+
+use ::tokio::io::Interest;
+use ::tokio::io::unix::AsyncFd;
+
+use crate::error::Error;
+use crate::producer::{How, Producer};
+use crate::ready::{arm_producer, no_bell};
+use crate::receiver::{InPlace, Receiver};
+use crate::sender::{Loan, Sender};
+
+/// Registers a duplicate of the end's bell with the runtime.
+fn register(fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<AsyncFd<OwnedFd>, Error> {
+    let fd = fd.ok_or_else(no_bell)?;
+    let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
+    // Deprecated since tokio 1.54 for types whose descriptor may change
+    // or close under the registration; an `OwnedFd` owned by the `AsyncFd`
+    // cannot, and this works with every tokio 1.x.
+    #[allow(deprecated)]
+    Ok(AsyncFd::with_interest(dup, Interest::READABLE)?)
+}
+
+/// Waits until the bell is readable, then forgets that it was: the next
+/// `arm` reads what was rung.
+async fn rung(fd: &AsyncFd<OwnedFd>) -> Result<(), Error> {
+    let mut guard = fd.readable().await?;
+    guard.clear_ready();
+    Ok(())
+}
+
+/// The receiving end of a channel, for tokio.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), shmchan::Error> {
+/// let mut conn = shmchan::connect("/tmp/my-service.sock")?;
+/// let (_tx, rx) = conn.into_split();
+/// let mut rx = shmchan::tokio::AsyncReceiver::new(rx)?;
+/// while let Ok(msg) = rx.recv().await {
+///     println!("{} bytes", msg.len());
+/// }
+/// # Ok(()) }
+/// ```
+pub struct AsyncReceiver {
+    rx: Receiver,
+    bell: AsyncFd<OwnedFd>,
+}
+
+impl AsyncReceiver {
+    /// Wraps `rx`, which must come from a connection (it has a bell).
+    /// Must be called within a tokio runtime with IO enabled.
+    pub fn new(rx: Receiver) -> Result<AsyncReceiver, Error> {
+        let bell = register(rx.ready_fd())?;
+        Ok(AsyncReceiver { rx, bell })
+    }
+
+    /// Receives the next message: [`Receiver::recv`], awaiting rather than
+    /// blocking.
+    pub async fn recv(&mut self) -> Result<Vec<u8>, Error> {
+        loop {
+            match self.rx.try_recv() {
+                Err(Error::Empty) => {}
+                other => return other,
+            }
+            if self.rx.arm()? {
+                rung(&self.bell).await?;
+            }
+        }
+    }
+
+    /// Receives the next message into `buf`: [`Receiver::recv_into`],
+    /// awaiting rather than blocking.
+    pub async fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        loop {
+            match self.rx.try_recv_into(buf) {
+                Err(Error::Empty) => {}
+                other => return other,
+            }
+            if self.rx.arm()? {
+                rung(&self.bell).await?;
+            }
+        }
+    }
+
+    /// Receives the next message in place: [`Receiver::recv_in_place`],
+    /// awaiting rather than blocking (and trusting the sender as it does).
+    pub async fn recv_in_place(&mut self) -> Result<InPlace<'_>, Error> {
+        loop {
+            match self.rx.lend_raw(How::Try, None) {
+                Ok(bytes) => return Ok(InPlace::new(&mut self.rx, bytes)),
+                Err(Error::Empty) => {}
+                Err(e) => return Err(e),
+            }
+            if self.rx.arm()? {
+                rung(&self.bell).await?;
+            }
+        }
+    }
+
+    /// The blocking end inside.
+    pub fn get_ref(&self) -> &Receiver {
+        &self.rx
+    }
+
+    /// The blocking end inside; receiving from it directly is fine.
+    pub fn get_mut(&mut self) -> &mut Receiver {
+        &mut self.rx
+    }
+
+    /// Unwraps the blocking end.
+    pub fn into_inner(self) -> Receiver {
+        self.rx
+    }
+}
+
+/// The sending end of a channel, for tokio.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), shmchan::Error> {
+/// let conn = shmchan::connect("/tmp/my-service.sock")?;
+/// let (tx, _rx) = conn.into_split();
+/// let mut tx = shmchan::tokio::AsyncSender::new(tx)?;
+/// tx.send(b"hello").await?;
+/// let mut loan = tx.loan(4096).await?;
+/// loan.fill(7);
+/// loan.commit();
+/// # Ok(()) }
+/// ```
+pub struct AsyncSender {
+    tx: Sender,
+    bell: AsyncFd<OwnedFd>,
+}
+
+/// A message part-way out: dropped (a send future cancelled), the
+/// receiver is told to drop the part.
+struct Step<'a> {
+    core: &'a mut Producer,
+    len: u64,
+    sent: u64,
+}
+
+impl Drop for Step<'_> {
+    fn drop(&mut self) {
+        if self.sent > 0 && self.sent < self.len {
+            self.core.abandon();
+        }
+    }
+}
+
+impl AsyncSender {
+    /// Wraps `tx`, which must come from a connection (it has a bell).
+    /// Must be called within a tokio runtime with IO enabled.
+    pub fn new(tx: Sender) -> Result<AsyncSender, Error> {
+        let bell = register(tx.ready_fd())?;
+        Ok(AsyncSender { tx, bell })
+    }
+
+    /// Sends `msg`: [`Sender::send`], awaiting room rather than blocking.
+    /// Any length: a message longer than the ring goes in rounds, as the
+    /// receiver takes them.
+    pub async fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        let mut step = Step {
+            core: &mut self.tx.core,
+            len: msg.len() as u64,
+            sent: 0,
+        };
+        let fill = &mut |off: usize, piece: &mut [u8]| {
+            piece.copy_from_slice(&msg[off..off + piece.len()]);
+        };
+        loop {
+            let Some(need) = step.core.send_step(step.len, &mut step.sent, fill)? else {
+                return Ok(());
+            };
+            if arm_producer(step.core, need)? {
+                rung(&self.bell).await?;
+            }
+        }
+    }
+
+    /// Lends `len` contiguous bytes of the ring: [`Sender::loan`], awaiting
+    /// room rather than blocking.
+    pub async fn loan(&mut self, len: usize) -> Result<Loan<'_>, Error> {
+        let limit = self.tx.max_loan() as u64;
+        if len as u64 > limit {
+            return Err(Error::TooLarge {
+                len: len as u64,
+                limit,
+            });
+        }
+        loop {
+            let need = self.tx.core.loan_need(len as u64);
+            if !arm_producer(&mut self.tx.core, need)? {
+                break;
+            }
+            rung(&self.bell).await?;
+        }
+        // The room `loan_need` named is free: a loan that does not wait
+        // gets it.
+        self.tx.try_loan(len)
+    }
+
+    /// The blocking end inside.
+    pub fn get_ref(&self) -> &Sender {
+        &self.tx
+    }
+
+    /// The blocking end inside; sending on it directly is fine.
+    pub fn get_mut(&mut self) -> &mut Sender {
+        &mut self.tx
+    }
+
+    /// Unwraps the blocking end.
+    pub fn into_inner(self) -> Sender {
+        self.tx
+    }
+}
