@@ -2,13 +2,15 @@
 //! processes over a rendezvous: a benchmark, not a test.
 //!
 //! ```sh
-//! cargo run --release -p shmchan --features tokio --example async_rtt [round trips]
+//! cargo run --release -p shmchan --features tokio --example async_rtt [round trips] [--same-core]
 //! ```
 //!
 //! For each way of waiting, the program starts itself again as an echo
 //! peer that waits the same way, sends 64-byte messages one at a time and
 //! times each round trip. The ways alternate over three repetitions, in
-//! one run, so that they see the same machine.
+//! one run, so that they see the same machine. The two processes are
+//! pinned to the first two allowed CPUs (cross-core), or both to the
+//! first with `--same-core`.
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -25,19 +27,31 @@ enum Way {
     Block,
     /// Blocking calls, spinning a while before the futex (the default).
     Adaptive,
-    /// tokio (current-thread runtime), awaiting the bell.
-    Tokio,
+    /// tokio (current-thread runtime), arming the bell at once.
+    TokioBlock,
+    /// tokio, looking as often as `Adaptive` spins before arming the bell.
+    TokioAdaptive,
 }
 
 impl Way {
-    const ALL: [Way; 3] = [Way::Block, Way::Adaptive, Way::Tokio];
+    const ALL: [Way; 4] = [
+        Way::Block,
+        Way::TokioBlock,
+        Way::Adaptive,
+        Way::TokioAdaptive,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Way::Block => "block",
             Way::Adaptive => "adaptive",
-            Way::Tokio => "tokio",
+            Way::TokioBlock => "tokio-block",
+            Way::TokioAdaptive => "tokio-adaptive",
         }
+    }
+
+    fn is_async(self) -> bool {
+        matches!(self, Way::TokioBlock | Way::TokioAdaptive)
     }
 
     fn parse(s: &str) -> Way {
@@ -46,8 +60,8 @@ impl Way {
 
     fn options(self) -> Options {
         match self {
-            Way::Adaptive => Options::new(),
-            Way::Block | Way::Tokio => Options::new().wait(Wait::Block),
+            Way::Adaptive | Way::TokioAdaptive => Options::new(),
+            Way::Block | Way::TokioBlock => Options::new().wait(Wait::Block),
         }
     }
 }
@@ -59,10 +73,28 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
+/// The `i`-th CPU this process may run on (modulo their number).
+fn cpu(i: usize) -> std::io::Result<usize> {
+    use rustix::thread::{CpuSet, sched_getaffinity};
+    let allowed = sched_getaffinity(None)?;
+    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU)
+        .filter(|&c| allowed.is_set(c))
+        .collect();
+    Ok(cpus[i % cpus.len()])
+}
+
+/// Pins this process to `cpu`.
+fn pin(cpu: usize) -> std::io::Result<()> {
+    let mut one = rustix::thread::CpuSet::new();
+    one.set(cpu);
+    rustix::thread::sched_setaffinity(None, &one)?;
+    Ok(())
+}
+
 /// The peer: echoes every message until the channel closes.
 fn echo(way: Way, name: &str) -> Result<(), Error> {
     let (mut tx, mut rx) = way.options().connect_abstract(name)?.into_split();
-    if let Way::Tokio = way {
+    if way.is_async() {
         return runtime().block_on(async {
             let (mut tx, mut rx) = (AsyncSender::new(tx)?, AsyncReceiver::new(rx)?);
             let mut buf = [0u8; LEN];
@@ -86,13 +118,13 @@ fn echo(way: Way, name: &str) -> Result<(), Error> {
 }
 
 /// One run of `n` round trips; the round trips in nanoseconds.
-fn measure(way: Way, n: usize) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
+fn measure(way: Way, n: usize, there: usize) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
     let mut b = [0u8; 8];
     getrandom::fill(&mut b).map_err(|e| e.to_string())?;
     let name = format!("shmchan-async-rtt-{:016x}", u64::from_le_bytes(b));
     let listener = way.options().bind_abstract(&name)?;
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["--echo", way.name(), &name])
+        .args(["--echo", way.name(), &name, &there.to_string()])
         .stdin(Stdio::null())
         .spawn()?;
     let (mut tx, mut rx) = listener.accept()?.into_split();
@@ -100,7 +132,7 @@ fn measure(way: Way, n: usize) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
     let mut buf = [0u8; LEN];
     let mut rtts = Vec::with_capacity(n);
     let warm = n / 10;
-    if let Way::Tokio = way {
+    if way.is_async() {
         runtime().block_on(async {
             let (mut tx, mut rx) = (AsyncSender::new(tx)?, AsyncReceiver::new(rx)?);
             for i in 0..warm + n {
@@ -137,14 +169,25 @@ fn quantile(sorted: &[u64], q: f64) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--echo") {
+        pin(args[4].parse()?)?;
         return Ok(echo(Way::parse(&args[2]), &args[3])?);
     }
-    let n: usize = args.get(1).map_or(Ok(20_000), |s| s.parse())?;
-    println!("{n} round trips of {LEN} bytes per run, {REPEATS} runs per way, alternating");
+    let same_core = args.iter().any(|a| a == "--same-core");
+    let n: usize = args
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .map_or(Ok(20_000), |s| s.parse())?;
+    let (here, there) = (cpu(0)?, cpu(if same_core { 0 } else { 1 })?);
+    pin(here)?;
+    println!(
+        "{n} round trips of {LEN} bytes per run, {REPEATS} runs per way, alternating; \
+         this side on CPU {here}, the echo on CPU {there}"
+    );
     let mut all: Vec<(Way, Vec<[f64; 3]>)> = Way::ALL.iter().map(|&w| (w, Vec::new())).collect();
     for _ in 0..REPEATS {
         for (way, runs) in &mut all {
-            let mut rtts = measure(*way, n)?;
+            let mut rtts = measure(*way, n, there)?;
             rtts.sort_unstable();
             runs.push([
                 quantile(&rtts, 0.5),

@@ -104,8 +104,8 @@ impl Receiver {
         }
     }
 
-    /// The wait policy of this end (the typed ends').
-    #[cfg(feature = "typed")]
+    /// The wait policy of this end (the typed and async ends').
+    #[cfg(any(feature = "typed", feature = "tokio"))]
     pub(crate) fn wait(&self) -> Wait {
         self.wait
     }

@@ -148,6 +148,12 @@ impl Sender {
         Ok(Loan { sender: self, len })
     }
 
+    /// How this end's blocking calls wait (the async ends').
+    #[cfg(feature = "tokio")]
+    pub(crate) fn wait(&self) -> Wait {
+        self.wait
+    }
+
     /// Bytes in the ring.
     pub fn capacity(&self) -> usize {
         self.seg.capacity() as usize

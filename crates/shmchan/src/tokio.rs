@@ -3,8 +3,10 @@
 //! through a connection and wait on its bells with tokio's [`AsyncFd`].
 //!
 //! A message that is there is taken at once, with no system call, as by
-//! the blocking ends; only a side that finds nothing arms its bell and
-//! awaits it. The futures are cancel-safe: a receive dropped before it
+//! the blocking ends. A side that finds nothing looks again as many times
+//! as its [`Wait`] policy spins (`Adaptive { spin }`: `spin` times;
+//! `Block`: none; `Spin`: the default count, since an executor thread must
+//! not spin for ever), then arms its bell and awaits it. The futures are cancel-safe: a receive dropped before it
 //! completes takes no message (part of a long one stays for the next
 //! receive); a send dropped half-way leaves nothing the receiver would
 //! see (the part that went out is dropped, as for `send_timeout`).
@@ -19,6 +21,7 @@ use crate::producer::{How, Producer};
 use crate::ready::{arm_producer, no_bell};
 use crate::receiver::{InPlace, Receiver};
 use crate::sender::{Loan, Sender};
+use crate::wait::Wait;
 
 /// Registers a duplicate of the end's bell with the runtime.
 fn register(fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<AsyncFd<OwnedFd>, Error> {
@@ -29,6 +32,21 @@ fn register(fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<AsyncFd<OwnedFd>,
     // cannot, and this works with every tokio 1.x.
     #[allow(deprecated)]
     Ok(AsyncFd::with_interest(dup, Interest::READABLE)?)
+}
+
+/// Looks (tries) before arming the bell, as the end's [`Wait`] policy
+/// spins before it sleeps: `Block` arms at once; `Adaptive { spin }`
+/// tries `spin` times first; `Spin` tries the default adaptive count, then
+/// arms (an executor thread must not spin for ever).
+fn tries(wait: Wait) -> u32 {
+    match wait {
+        Wait::Block => 0,
+        Wait::Adaptive { spin } => spin,
+        Wait::Spin => match Wait::default() {
+            Wait::Adaptive { spin } => spin,
+            _ => 0,
+        },
+    }
 }
 
 /// Waits until the bell is readable, then forgets that it was: the next
@@ -54,6 +72,8 @@ async fn rung(fd: &AsyncFd<OwnedFd>) -> Result<(), Error> {
 pub struct AsyncReceiver {
     rx: Receiver,
     bell: AsyncFd<OwnedFd>,
+    /// Tries before arming the bell (see [`tries`]).
+    tries: u32,
 }
 
 impl AsyncReceiver {
@@ -61,17 +81,25 @@ impl AsyncReceiver {
     /// Must be called within a tokio runtime with IO enabled.
     pub fn new(rx: Receiver) -> Result<AsyncReceiver, Error> {
         let bell = register(rx.ready_fd())?;
-        Ok(AsyncReceiver { rx, bell })
+        let tries = tries(rx.wait());
+        Ok(AsyncReceiver { rx, bell, tries })
     }
 
     /// Receives the next message: [`Receiver::recv`], awaiting rather than
     /// blocking.
     pub async fn recv(&mut self) -> Result<Vec<u8>, Error> {
+        let mut left = self.tries;
         loop {
             match self.rx.try_recv() {
                 Err(Error::Empty) => {}
                 other => return other,
             }
+            if left > 0 {
+                left -= 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            left = self.tries;
             if self.rx.arm()? {
                 rung(&self.bell).await?;
             }
@@ -81,11 +109,18 @@ impl AsyncReceiver {
     /// Receives the next message into `buf`: [`Receiver::recv_into`],
     /// awaiting rather than blocking.
     pub async fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let mut left = self.tries;
         loop {
             match self.rx.try_recv_into(buf) {
                 Err(Error::Empty) => {}
                 other => return other,
             }
+            if left > 0 {
+                left -= 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            left = self.tries;
             if self.rx.arm()? {
                 rung(&self.bell).await?;
             }
@@ -95,12 +130,19 @@ impl AsyncReceiver {
     /// Receives the next message in place: [`Receiver::recv_in_place`],
     /// awaiting rather than blocking (and trusting the sender as it does).
     pub async fn recv_in_place(&mut self) -> Result<InPlace<'_>, Error> {
+        let mut left = self.tries;
         loop {
             match self.rx.lend_raw(How::Try, None) {
                 Ok(bytes) => return Ok(InPlace::new(&mut self.rx, bytes)),
                 Err(Error::Empty) => {}
                 Err(e) => return Err(e),
             }
+            if left > 0 {
+                left -= 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            left = self.tries;
             if self.rx.arm()? {
                 rung(&self.bell).await?;
             }
@@ -139,6 +181,8 @@ impl AsyncReceiver {
 pub struct AsyncSender {
     tx: Sender,
     bell: AsyncFd<OwnedFd>,
+    /// Tries before arming the bell (see [`tries`]).
+    tries: u32,
 }
 
 /// A message part-way out: dropped (a send future cancelled), the
@@ -162,7 +206,8 @@ impl AsyncSender {
     /// Must be called within a tokio runtime with IO enabled.
     pub fn new(tx: Sender) -> Result<AsyncSender, Error> {
         let bell = register(tx.ready_fd())?;
-        Ok(AsyncSender { tx, bell })
+        let tries = tries(tx.wait());
+        Ok(AsyncSender { tx, bell, tries })
     }
 
     /// Sends `msg`: [`Sender::send`], awaiting room rather than blocking.
@@ -177,10 +222,17 @@ impl AsyncSender {
         let fill = &mut |off: usize, piece: &mut [u8]| {
             piece.copy_from_slice(&msg[off..off + piece.len()]);
         };
+        let mut left = self.tries;
         loop {
             let Some(need) = step.core.send_step(step.len, &mut step.sent, fill)? else {
                 return Ok(());
             };
+            if left > 0 {
+                left -= 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            left = self.tries;
             if arm_producer(step.core, need)? {
                 rung(&self.bell).await?;
             }
