@@ -17,7 +17,7 @@ use ::tokio::io::Interest;
 use ::tokio::io::unix::AsyncFd;
 
 use crate::error::Error;
-use crate::producer::{How, Producer};
+use crate::producer::How;
 use crate::ready::{arm_producer, no_bell};
 use crate::receiver::{InPlace, Receiver};
 use crate::sender::{Loan, Sender};
@@ -188,7 +188,9 @@ pub struct AsyncSender {
 /// A message part-way out: dropped (a send future cancelled), the
 /// receiver is told to drop the part.
 struct Step<'a> {
-    core: &'a mut Producer,
+    /// The sender rather than its producer: `&mut Sender` is `Send`, so
+    /// the futures that hold a step are too.
+    tx: &'a mut Sender,
     len: u64,
     sent: u64,
 }
@@ -196,7 +198,7 @@ struct Step<'a> {
 impl Drop for Step<'_> {
     fn drop(&mut self) {
         if self.sent > 0 && self.sent < self.len {
-            self.core.abandon();
+            self.tx.core.abandon();
         }
     }
 }
@@ -214,17 +216,30 @@ impl AsyncSender {
     /// Any length: a message longer than the ring goes in rounds, as the
     /// receiver takes them.
     pub async fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.send_with(msg.len(), |off, piece| {
+            piece.copy_from_slice(&msg[off..off + piece.len()]);
+        })
+        .await
+    }
+
+    /// Sends a message of `len` bytes written in place:
+    /// [`Sender::send_with`], awaiting room rather than blocking. `fill`
+    /// may be called for the pieces of one round before an await and for
+    /// the next round's after it.
+    pub async fn send_with(
+        &mut self,
+        len: usize,
+        mut fill: impl FnMut(usize, &mut [u8]),
+    ) -> Result<(), Error> {
         let mut step = Step {
-            core: &mut self.tx.core,
-            len: msg.len() as u64,
+            tx: &mut self.tx,
+            len: len as u64,
             sent: 0,
         };
-        let fill = &mut |off: usize, piece: &mut [u8]| {
-            piece.copy_from_slice(&msg[off..off + piece.len()]);
-        };
+        let fill = &mut fill;
         let mut left = self.tries;
         loop {
-            let Some(need) = step.core.send_step(step.len, &mut step.sent, fill)? else {
+            let Some(need) = step.tx.core.send_step(step.len, &mut step.sent, fill)? else {
                 return Ok(());
             };
             if left > 0 {
@@ -233,7 +248,7 @@ impl AsyncSender {
                 continue;
             }
             left = self.tries;
-            if arm_producer(step.core, need)? {
+            if arm_producer(&mut step.tx.core, need)? {
                 rung(&self.bell).await?;
             }
         }

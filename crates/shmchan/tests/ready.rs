@@ -275,3 +275,20 @@ fn wait_any_serves_several_clients() {
         assert!(reap(&mut child).success());
     }
 }
+
+/// The futures can be spawned on a multi-threaded runtime: they are
+/// `Send` (checked at compile time; nothing runs).
+#[test]
+fn the_async_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    #[allow(dead_code, clippy::diverging_sub_expression)]
+    fn check(tx: &mut AsyncSender, rx: &mut AsyncReceiver) {
+        send(&tx.send(b""));
+        send(&tx.send_with(0, |_, _| {}));
+        send(&tx.loan(0));
+        send(&rx.recv());
+        send(&rx.recv_into(&mut []));
+        send(&rx.recv_in_place());
+    }
+    let _ = check;
+}
