@@ -126,7 +126,7 @@ impl Producer {
 
     /// Whether `need` bytes are free after `tail`. Loads the consumer's
     /// `head` only when the cached one says no.
-    fn has_room(&mut self, need: u64) -> Result<bool, Error> {
+    pub(crate) fn has_room(&mut self, need: u64) -> Result<bool, Error> {
         let cap = self.ring.capacity();
         if cap - (self.tail - self.head) >= need {
             return Ok(true);

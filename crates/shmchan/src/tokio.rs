@@ -264,8 +264,19 @@ impl AsyncSender {
                 limit,
             });
         }
+        let mut left = self.tries;
         loop {
             let need = self.tx.core.loan_need(len as u64);
+            // Room now: no system call (arming reads the bell).
+            if self.tx.core.has_room(need)? {
+                break;
+            }
+            if left > 0 {
+                left -= 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            left = self.tries;
             if !arm_producer(&mut self.tx.core, need)? {
                 break;
             }

@@ -25,6 +25,7 @@ pub mod posix_mq;
 mod records;
 pub mod shm;
 mod shmchan;
+mod shmchan_async;
 pub mod sysv_mq;
 mod tcp;
 mod tcp_remote;
@@ -78,6 +79,8 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &self::shmchan::ADAPTIVE,
     &self::shmchan::LOAN_SPIN,
     &self::shmchan::LOAN_ADAPTIVE,
+    // The same rings through the rendezvous, waited on by tokio.
+    &shmchan_async::ASYNC,
     // Peers: libraries a user would otherwise pick (feature `peers`).
     #[cfg(feature = "peers")]
     &peers::ICEORYX2,

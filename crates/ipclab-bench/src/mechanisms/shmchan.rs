@@ -33,7 +33,7 @@ use crate::transport::{
 /// mechanisms get segments sized to the message in the same way; a fixed
 /// 256 KiB ring would carry a 4 MiB message in 64 rounds and measure the
 /// ring size rather than the library.
-fn ring_for(size: usize) -> usize {
+pub(super) fn ring_for(size: usize) -> usize {
     size.saturating_mul(4).clamp(DEFAULT_CAPACITY, 16 << 20)
 }
 
