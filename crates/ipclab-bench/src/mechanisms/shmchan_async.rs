@@ -92,13 +92,13 @@ impl Pair for Rendezvous {
         let conn = self.listener.accept()?;
         // One connection: nobody else may come in.
         drop(self.listener);
-        AsyncSide::new(conn.into_split())
+        AsyncSide::endpoint(conn.into_split())
     }
 
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
         let Rendezvous { listener, name } = *self;
         drop(listener);
-        AsyncSide::new(options().connect_abstract(&name)?.into_split())
+        AsyncSide::endpoint(options().connect_abstract(&name)?.into_split())
     }
 }
 
@@ -123,7 +123,9 @@ struct AsyncSide {
 }
 
 impl AsyncSide {
-    fn new((tx, rx): (::shmchan::Sender, ::shmchan::Receiver)) -> io::Result<Box<dyn Endpoint>> {
+    fn endpoint(
+        (tx, rx): (::shmchan::Sender, ::shmchan::Receiver),
+    ) -> io::Result<Box<dyn Endpoint>> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()?;
