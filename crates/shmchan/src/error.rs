@@ -25,7 +25,12 @@ pub enum Error {
     /// (its size or its version is still zero). Try again shortly.
     NotInitialised,
     /// The segment was made by another layout version of shmchan.
-    VersionMismatch { found: u32, expected: u32 },
+    VersionMismatch {
+        /// The version in the segment's header.
+        found: u32,
+        /// The version this build of shmchan makes and reads.
+        expected: u32,
+    },
     /// The segment is not a shmchan segment, or its sizes do not add up.
     BadLayout(String),
     /// The segment is not safe to use: another user owns it, others may open
@@ -61,7 +66,12 @@ pub enum Error {
     /// - a loan ([`max_loan`](crate::Sender::max_loan)) or a `try_send`
     ///   ([`max_try_send`](crate::Sender::max_try_send)): it never fits
     ///   that way; nothing was sent.
-    TooLarge { len: u64, limit: u64 },
+    TooLarge {
+        /// The message's length in bytes.
+        len: u64,
+        /// The most bytes it had to fit in.
+        limit: u64,
+    },
     /// The shared memory broke the protocol: an index, a length or a record
     /// that an honest peer never writes. The channel stays broken.
     Corrupt(&'static str),

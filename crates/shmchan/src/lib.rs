@@ -10,50 +10,102 @@
 //! then sleeps on a futex as its [`Wait`] policy says, and the other side
 //! wakes it only when it said it sleeps.
 //!
-//! # Example: two processes
+//! **Linux only**: it rests on `memfd_create` and its seals, futexes, OFD
+//! locks, `SO_PEERCRED` and abstract Unix sockets; elsewhere the build
+//! stops with one error that says so.
 //!
-//! The parent makes the channel under a random name and starts a child
-//! that joins by that name (here the same program, with the name as its
-//! argument).
+//! The examples below run as doctests in one process, with a thread
+//! standing in for the other process; real use has two processes (see
+//! `examples/rendezvous_server.rs` and `examples/rendezvous_client.rs`,
+//! which the test suite runs as two).
 //!
-//! ```no_run
-//! use std::process::Command;
-//! use shmchan::{Error, Options, Wait};
+//! # Three ways to make a channel
 //!
-//! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     if let Some(name) = std::env::args().nth(1) {
-//!         // The child: join as the receiver, read until the sender closes.
-//!         let mut rx = Options::new().wait(Wait::Block).open_receiver(&name)?;
-//!         let mut buf = vec![0u8; 16 << 20];
-//!         loop {
-//!             match rx.recv_into(&mut buf) {
-//!                 Ok(n) => println!("got {n} bytes"),
-//!                 Err(Error::Closed) => return Ok(()),
-//!                 Err(e) => return Err(e.into()),
-//!             }
-//!         }
+//! ## Through a rendezvous, the way sockets make connections
+//!
+//! A server [`Listener::bind`]s a Unix socket path (or
+//! [`Listener::bind_abstract`] a name) and [`accept`](Listener::accept)s;
+//! any number of clients [`connect`], each getting a [`Connection`]: a
+//! fresh duplex pair of sealed anonymous channels, each with a doorbell
+//! for event loops, and the peer's [`Credentials`] as the kernel reports
+//! them. Only the same user is admitted unless [`Options::allow_uid`] says
+//! otherwise (on either side). A restarted client connects again; a
+//! killed server's path is reclaimed by the next bind. This is the way to
+//! start with.
+//!
+//! ```
+//! # fn main() -> Result<(), shmchan::Error> {
+//! let dir = std::env::temp_dir().join(format!("shmchan-doc-lib-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("echo.sock");
+//!
+//! // The server process: echo each message until the client leaves.
+//! let listener = shmchan::Listener::bind(&path)?;
+//! let server = std::thread::spawn(move || -> Result<(), shmchan::Error> {
+//!     let (mut tx, mut rx) = listener.accept()?.into_split();
+//!     while let Ok(msg) = rx.recv() {
+//!         tx.send(&msg)?;
 //!     }
-//!     // The parent: make the channel, start the child with its name.
-//!     let mut tx = Options::new().capacity(1 << 20).create_sender()?;
-//!     let name = tx.name().expect("made by name").to_owned();
-//!     let mut child = Command::new(std::env::current_exe()?).arg(&name).spawn()?;
-//!     tx.send(b"hello")?;
-//!     // Zero copy: write the message in place, then publish it.
-//!     let mut loan = tx.loan(4096)?;
-//!     loan.fill(7);
-//!     loan.commit();
-//!     // Longer than the ring: it goes in rounds, as the child reads.
-//!     tx.send(&vec![1u8; 10 << 20])?;
-//!     drop(tx); // closes the channel: the child's next recv is Closed
-//!     child.wait()?;
-//!     Ok(())
-//! }
+//!     Ok(()) // dropping the listener removes echo.sock
+//! });
+//!
+//! // A client process:
+//! let mut conn = shmchan::connect(&path)?;
+//! conn.sender().send(b"hello")?;
+//! assert_eq!(conn.receiver().recv()?, b"hello");
+//! drop(conn); // closes both channels: the server's recv is Closed
+//! server.join().unwrap()?;
+//! # std::fs::remove_dir(&dir)?;
+//! # Ok(()) }
 //! ```
 //!
-//! Without a name, over a Unix socket (the memfd is sealed, so a hostile
-//! peer cannot shrink it under the other side):
+//! ## By name
 //!
-//! ```no_run
+//! One process makes the channel under a random name in `/dev/shm` and
+//! passes the name to the other (an argument, an environment variable),
+//! which joins by it and removes the name at once.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use shmchan::{Error, Options, Wait};
+//!
+//! // The parent: make the channel; its name goes to the child.
+//! let mut tx = Options::new().capacity(1 << 20).create_sender()?;
+//! let name = tx.name().expect("made by name").to_owned();
+//!
+//! // The child (here a thread): join as the receiver, read until the
+//! // sender closes.
+//! let child = std::thread::spawn(move || -> Result<usize, Error> {
+//!     let mut rx = Options::new().wait(Wait::Block).open_receiver(&name)?;
+//!     let mut buf = vec![0u8; 16 << 20];
+//!     let mut got = 0;
+//!     loop {
+//!         match rx.recv_into(&mut buf) {
+//!             Ok(n) => got += n,
+//!             Err(Error::Closed) => return Ok(got),
+//!             Err(e) => return Err(e),
+//!         }
+//!     }
+//! });
+//!
+//! tx.send(b"hello")?;
+//! // Zero copy: write the message in place, then publish it.
+//! let mut loan = tx.loan(4096)?;
+//! loan.fill(7);
+//! loan.commit();
+//! // Longer than the ring: it goes in rounds, as the child reads.
+//! tx.send(&vec![1u8; 10 << 20])?;
+//! drop(tx); // closes the channel: the child's next recv is Closed
+//! assert_eq!(child.join().unwrap()?, 5 + 4096 + (10 << 20));
+//! # Ok(()) }
+//! ```
+//!
+//! ## By a passed descriptor
+//!
+//! Without a name, over a Unix socket: the memfd is sealed, so a hostile
+//! peer cannot shrink it under the other side.
+//!
+//! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::os::unix::net::UnixStream;
 //! use shmchan::Options;
@@ -63,39 +115,60 @@
 //! let fd = opts.create_anonymous()?;
 //! shmchan::send_fd(&here, &fd)?;
 //! let mut tx = opts.sender_from_fd(fd)?;
-//! // In the peer: let mut rx = Options::new().receiver_from_fd(shmchan::recv_fd(&there)?)?;
-//! # let mut rx = opts.receiver_from_fd(shmchan::recv_fd(&there)?)?;
+//! // In the peer process:
+//! let mut rx = Options::new().receiver_from_fd(shmchan::recv_fd(&there)?)?;
 //! tx.send(b"no name at all")?;
 //! assert_eq!(rx.recv()?, b"no name at all");
 //! # Ok(()) }
 //! ```
 //!
-//! # A rendezvous: channels the way sockets make connections
+//! # Event loops and async
 //!
-//! A server [`Listener::bind`]s a Unix socket path (or
-//! [`Listener::bind_abstract`] a name) and [`accept`](Listener::accept)s;
-//! any number of clients [`connect`], each getting a [`Connection`]: a
-//! fresh duplex pair of sealed anonymous channels, with the peer's
-//! [`Credentials`] as the kernel reports them. Only the same user is
-//! admitted unless [`Options::allow_uid`] says otherwise (on either side).
-//! A restarted client connects again; a killed server's path is reclaimed
-//! by the next bind. See `examples/rendezvous_server.rs` and
-//! `examples/rendezvous_client.rs`.
+//! The ends of a [`Connection`] have a doorbell: [`Receiver::ready_fd`]
+//! and [`Sender::ready_fd`] are descriptors for epoll, mio or `poll`, and
+//! [`Receiver::arm`] / [`Sender::arm`] say that this side is about to wait
+//! on them (a busy channel still makes no system call: the peer rings only
+//! an armed bell). [`wait_any`] waits on several receivers at once. With
+//! the cargo feature `tokio`, `AsyncSender` and `AsyncReceiver` (module
+//! [`tokio`][mod-tokio]) await instead of blocking. Channels made by name or by
+//! a passed descriptor have no bell: their ends block or poll only.
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> Result<(), shmchan::Error> {
-//! // The server process:
-//! let listener = shmchan::Listener::bind("/run/user/1000/echo.sock")?;
-//! for conn in listener.incoming() {
-//!     let (mut tx, mut rx) = conn?.into_split();
-//!     while let Ok(msg) = rx.recv() {
-//!         tx.send(&msg)?;
+//! use std::time::Duration;
+//!
+//! let name = format!("shmchan-doc-lib-{}", std::process::id());
+//! let listener = shmchan::Listener::bind_abstract(&name)?;
+//! // Two clients (here threads) each send one message on a connection.
+//! let clients: Vec<_> = (0..2u8)
+//!     .map(|i| {
+//!         let name = name.clone();
+//!         std::thread::spawn(move || -> Result<(), shmchan::Error> {
+//!             let mut conn = shmchan::connect_abstract(&name)?;
+//!             conn.sender().send(&[i])?;
+//!             conn.receiver().recv()?; // until the server closes
+//!             Ok(())
+//!         })
+//!     })
+//!     .collect();
+//! let mut a = listener.accept()?;
+//! let mut b = listener.accept()?;
+//! let mut got = Vec::new();
+//! while got.len() < 2 {
+//!     let mut both = [a.receiver(), b.receiver()];
+//!     let i = shmchan::wait_any(&mut both, Some(Duration::from_secs(10)))?;
+//!     match both[i].try_recv() {
+//!         Ok(msg) => got.extend(msg),
+//!         Err(e) if e.is_would_block() => {} // part of a long message: wait again
+//!         Err(e) => return Err(e),
 //!     }
 //! }
-//! // A client process:
-//! let mut conn = shmchan::connect("/run/user/1000/echo.sock")?;
-//! conn.sender().send(b"hello")?;
-//! assert_eq!(conn.receiver().recv()?, b"hello");
+//! got.sort();
+//! assert_eq!(got, [0, 1]);
+//! drop((a, b)); // the clients' recv is Closed
+//! for client in clients {
+//!     assert!(client.join().unwrap().unwrap_err().is_disconnected());
+//! }
 //! # Ok(()) }
 //! ```
 //!
@@ -126,14 +199,14 @@
 //! # Typed messages (feature `typed`)
 //!
 //! With the cargo feature `typed` (off by default: without it the crate
-//! does not depend on serde), [`typed::Sender<T>`](typed::Sender) and
-//! [`typed::Receiver<T>`](typed::Receiver) wrap the byte ends and send
-//! serde values, one message each, in postcard's compact binary format.
-//! A message that does not decode as `T` (a hostile or mismatched peer) is
-//! [`typed::Error::Decode`], never a panic, and the next message is
+//! does not depend on serde), `typed::Sender<T>` and `typed::Receiver<T>`
+//! (module [`typed`][mod-typed]) wrap the byte ends and send serde values,
+//! one message each, in postcard's compact binary format. A message that
+//! does not decode as `T` (a hostile or mismatched peer) is
+//! `typed::Error::Decode`, never a panic, and the next message is
 //! received as usual.
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // Cargo.toml: shmchan = { version = "0.1", features = ["typed"] }
 //! use shmchan::{Options, typed};
@@ -143,21 +216,22 @@
 //!
 //! let mut tx = typed::Sender::<Job>::new(Options::new().create_sender()?);
 //! tx.send(&Job { id: 1, path: "/tmp/a".into() })?;
-//! # let name = tx.get_ref().name().unwrap().to_owned();
+//! let name = tx.get_ref().name().unwrap().to_owned();
 //! // In the peer process, given the name:
 //! let mut rx = typed::Receiver::<Job>::new(Options::new().open_receiver(&name)?);
 //! let job: Job = rx.recv()?;
+//! assert_eq!((job.id, job.path.as_str()), (1, "/tmp/a"));
 //! # Ok(()) }
 //! ```
 //!
 //! # Plain-old-data values in place (feature `pod`)
 //!
 //! With the cargo feature `pod` (off by default; it adds bytemuck),
-//! [`pod::Sender<T>`](pod::Sender) and [`pod::Receiver<T>`](pod::Receiver)
+//! `pod::Sender<T>` and `pod::Receiver<T>` (module [`pod`][mod-pod])
 //! carry values of a `T: bytemuck::Pod` with no serialisation and no copy:
 //! the sender writes the value's fields in the ring, the receiver gets a
 //! guard that derefs to `&T` where the value lies, after checking its size
-//! and alignment. See [`pod`] for an example. bytemuck rather than
+//! and alignment. See the module for an example. bytemuck rather than
 //! zerocopy: its one trait `Pod` (every bit pattern valid, no padding)
 //! is exactly the contract both directions need, it is small, and the
 //! workspace already depends on it.
@@ -246,75 +320,119 @@
 //! The fuzz target of the receiver over hostile memory (proptest):
 //! `PROPTEST_CASES=1000000 cargo test -p shmchan --release --test
 //! fuzz_consumer`.
-//! The crate's tests turn the feature `typed` on (a dev-dependency on
-//! itself), so the typed two-process tests run with the others.
+//! The crate's tests turn the features `typed`, `pod` and `tokio` on (a
+//! dev-dependency on itself), so their tests and doctests run with the
+//! others; `tests/examples.rs` runs the rendezvous examples as a server
+//! and clients in processes of their own, and checks that the README
+//! shows them as they are.
+//!
 
+// The feature modules' links: to the module when it is built, else to
+// the section above that names the feature.
+#![cfg_attr(feature = "typed", doc = "[mod-typed]: typed")]
+#![cfg_attr(
+    not(feature = "typed"),
+    doc = "[mod-typed]: #typed-messages-feature-typed"
+)]
+#![cfg_attr(feature = "pod", doc = "[mod-pod]: pod")]
+#![cfg_attr(
+    not(feature = "pod"),
+    doc = "[mod-pod]: #plain-old-data-values-in-place-feature-pod"
+)]
+#![cfg_attr(feature = "tokio", doc = "[mod-tokio]: tokio")]
+#![cfg_attr(not(feature = "tokio"), doc = "[mod-tokio]: #event-loops-and-async")]
 #![warn(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+// On docs.rs: the items of a feature say so; nothing else is marked (the
+// whole crate is Linux-only, and `loom` is the model tests' build).
+#![cfg_attr(docsrs, feature(doc_cfg), doc(auto_cfg = false))]
 
+// The rest of the crate is left out elsewhere, so that this is the one
+// error a build on another system shows.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "shmchan works on Linux only: it needs memfd_create and its seals, futexes, \
+     OFD locks, SO_PEERCRED and the abstract socket namespace"
+);
+
+#[cfg(target_os = "linux")]
 mod bell;
+#[cfg(target_os = "linux")]
 mod consumer;
+#[cfg(target_os = "linux")]
 mod error;
+#[cfg(target_os = "linux")]
 mod layout;
+#[cfg(target_os = "linux")]
 mod producer;
+#[cfg(target_os = "linux")]
 mod ring;
+#[cfg(target_os = "linux")]
 mod sync;
+#[cfg(target_os = "linux")]
 mod wait;
 
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod connection;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod fdpass;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod handshake;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod listener;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod liveness;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod options;
-#[cfg(all(feature = "pod", not(loom)))]
+#[cfg(all(target_os = "linux", feature = "pod", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "pod")))]
 pub mod pod;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod ready;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod receiver;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod segment;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 mod sender;
-#[cfg(all(feature = "tokio", not(loom)))]
+#[cfg(all(target_os = "linux", feature = "tokio", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
-#[cfg(all(feature = "typed", not(loom)))]
+#[cfg(all(target_os = "linux", feature = "typed", not(loom)))]
+#[cfg_attr(docsrs, doc(cfg(feature = "typed")))]
 pub mod typed;
 
+#[cfg(target_os = "linux")]
 pub use error::{Error, SendTimeoutError, TrySendError};
+#[cfg(target_os = "linux")]
 pub use layout::{HEADER_SIZE, MAX_CAPACITY, MIN_CAPACITY};
+#[cfg(target_os = "linux")]
 pub use wait::Wait;
 
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use connection::{Connection, connect, connect_abstract};
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use fdpass::{recv_fd, send_fd};
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use handshake::{Credentials, HANDSHAKE_TIMEOUT};
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use listener::{Incoming, Listener};
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use liveness::PEER_CHECK;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use options::{DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE, Options};
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use ready::wait_any;
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use receiver::{InPlace, Receiver};
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use segment::{NAME_PREFIX, remove};
-#[cfg(not(loom))]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub use sender::{Loan, Sender};
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, target_os = "linux", not(loom)))]
 mod protocol_tests;
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, target_os = "linux", not(loom)))]
 mod ready_tests;
 
 #[cfg(all(test, loom))]

@@ -87,6 +87,10 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The defaults: [`DEFAULT_CAPACITY`], the default [`Wait`] policy,
+    /// the receiver's default [`max_message`](Self::max_message), and for
+    /// a rendezvous our own uid only, [`HANDSHAKE_TIMEOUT`] and a socket
+    /// file of mode 0600.
     pub fn new() -> Options {
         Options::default()
     }

@@ -73,8 +73,11 @@ pub enum Error {
     /// (a foreign sender) it is not aligned for `T`. It is consumed; the
     /// next call receives the next message.
     Mismatch {
+        /// The message's length in bytes.
         len: usize,
+        /// `size_of::<T>()`.
         expected: usize,
+        /// Whether the message's first byte is not aligned for `T`.
         misaligned: bool,
     },
 }

@@ -42,16 +42,35 @@ impl Receiver {
     /// call it before every wait, after a receive found
     /// [`Error::Empty`]:
     ///
-    /// ```text
-    /// loop {
+    /// ```
+    /// # fn main() -> Result<(), shmchan::Error> {
+    /// use rustix::event::{PollFd, PollFlags, poll};
+    /// use shmchan::Error;
+    ///
+    /// # let name = format!("shmchan-doc-arm-{}", std::process::id());
+    /// # let listener = shmchan::Listener::bind_abstract(&name)?;
+    /// # let peer = std::thread::spawn(move || -> Result<(), Error> {
+    /// #     listener.accept()?.sender().send(b"rung")?;
+    /// #     Ok(())
+    /// # });
+    /// # let mut conn = shmchan::connect_abstract(&name)?;
+    /// # let rx = conn.receiver();
+    /// // `rx`: the receiver of a connection; another process sends.
+    /// let msg = loop {
     ///     match rx.try_recv() {
     ///         Err(Error::Empty) => {}
     ///         other => break other,
     ///     }
     ///     if rx.arm()? {
-    ///         // wait until rx.ready_fd() is readable (epoll_wait, poll, ...)
+    ///         // Nothing there: wait until the bell rings (epoll, mio, ...).
+    ///         let fd = rx.ready_fd().expect("a connection's end has a bell");
+    ///         let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    ///         poll(&mut fds, None)?;
     ///     }
-    /// }
+    /// };
+    /// assert_eq!(msg?, b"rung");
+    /// # peer.join().unwrap()?;
+    /// # Ok(()) }
     /// ```
     ///
     /// A receive after `Ok(false)` may still find [`Error::Empty`] when

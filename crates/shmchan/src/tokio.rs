@@ -59,15 +59,34 @@ async fn rung(fd: &AsyncFd<OwnedFd>) -> Result<(), Error> {
 
 /// The receiving end of a channel, for tokio.
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), shmchan::Error> {
-/// let mut conn = shmchan::connect("/tmp/my-service.sock")?;
-/// let (_tx, rx) = conn.into_split();
-/// let mut rx = shmchan::tokio::AsyncReceiver::new(rx)?;
-/// while let Ok(msg) = rx.recv().await {
-///     println!("{} bytes", msg.len());
+/// Here a thread stands in for the sending process, and a current-thread
+/// runtime awaits (with tokio's features `rt` and `macros`, and
+/// shmchan's `tokio`):
+///
+/// ```
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<(), shmchan::Error> {
+///     let name = format!("shmchan-doc-async-rx-{}", std::process::id());
+///     let listener = shmchan::Listener::bind_abstract(&name)?;
+///     // The other process: three messages, then it closes its end.
+///     let peer = std::thread::spawn(move || -> Result<(), shmchan::Error> {
+///         let mut conn = listener.accept()?;
+///         for msg in [&b"one"[..], b"two", b"three"] {
+///             conn.sender().send(msg)?;
+///         }
+///         Ok(())
+///     });
+///
+///     let conn = shmchan::connect_abstract(&name)?;
+///     let (_tx, rx) = conn.into_split();
+///     let mut rx = shmchan::tokio::AsyncReceiver::new(rx)?;
+///     let mut got = Vec::new();
+///     while let Ok(msg) = rx.recv().await {
+///         got.push(msg);
+///     }
+///     assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+///     peer.join().unwrap()
 /// }
-/// # Ok(()) }
 /// ```
 pub struct AsyncReceiver {
     rx: Receiver,
@@ -167,16 +186,40 @@ impl AsyncReceiver {
 
 /// The sending end of a channel, for tokio.
 ///
-/// ```no_run
-/// # async fn run() -> Result<(), shmchan::Error> {
-/// let conn = shmchan::connect("/tmp/my-service.sock")?;
-/// let (tx, _rx) = conn.into_split();
-/// let mut tx = shmchan::tokio::AsyncSender::new(tx)?;
-/// tx.send(b"hello").await?;
-/// let mut loan = tx.loan(4096).await?;
-/// loan.fill(7);
-/// loan.commit();
-/// # Ok(()) }
+/// Here the listener's side sends, and a thread stands in for the
+/// client's process:
+///
+/// ```
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<(), shmchan::Error> {
+///     let name = format!("shmchan-doc-async-tx-{}", std::process::id());
+///     let listener = shmchan::Listener::bind_abstract(&name)?;
+///     // The client process: receives until the sender closes.
+///     let peer = std::thread::spawn(move || -> Result<Vec<usize>, shmchan::Error> {
+///         let mut conn = shmchan::connect_abstract(&name)?;
+///         let mut lengths = Vec::new();
+///         loop {
+///             match conn.receiver().recv() {
+///                 Ok(msg) => lengths.push(msg.len()),
+///                 Err(shmchan::Error::Closed) => return Ok(lengths),
+///                 Err(e) => return Err(e),
+///             }
+///         }
+///     });
+///
+///     // (`accept` blocks: a server that must not block its runtime calls
+///     // it from `spawn_blocking`.)
+///     let (tx, _rx) = listener.accept()?.into_split();
+///     let mut tx = shmchan::tokio::AsyncSender::new(tx)?;
+///     tx.send(b"hello").await?;
+///     // Zero copy: awaits room, then the message is written in place.
+///     let mut loan = tx.loan(4096).await?;
+///     loan.fill(7);
+///     loan.commit();
+///     drop(tx); // closes the channel
+///     assert_eq!(peer.join().unwrap()?, [5, 4096]);
+///     Ok(())
+/// }
 /// ```
 pub struct AsyncSender {
     tx: Sender,

@@ -54,7 +54,10 @@ pub enum Wait {
     Block,
     /// Poll `spin` times, then yield the CPU a few times, then sleep on a
     /// futex.
-    Adaptive { spin: u32 },
+    Adaptive {
+        /// Polls before the first yield.
+        spin: u32,
+    },
 }
 
 impl Default for Wait {
