@@ -24,9 +24,10 @@ pub(crate) struct Bell {
     pub(crate) fd: OwnedFd,
 }
 
-/// Reads of a drain before it gives up: a hostile peer that rings without
-/// pause must not keep us draining for ever.
-const DRAIN_READS: usize = 8;
+/// Reads of a drain before it gives up: an honest peer rings at most
+/// once per arming, so a few bytes wait at most; a hostile one that rings
+/// without pause must not keep us draining for ever (16 KiB).
+const DRAIN_READS: usize = 64;
 
 impl Bell {
     /// Rings the peer: one byte, never waiting. A full socket buffer
@@ -36,17 +37,20 @@ impl Bell {
         let _ = rustix::net::send(&self.fd, &[1], SendFlags::DONTWAIT | SendFlags::NOSIGNAL);
     }
 
-    /// Reads the rings that came, never waiting; returns whether the peer
-    /// has hung up (its end is closed: it closed the channel or died).
+    /// Reads the rings that came, never waiting, until none is left;
+    /// returns whether the peer has hung up (its end is closed: it closed
+    /// the channel or died). A peer that closed with rings of ours unread
+    /// shows as `ECONNRESET` once before the end of file: a hang-up too,
+    /// as is any error but `EAGAIN` (an edge-triggered poller reports a
+    /// hang-up once, so one missed here would never come again).
     pub(crate) fn drain(&self) -> bool {
         let mut buf = [0u8; 256];
         for _ in 0..DRAIN_READS {
             match rustix::net::recv(&self.fd, &mut buf, RecvFlags::DONTWAIT) {
                 Ok((0, _)) => return true,
-                // Until `EAGAIN`: a hang-up behind the rings must be seen
-                // now, since an edge-triggered poller reports it only once.
                 Ok(_) | Err(Errno::INTR) => {}
-                Err(_) => return false,
+                Err(Errno::AGAIN) => return false,
+                Err(_) => return true,
             }
         }
         false

@@ -17,7 +17,6 @@ use crate::handshake::{
 };
 use crate::layout::Role;
 use crate::listener::new_socket;
-use crate::liveness;
 use crate::options::Options;
 use crate::receiver::Receiver;
 use crate::segment::Segment;
@@ -298,13 +297,14 @@ pub(crate) fn serve(sock: OwnedFd, terms: &Terms) -> Result<Connection, Error> {
         }
         other => return Err(unexpected("ready", other)),
     }
-    // Ready means attached: its locks say so (else its death would go
-    // unnoticed on our side, as a peer's that never attached).
-    let attached = liveness::role_held(tx_seg.fd(), Role::Receiver)?
-        && liveness::role_held(rx_seg.fd(), Role::Sender)?;
+    // Ready means attached: its locks or its flags say so (else its death
+    // would go unnoticed on our side, as a peer's that never attached). A
+    // client may have sent, closed, even exited since: what it sent is
+    // still received, then `Closed` or `PeerGone`.
+    let attached = tx_seg.peer_came()? && rx_seg.peer_came()?;
     if !attached {
         return Err(Error::Handshake(
-            "the client said it was ready but holds no end of the channels".into(),
+            "the client said it was ready but never attached the channels".into(),
         ));
     }
     Ok(Connection {

@@ -342,13 +342,37 @@ impl Consumer {
         }
         let mut msg = None;
         if let Some(p) = self.partial.take() {
-            if !p.discard {
-                if let Err((e, stash)) = sink.resume(p.total, p.stash) {
+            let (total, got, discard) = (p.total, p.got, p.discard);
+            if !discard {
+                if let Sink::Slice(buf) = sink {
+                    // A receive into the caller's buffer that was stopped
+                    // half-way goes on in the stash, copied into the buffer
+                    // once, when whole: a poll costs only the new bytes,
+                    // not a copy out and back of all that came before.
+                    if total > buf.len() as u64 {
+                        let limit = buf.len() as u64;
+                        self.partial = Some(p);
+                        return Err(Error::TooLarge { len: total, limit });
+                    }
+                    let mut stash = p.stash;
+                    let mut msg = Some(InFlight {
+                        total,
+                        got,
+                        discard,
+                    });
+                    let mut into_stash = Sink::Vec(&mut stash);
+                    let result = self.take_message(&mut into_stash, &mut msg, how, watch);
+                    self.keep(&result, msg, &mut into_stash);
+                    if let Ok(Taken::Copied(n)) = result {
+                        buf[..n as usize].copy_from_slice(&stash[..n as usize]);
+                    }
+                    return result;
+                }
+                if let Err((e, stash)) = sink.resume(total, p.stash) {
                     self.partial = Some(Partial { stash, ..p });
                     return Err(e);
                 }
             }
-            let (total, got, discard) = (p.total, p.got, p.discard);
             msg = Some(InFlight {
                 total,
                 got,
@@ -356,6 +380,13 @@ impl Consumer {
             });
         }
         let result = self.take_message(sink, &mut msg, how, watch);
+        self.keep(&result, msg, sink);
+        result
+    }
+
+    /// Keeps a message that `result` interrupted for the next call (see
+    /// [`take`](Self::take)).
+    fn keep(&mut self, result: &Result<Taken, Error>, msg: Option<InFlight>, sink: &mut Sink<'_>) {
         if let Some(InFlight {
             total,
             got,
@@ -364,7 +395,7 @@ impl Consumer {
         {
             // A refused message is dropped whatever stopped this call; one
             // being received is kept for the next call if time ran out.
-            let stash = match (&result, discard) {
+            let stash = match (result, discard) {
                 (_, true) => Some(Vec::new()),
                 (Err(Error::Empty | Error::Timeout), false) => Some(sink.suspend(got)),
                 _ => None,
@@ -376,7 +407,6 @@ impl Consumer {
                 discard,
             });
         }
-        result
     }
 
     fn take_message(
@@ -518,6 +548,18 @@ impl Consumer {
             }
             other => other,
         }
+    }
+
+    /// Whether the producer published or closed since we last looked:
+    /// one load, for a spin that must not retry a whole call each time.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn news(&self) -> bool {
+        let hdr = self.ring.header();
+        // Acquire: pairs with the Release store of `tail` in
+        // `Producer::publish` (a hint only: the retry loads it again).
+        hdr.tail.0.load(Acquire) != self.tail
+            // Acquire: pairs with the Release store in `Producer::close`.
+            || hdr.closed[Role::Sender.index()].load(Acquire) != 0
     }
 
     /// The channel's doorbell, if it has one.

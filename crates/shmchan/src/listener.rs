@@ -141,9 +141,21 @@ impl Listener {
             _lock: lock,
             id: None,
         };
-        // Holding the lock: a socket at the path is a dead listener's.
+        // Holding the lock: a socket at the path is a dead listener's,
+        // unless something answers on it (a program of another kind, or a
+        // listener whose lock file was removed by hand): never take over a
+        // live socket.
         match rustix::fs::lstat(path) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Socket => {
+                if answers(&addr)? {
+                    return Err(Error::Io(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!(
+                            "{} is a socket something listens on (not removed)",
+                            path.display()
+                        ),
+                    )));
+                }
                 match rustix::fs::unlink(path) {
                     Ok(()) | Err(Errno::NOENT) => {}
                     Err(e) => return Err(e.into()),
@@ -365,6 +377,23 @@ fn take_lock(path: &Path, lock_path: &Path) -> Result<OwnedFd, Error> {
 
 /// `socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`: message boundaries
 /// for the handshake.
+/// Whether something listens on `addr`: a connection that does not wait
+/// is taken or queued (or refused for its socket type). Only "connection
+/// refused" says that nobody listens.
+fn answers(addr: &SocketAddrUnix) -> Result<bool, Error> {
+    let probe = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    match rustix::net::connect(&probe, addr) {
+        Err(Errno::CONNREFUSED) => Ok(false),
+        Ok(()) | Err(Errno::AGAIN | Errno::PROTOTYPE | Errno::INPROGRESS) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(crate) fn new_socket() -> Result<OwnedFd, Error> {
     Ok(rustix::net::socket_with(
         AddressFamily::UNIX,

@@ -174,6 +174,10 @@ impl Producer {
 
     /// Writes one record at `tail` (room was checked) without publishing it.
     fn put(&mut self, kind: Kind, chunk: u64, total: u64, fill: Option<Fill<'_>>) {
+        debug_assert!(
+            self.tail + record_size(chunk) - self.head <= self.ring.capacity(),
+            "a record beyond the room that was checked"
+        );
         let header = RecordHeader {
             kind,
             chunk: u32::try_from(chunk).expect("chunks are at most a quarter of the ring"),
@@ -278,16 +282,21 @@ impl Producer {
         }
     }
 
-    /// The free bytes a `Try` send of `len` bytes needs now: all its
-    /// records, an owed `Abort`, and a `Pad` if a one-record message would
-    /// wrap. More than the capacity: it can never go at once.
+    /// The free bytes the next step of a send that does not wait needs
+    /// ([`Sender::arm`](crate::Sender::arm)): an owed `Abort` goes first,
+    /// on its own (a `Try` send writes it alone, see `send`); then all the
+    /// message's records, with a `Pad` first for a one-record message that
+    /// would wrap. Never more than the capacity for a message of at most
+    /// [`max_try_send`](Self::max_try_send) bytes.
     pub(crate) fn try_need(&self, len: u64) -> u64 {
-        let abort = if self.abort_pending { RECORD_HEADER } else { 0 };
+        if self.abort_pending {
+            return RECORD_HEADER;
+        }
         let records = self.records_size(len);
         // A message of one record that would wrap gets a `Pad` first.
         let wraps = len <= self.max_chunk() && records > self.to_end();
         let pad = if wraps { self.to_end() } else { 0 };
-        abort.saturating_add(records).saturating_add(pad)
+        records.saturating_add(pad)
     }
 
     /// Bytes from `tail` to the end of the data area.
@@ -362,6 +371,18 @@ impl Producer {
         self.ring
     }
 
+    /// Whether the consumer moved or closed since we last looked: one
+    /// load, for a spin that must not retry a whole call each time.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn news(&self) -> bool {
+        let hdr = self.ring.header();
+        // Acquire: pairs with the Release store of `head` in
+        // `Consumer::release` (a hint only: the retry loads it again).
+        hdr.head.0.load(Acquire) != self.head
+            // Relaxed: as in `check`.
+            || hdr.closed[Role::Receiver.index()].load(Relaxed) != 0
+    }
+
     /// The channel's doorbell, if it has one.
     pub(crate) fn bell(&self) -> Option<&Bell> {
         self.bell.as_ref()
@@ -388,18 +409,22 @@ impl Producer {
         })
     }
 
-    /// The room a loan of `len` bytes needs now: an `Abort` record owed,
-    /// a `Pad` if the record would wrap, and the record. When it is free,
-    /// [`loan`](Self::loan) with `How::Try` succeeds.
+    /// The free bytes the next step of a loan of `len` bytes that does not
+    /// wait needs: an owed `Abort`, else the `Pad` to the end of the data
+    /// area if the record would wrap, else the record. Each step of
+    /// [`loan`](Self::loan) with `How::Try` writes what it has room for and
+    /// fails `Full` at the first it has not, so arming for this and trying
+    /// again always makes progress. Never more than the capacity.
+    #[cfg(feature = "tokio")]
     pub(crate) fn loan_need(&self, len: u64) -> u64 {
-        let abort = if self.abort_pending { RECORD_HEADER } else { 0 };
         let need = record_size(len);
-        let pad = if need > self.to_end() {
+        if self.abort_pending {
+            RECORD_HEADER
+        } else if need > self.to_end() {
             self.to_end()
         } else {
-            0
-        };
-        abort + pad + need
+            need
+        }
     }
 
     /// One step of a send that never waits (the async sender): writes as
@@ -408,6 +433,7 @@ impl Producer {
     /// Returns `Ok(None)` once the whole message is in the ring, or
     /// `Ok(Some(need))`: the free bytes the next step needs. A caller that
     /// gives up between steps calls [`abandon`](Self::abandon).
+    #[cfg(feature = "tokio")]
     pub(crate) fn send_step(
         &mut self,
         len: u64,
@@ -416,32 +442,32 @@ impl Producer {
     ) -> Result<Option<u64>, Error> {
         self.check()?;
         let max = self.max_chunk();
-        let need = match len <= max {
-            // A message of one record, which must not wrap, and an owed
-            // `Abort`: all of it at once or nothing.
-            true => self.loan_need(len),
-            false if self.abort_pending => RECORD_HEADER,
-            false => 0,
-        };
-        if *sent == 0 && need > 0 {
-            if !self.has_room(need)? {
+        if *sent == 0 && self.abort_pending {
+            // An owed `Abort` goes first, on its own: the room of what
+            // follows is reckoned from where it ends.
+            if !self.has_room(RECORD_HEADER)? {
                 self.publish();
-                return Ok(Some(need));
+                return Ok(Some(RECORD_HEADER));
             }
-            if self.abort_pending {
-                self.put(Kind::Abort, 0, 0, None);
-                self.abort_pending = false;
-            }
-            if len <= max {
-                let to_end = self.to_end();
-                if record_size(len) > to_end {
-                    self.put(Kind::Pad, to_end - RECORD_HEADER, 0, None);
-                }
-                self.put(Kind::Msg, len, len, Some(fill));
+            self.put(Kind::Abort, 0, 0, None);
+            self.abort_pending = false;
+        }
+        if *sent == 0 && len <= max {
+            // One record, which must not wrap (see `send`): with its `Pad`,
+            // all at once or nothing. At most half the ring and a header.
+            let (record, to_end) = (record_size(len), self.to_end());
+            let pad = if record > to_end { to_end } else { 0 };
+            if !self.has_room(pad + record)? {
                 self.publish();
-                *sent = len;
-                return Ok(None);
+                return Ok(Some(pad + record));
             }
+            if pad > 0 {
+                self.put(Kind::Pad, to_end - RECORD_HEADER, 0, None);
+            }
+            self.put(Kind::Msg, len, len, Some(fill));
+            self.publish();
+            *sent = len;
+            return Ok(None);
         }
         while *sent < len {
             let chunk = (len - *sent).min(max);
@@ -461,6 +487,7 @@ impl Producer {
 
     /// A message that [`send_step`](Self::send_step) began is given up:
     /// the consumer drops the part that went out.
+    #[cfg(feature = "tokio")]
     pub(crate) fn abandon(&mut self) {
         self.abort_pending = true;
     }

@@ -132,10 +132,11 @@ pub(crate) fn arm_producer(core: &mut Producer, need: u64) -> Result<bool, Error
 }
 
 /// Waits until one of `receivers` has something to receive (a message,
-/// the close, or its sender's death) and returns its index; the lowest
-/// index wins when several have. [`Error::Timeout`] after `timeout`
+/// the close, its sender's death, or an error) and returns its index; the
+/// lowest index wins when several have. [`Error::Timeout`] after `timeout`
 /// (`None`: no limit). Every receiver must have a bell (made through a
-/// connection). As with [`Receiver::arm`], the receive that follows may
+/// connection), and there must be at least one. A closed or failed
+/// receiver stays ready: take it out of the slice. As with [`Receiver::arm`], the receive that follows may
 /// find only part of a long message: call `wait_any` again.
 ///
 /// For many channels or other descriptors in the same loop, register each
@@ -145,10 +146,22 @@ pub fn wait_any(
     receivers: &mut [&mut Receiver],
     timeout: Option<Duration>,
 ) -> Result<usize, Error> {
+    if receivers.is_empty() {
+        return Err(Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "wait_any needs at least one receiver",
+        )));
+    }
+    if receivers.iter().any(|rx| rx.ready_fd().is_none()) {
+        return Err(no_bell());
+    }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         for (i, rx) in receivers.iter_mut().enumerate() {
-            if !rx.arm()? {
+            // A receiver whose arming fails (its memory is corrupt, say)
+            // is returned too: its receive reports the error, and the
+            // caller knows which channel to drop.
+            if !matches!(rx.arm(), Ok(true)) {
                 return Ok(i);
             }
         }

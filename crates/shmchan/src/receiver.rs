@@ -336,6 +336,7 @@ pub struct InPlace<'a> {
 
 impl<'a> InPlace<'a> {
     /// The guard of a message taken by [`Receiver::lend_raw`].
+    #[cfg(feature = "tokio")]
     pub(crate) fn new(rx: &'a mut Receiver, bytes: Option<NonNull<[u8]>>) -> InPlace<'a> {
         InPlace { rx, bytes }
     }

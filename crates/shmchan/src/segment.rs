@@ -277,6 +277,14 @@ impl Segment {
     /// That it attached we know from its flag, or from having seen its lock
     /// held: a peer that clears its flag cannot hide its death from a side
     /// that waited while it lived.
+    /// Whether the peer attached: it holds its lock now, or it set its
+    /// flag (and may have closed or died since, which the ends report as
+    /// usual: [`peer_gone`](Self::peer_gone) is true once the flag is set
+    /// and the lock gone).
+    pub(crate) fn peer_came(&self) -> Result<bool, Error> {
+        Ok(liveness::role_held(self.fd.as_fd(), self.role.peer())? || self.peer_attached())
+    }
+
     pub(crate) fn peer_gone(&self) -> Result<bool, Error> {
         if liveness::role_held(self.fd.as_fd(), self.role.peer())? {
             self.peer_seen.set(true);

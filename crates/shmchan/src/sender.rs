@@ -142,10 +142,19 @@ impl Sender {
     /// finds out). Longer than [`max_loan`](Self::max_loan):
     /// [`Error::TooLarge`] at once.
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, Error> {
+        self.try_loan_step(len)?;
+        Ok(Loan { sender: self, len })
+    }
+
+    /// The work of [`try_loan`](Self::try_loan), borrowing nothing after
+    /// it returns (the async loan loops on it, then makes the guard with
+    /// [`Loan::new`]). A `Full` may still have written an owed `Abort` or
+    /// a `Pad`: the next try goes on from there.
+    pub(crate) fn try_loan_step(&mut self, len: usize) -> Result<(), Error> {
         self.run(How::Try, None, |core, how, watch| {
             core.loan(len as u64, how, watch)
-        })?;
-        Ok(Loan { sender: self, len })
+        })
+        .map(|_| ())
     }
 
     /// How this end's blocking calls wait (the async ends').
@@ -230,6 +239,14 @@ impl std::fmt::Debug for Sender {
 pub struct Loan<'a> {
     sender: &'a mut Sender,
     len: usize,
+}
+
+impl<'a> Loan<'a> {
+    /// The guard of a loan [`Sender::try_loan_step`] made.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn new(sender: &'a mut Sender, len: usize) -> Loan<'a> {
+        Loan { sender, len }
+    }
 }
 
 impl Loan<'_> {

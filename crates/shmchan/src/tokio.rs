@@ -34,10 +34,11 @@ fn register(fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<AsyncFd<OwnedFd>,
     Ok(AsyncFd::with_interest(dup, Interest::READABLE)?)
 }
 
-/// Looks (tries) before arming the bell, as the end's [`Wait`] policy
-/// spins before it sleeps: `Block` arms at once; `Adaptive { spin }`
-/// tries `spin` times first; `Spin` tries the default adaptive count, then
-/// arms (an executor thread must not spin for ever).
+/// How long to spin (one load of the peer's index a time, see [`spin`])
+/// before arming the bell, as the end's [`Wait`] policy spins before it
+/// sleeps: `Block` arms at once; `Adaptive { spin }` spins `spin` times
+/// first; `Spin` the default adaptive count, then arms (an executor thread
+/// must not spin for ever).
 fn tries(wait: Wait) -> u32 {
     match wait {
         Wait::Block => 0,
@@ -47,6 +48,18 @@ fn tries(wait: Wait) -> u32 {
             _ => 0,
         },
     }
+}
+
+/// Spins up to `tries` times on `news` (one load each); whether it saw
+/// any, so that the caller tries again rather than arming its bell.
+fn spin(tries: u32, news: impl Fn() -> bool) -> bool {
+    for _ in 0..tries {
+        if news() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
 }
 
 /// Waits until the bell is readable, then forgets that it was: the next
@@ -107,18 +120,14 @@ impl AsyncReceiver {
     /// Receives the next message: [`Receiver::recv`], awaiting rather than
     /// blocking.
     pub async fn recv(&mut self) -> Result<Vec<u8>, Error> {
-        let mut left = self.tries;
         loop {
             match self.rx.try_recv() {
                 Err(Error::Empty) => {}
                 other => return other,
             }
-            if left > 0 {
-                left -= 1;
-                std::hint::spin_loop();
+            if spin(self.tries, || self.rx.core.news()) {
                 continue;
             }
-            left = self.tries;
             if self.rx.arm()? {
                 rung(&self.bell).await?;
             }
@@ -128,18 +137,14 @@ impl AsyncReceiver {
     /// Receives the next message into `buf`: [`Receiver::recv_into`],
     /// awaiting rather than blocking.
     pub async fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        let mut left = self.tries;
         loop {
             match self.rx.try_recv_into(buf) {
                 Err(Error::Empty) => {}
                 other => return other,
             }
-            if left > 0 {
-                left -= 1;
-                std::hint::spin_loop();
+            if spin(self.tries, || self.rx.core.news()) {
                 continue;
             }
-            left = self.tries;
             if self.rx.arm()? {
                 rung(&self.bell).await?;
             }
@@ -149,19 +154,15 @@ impl AsyncReceiver {
     /// Receives the next message in place: [`Receiver::recv_in_place`],
     /// awaiting rather than blocking (and trusting the sender as it does).
     pub async fn recv_in_place(&mut self) -> Result<InPlace<'_>, Error> {
-        let mut left = self.tries;
         loop {
             match self.rx.lend_raw(How::Try, None) {
                 Ok(bytes) => return Ok(InPlace::new(&mut self.rx, bytes)),
                 Err(Error::Empty) => {}
                 Err(e) => return Err(e),
             }
-            if left > 0 {
-                left -= 1;
-                std::hint::spin_loop();
+            if spin(self.tries, || self.rx.core.news()) {
                 continue;
             }
-            left = self.tries;
             if self.rx.arm()? {
                 rung(&self.bell).await?;
             }
@@ -280,17 +281,13 @@ impl AsyncSender {
             sent: 0,
         };
         let fill = &mut fill;
-        let mut left = self.tries;
         loop {
             let Some(need) = step.tx.core.send_step(step.len, &mut step.sent, fill)? else {
                 return Ok(());
             };
-            if left > 0 {
-                left -= 1;
-                std::hint::spin_loop();
+            if spin(self.tries, || step.tx.core.news()) {
                 continue;
             }
-            left = self.tries;
             if arm_producer(&mut step.tx.core, need)? {
                 rung(&self.bell).await?;
             }
@@ -307,27 +304,24 @@ impl AsyncSender {
                 limit,
             });
         }
-        let mut left = self.tries;
         loop {
-            let need = self.tx.core.loan_need(len as u64);
-            // Room now: no system call (arming reads the bell).
-            if self.tx.core.has_room(need)? {
-                break;
+            // Room now: no system call (arming reads the bell). A `Full`
+            // may have written an owed `Abort` or a `Pad`: progress.
+            match self.tx.try_loan_step(len) {
+                Ok(()) => return Ok(Loan::new(&mut self.tx, len)),
+                Err(Error::Full) => {}
+                Err(e) => return Err(e),
             }
-            if left > 0 {
-                left -= 1;
-                std::hint::spin_loop();
+            if spin(self.tries, || self.tx.core.news()) {
                 continue;
             }
-            left = self.tries;
-            if !arm_producer(&mut self.tx.core, need)? {
-                break;
+            // The next step's room, never more than the ring: free, the
+            // next try goes further.
+            let need = self.tx.core.loan_need(len as u64);
+            if arm_producer(&mut self.tx.core, need)? {
+                rung(&self.bell).await?;
             }
-            rung(&self.bell).await?;
         }
-        // The room `loan_need` named is free: a loan that does not wait
-        // gets it.
-        self.tx.try_loan(len)
     }
 
     /// The blocking end inside.

@@ -126,7 +126,7 @@ fn hostile_clients_fail_one_accept_each() {
         ("version-client", "version 99"),
         ("closing-client", "closed"),
         ("silent-client", "within"),
-        ("liar-client", "holds no end"),
+        ("liar-client", "never attached"),
     ] {
         let mut bad = Peer::spawn(TEST, role, &[("SHMCHAN_ADDR", &addr)]);
         bad.ready(); // connected: first in the queue
