@@ -497,3 +497,41 @@ fn a_message_over_the_limit_is_refused_once_and_skipped() {
     assert_eq!(try_recv(&mut c).unwrap(), next);
     assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
 }
+
+/// Review: `send_step` sizes a one-record message with `loan_need`, whose
+/// `Pad` is computed from `to_end` *before* the owed `Abort` is written;
+/// the `Abort` moves `tail`, the record no longer fits before the end, and
+/// a `Pad` nobody checked room for is written too: the message lands over
+/// records the consumer has not read yet.
+#[test]
+fn review_send_step_after_an_abort_never_overwrites_unread_records() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    let step = |p: &mut Producer, msg: &[u8], sent: &mut u64| {
+        p.send_step(msg.len() as u64, sent, &mut |off, piece: &mut [u8]| {
+            piece.copy_from_slice(&msg[off..off + piece.len()])
+        })
+    };
+    let (m1, m2, m3) = (message(1, 16), message(2, 48), message(3, 16));
+    for m in [&m1, &m2, &m3] {
+        // 0..32, 32..96, 96..128
+        send(&mut p, m, How::Try, &mut w).unwrap();
+    }
+    // A long message (chunks of 64): its first chunk goes (128..208), the
+    // second does not fit; the future is dropped: `Step` abandons it.
+    let long = message(4, 100);
+    let mut sent = 0;
+    assert_eq!(step(&mut p, &long, &mut sent).unwrap(), Some(64));
+    assert_eq!(sent, 64);
+    p.abandon();
+    assert_eq!(try_recv(&mut c).unwrap(), m1); // head = 32: 80 bytes free
+    // A 32-byte message: record 48 bytes, exactly `to_end`. Room checked:
+    // Abort 16 + record 48 = 64 <= 80. Written: Abort 16 + Pad 32 + 48 = 96.
+    let short = message(5, 32);
+    let mut sent = 0;
+    let r = step(&mut p, &short, &mut sent).unwrap();
+    // Whatever it said, what was queued must come out intact, in order.
+    assert_eq!(try_recv(&mut c).unwrap(), m2, "m2 overwritten (step said {r:?})");
+    assert_eq!(try_recv(&mut c).unwrap(), m3);
+}

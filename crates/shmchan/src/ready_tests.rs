@@ -143,3 +143,72 @@ fn wait_any_returns_the_receiver_with_a_message() {
     assert_eq!(wait_any(&mut [&mut rx0, &mut rx1], None).unwrap(), 0);
     assert_eq!(rx0.try_recv().unwrap(), b"to zero");
 }
+
+/// Review: a peer that dies (or closes) with rings unread in its own end
+/// leaves `ECONNRESET` on ours, once, before the end-of-file. `drain`
+/// takes any error for "not hung up", so the hang-up that an
+/// edge-triggered poller (mio, epoll `EPOLLET`) reports once is missed.
+#[test]
+fn review_a_peer_gone_with_rings_unread_is_seen_hung_up() {
+    let (a, b) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let ours = Bell { fd: a };
+    ours.ring(); // the peer armed; we rang; it died before reading
+    drop(b);
+    assert!(readable(ours.as_fd()));
+    assert!(ours.drain(), "hang-up missed (ECONNRESET taken for no news)");
+}
+
+/// Review: the same at the `Receiver` level: a sender process that died
+/// with a ring unread (it had armed, the receiver made room) is not seen
+/// gone by the first `arm` after the hang-up.
+#[test]
+fn review_an_armed_sender_that_died_unrung_is_seen_gone_by_one_arm() {
+    let (mut tx, mut rx) = belled(4096);
+    let msg = [7u8; 1000];
+    while tx.try_send(&msg[..]).is_ok() {}
+    assert!(tx.arm(msg.len()).unwrap());
+    rx.try_recv().unwrap(); // rings the sender's bell
+    // The sender dies without reading its bell: no close flag.
+    let ring = tx.core.ring_for_tests();
+    drop(std::mem::replace(
+        &mut tx.core,
+        crate::producer::Producer::with_bell(ring, None),
+    ));
+    std::mem::forget(tx);
+    while rx.try_recv().is_ok() {}
+    // Edge-triggered: one event, one `arm`: it must not ask to wait.
+    assert!(!rx.arm().unwrap(), "arm says wait on a dead sender's bell");
+}
+
+/// Review: `AsyncSender::loan` waits for `loan_need` bytes at once: the
+/// `Pad` to the end plus the record. For a loan longer than the room left
+/// before the end, that can be more than the capacity: it never completes,
+/// although the blocking `loan` (pad first, then record) gets it at once.
+#[cfg(feature = "tokio")]
+#[test]
+fn review_an_async_loan_of_most_of_the_ring_completes() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut tx, mut rx) = belled(4096);
+        // tail at 2048, ring empty.
+        tx.send(&[1u8; 1008]).unwrap();
+        tx.send(&[2u8; 1008]).unwrap();
+        rx.try_recv().unwrap();
+        rx.try_recv().unwrap();
+        let mut tx = crate::tokio::AsyncSender::new(tx).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), async {
+            tx.loan(3000).await.map(|l| l.commit())
+        })
+        .await;
+        assert!(matches!(got, Ok(Ok(()))), "async loan: {got:?}");
+    });
+}
