@@ -535,3 +535,29 @@ fn review_send_step_after_an_abort_never_overwrites_unread_records() {
     assert_eq!(try_recv(&mut c).unwrap(), m2, "m2 overwritten (step said {r:?})");
     assert_eq!(try_recv(&mut c).unwrap(), m3);
 }
+
+/// Review: `AsyncSender::loan` arms for `loan_need`, then calls
+/// `try_loan`, "which gets it". With an `Abort` owed and `to_end` equal to
+/// the record, `loan_need` counts no `Pad`, the `Abort` makes one needed,
+/// and the loan the bell said was ready fails with `Full`.
+#[test]
+fn review_a_loan_of_the_room_loan_need_names_does_not_fail_full() {
+    let heap = HeapRing::new(256);
+    let (mut p, mut c) = (Producer::new(heap.ring()), Consumer::new(heap.ring()));
+    let mut w = Deadline::after(WATCHDOG_MS);
+    let (m1, m2, m3) = (message(1, 16), message(2, 48), message(3, 16));
+    for m in [&m1, &m2, &m3] {
+        send(&mut p, m, How::Try, &mut w).unwrap();
+    }
+    let long = message(4, 100);
+    let mut sent = 0;
+    let fill = &mut |off: usize, piece: &mut [u8]| {
+        piece.copy_from_slice(&long[off..off + piece.len()])
+    };
+    assert_eq!(p.send_step(100, &mut sent, fill).unwrap(), Some(64));
+    p.abandon();
+    assert_eq!(try_recv(&mut c).unwrap(), m1); // 80 bytes free
+    assert!(!p.arm(p.loan_need(32)).unwrap(), "the bell says: room");
+    let got = p.loan(32, How::Try, &mut w);
+    assert!(got.is_ok(), "{got:?}");
+}
