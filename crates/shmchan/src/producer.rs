@@ -361,6 +361,8 @@ impl Producer {
     pub(crate) fn test_chunk(&mut self, piece: &[u8], first: bool, total: u64) {
         let kind = if first { Kind::Msg } else { Kind::Cont };
         let fill = &mut |o: usize, p: &mut [u8]| p.copy_from_slice(&piece[o..o + p.len()]);
+        // The tests make the room; this refreshes the cached `head`.
+        assert!(self.has_room(record_size(piece.len() as u64)).unwrap());
         self.put(kind, piece.len() as u64, total, Some(fill));
         self.publish();
     }
