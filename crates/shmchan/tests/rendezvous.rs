@@ -30,6 +30,11 @@ fn play(role: &str) {
         "echo-listener" => echo_listener(&addr),
         "echo-client" => echo_client(&addr, false),
         "check-client" => echo_client(&addr, true),
+        "send-and-go" => {
+            let mut conn = connect(&Options::new(), &addr).unwrap();
+            conn.sender().send(b"fire and forget").unwrap();
+            // Gone at once: the listener may not have looked yet.
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -60,6 +65,49 @@ fn duplex(test: &str, addr: &str) {
         Err(Error::Closed)
     ));
     assert!(reap(&mut client.child).success(), "the client's checks");
+}
+
+/// A socket something listens on is never taken over, even with no lock
+/// file beside it (another program's, or a listener whose lock file was
+/// removed by hand): `bind` fails and leaves it; a dead socket is
+/// reclaimed.
+#[test]
+fn bind_never_takes_over_a_live_socket() {
+    let dir = TempDir::new("live");
+    let path = dir.join("other.sock");
+    let other = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let err = Listener::bind(&path).unwrap_err();
+    assert!(
+        matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::AddrInUse),
+        "{err:?}"
+    );
+    assert!(path.exists(), "the live socket was removed");
+    drop(other); // now nobody listens: the socket file is stale
+    let listener = Listener::bind(&path).unwrap();
+    drop(listener);
+    assert!(dir.entries().is_empty(), "{:?}", dir.entries());
+}
+
+/// A client that sends and exits right after the handshake, perhaps
+/// before the listener's `accept` has looked at its ends: `accept` still
+/// succeeds (it attached; it is gone since), and the message arrives,
+/// then `Closed`. (`accept` used to fail it for holding no lock.)
+#[test]
+fn a_client_that_sends_and_leaves_at_once_is_accepted() {
+    const TEST: &str = "a_client_that_sends_and_leaves_at_once_is_accepted";
+    if let Some(role) = child_role() {
+        return play(&role);
+    }
+    let addr = abstract_name("leave");
+    let listener = bind(&Options::new(), &addr).unwrap();
+    for _ in 0..30 {
+        let mut client = Peer::spawn(TEST, "send-and-go", &[("SHMCHAN_ADDR", &addr)]);
+        let mut conn = accept(&listener).expect("a client that attached is accepted");
+        let rx = conn.receiver();
+        assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), b"fire and forget");
+        assert!(matches!(rx.recv_timeout(WATCHDOG), Err(Error::Closed)));
+        assert!(reap(&mut client.child).success());
+    }
 }
 
 /// Both ways over a path socket, payloads checked on both sides, and the
