@@ -8,7 +8,7 @@ use std::path::Path;
 use rustix::fs::FileType;
 use rustix::io::Errno;
 use rustix::net::sockopt::{Timeout, set_socket_timeout};
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
 
 use crate::bell::Bell;
 use crate::error::Error;
@@ -260,8 +260,8 @@ pub(crate) fn serve(sock: OwnedFd, terms: &Terms) -> Result<Connection, Error> {
     // costs no memory.
     let to_client = Segment::create_anonymous(terms.capacity)?;
     let to_listener = Segment::create_anonymous(terms.capacity)?;
-    let (tx_bell, tx_bell_peer) = bell_pair()?;
-    let (rx_bell, rx_bell_peer) = bell_pair()?;
+    let (tx_bell, tx_bell_peer) = crate::bell::pair()?;
+    let (rx_bell, rx_bell_peer) = crate::bell::pair()?;
     // Our ends reopen the memfds (open file descriptions of our own, for
     // our locks); the client gets the ones `memfd_create` made, which we
     // close once sent, so that its lock is its own, and it needs not
@@ -316,17 +316,6 @@ pub(crate) fn serve(sock: OwnedFd, terms: &Terms) -> Result<Connection, Error> {
         )),
         peer,
     })
-}
-
-/// `socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)`: one channel's bell,
-/// one end for each side.
-fn bell_pair() -> Result<(OwnedFd, OwnedFd), Error> {
-    Ok(rustix::net::socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?)
 }
 
 /// The error for `got` where `wanted` should have come.

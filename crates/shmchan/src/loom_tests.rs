@@ -114,14 +114,7 @@ fn loom_adaptive_message_in_rounds() {
 /// effect loom does not model; the words that decide whether to ring are
 /// atomics it does).
 fn bells() -> (crate::bell::Bell, crate::bell::Bell) {
-    use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
-    let (a, b) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
+    let (a, b) = crate::bell::pair().unwrap();
     (crate::bell::Bell { fd: a }, crate::bell::Bell { fd: b })
 }
 

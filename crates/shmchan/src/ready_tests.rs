@@ -6,7 +6,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};
 
 use crate::bell::Bell;
 use crate::{Error, Options, Receiver, Sender, Wait, wait_any};
@@ -14,13 +13,7 @@ use crate::{Error, Options, Receiver, Sender, Wait, wait_any};
 fn belled(capacity: usize) -> (Sender, Receiver) {
     let opts = Options::new().capacity(capacity).wait(Wait::Block);
     let fd = opts.create_anonymous().unwrap();
-    let (a, b) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
+    let (a, b) = crate::bell::pair().unwrap();
     let tx = opts.sender_from_fd(fd.try_clone().unwrap()).unwrap();
     let rx = opts.receiver_from_fd(fd).unwrap();
     (with_bell_tx(tx, a), with_bell_rx(rx, b))
@@ -150,13 +143,7 @@ fn wait_any_returns_the_receiver_with_a_message() {
 /// edge-triggered poller (mio, epoll `EPOLLET`) reports once is missed.
 #[test]
 fn a_peer_gone_with_rings_unread_is_seen_hung_up() {
-    let (a, b) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
+    let (a, b) = crate::bell::pair().unwrap();
     let ours = Bell { fd: a };
     ours.ring(); // the peer armed; we rang; it died before reading
     drop(b);

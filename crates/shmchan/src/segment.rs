@@ -218,18 +218,7 @@ impl Segment {
     /// Checks and maps an existing object and takes `role`'s lock.
     fn attach(fd: OwnedFd, role: Role, owner: u32) -> Result<Segment, Error> {
         let st = rustix::fs::fstat(&fd)?;
-        if st.st_uid != owner {
-            return Err(Error::Untrusted(format!(
-                "owned by uid {}, not {owner}",
-                st.st_uid
-            )));
-        }
-        if st.st_mode & 0o077 != 0 {
-            return Err(Error::Untrusted(format!(
-                "mode {:o} lets others in",
-                st.st_mode & 0o777
-            )));
-        }
+        check_owner(&st, owner)?;
         let size = u64::try_from(st.st_size).unwrap_or(0);
         if size == 0 {
             return Err(Error::NotInitialised);
@@ -365,19 +354,7 @@ pub fn remove(name: &str) -> Result<(), Error> {
         Err(e) => return Err(e.into()),
     };
     let st = rustix::fs::fstat(&fd)?;
-    let uid = rustix::process::geteuid().as_raw();
-    if st.st_uid != uid {
-        return Err(Error::Untrusted(format!(
-            "owned by uid {}, not {uid}",
-            st.st_uid
-        )));
-    }
-    if st.st_mode & 0o077 != 0 {
-        return Err(Error::Untrusted(format!(
-            "mode {:o} lets others in",
-            st.st_mode & 0o777
-        )));
-    }
+    check_owner(&st, rustix::process::geteuid().as_raw())?;
     // Each end holds its byte from before it sets anything up (`set_up`,
     // `attach`) until its process closes it or dies.
     if liveness::role_held(fd.as_fd(), Role::Sender)?
@@ -556,6 +533,23 @@ fn check_name(name: &str) -> Result<(), Error> {
     }
     if rest.contains(['/', '\0']) {
         return Err(Error::InvalidName(format!("{name:?} holds '/' or NUL")));
+    }
+    Ok(())
+}
+
+/// An object we may use belongs to `owner` and lets nobody else in.
+fn check_owner(st: &rustix::fs::Stat, owner: u32) -> Result<(), Error> {
+    if st.st_uid != owner {
+        return Err(Error::Untrusted(format!(
+            "owned by uid {}, not {owner}",
+            st.st_uid
+        )));
+    }
+    if st.st_mode & 0o077 != 0 {
+        return Err(Error::Untrusted(format!(
+            "mode {:o} lets others in",
+            st.st_mode & 0o777
+        )));
     }
     Ok(())
 }
