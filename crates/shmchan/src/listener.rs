@@ -245,7 +245,10 @@ impl Listener {
     /// `ioctl(FIONBIO)`: a non-blocking listener's [`accept`](Self::accept)
     /// fails with [`io::ErrorKind::WouldBlock`] at once when no client
     /// waits, for use from a poll loop (the handshake with a client that
-    /// came still blocks, within the handshake timeout).
+    /// came still blocks, within the handshake timeout). Wait for the
+    /// listener's descriptor ([`AsFd`]) to be readable before each
+    /// `accept`: [`incoming`](Self::incoming) on a non-blocking listener
+    /// yields `WouldBlock` items without end.
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
         rustix::io::ioctl_fionbio(&self.sock, nonblocking)?;
         Ok(())

@@ -169,6 +169,8 @@ impl Receiver {
     /// Receives the next message into `v` (cleared first), reusing its
     /// allocation; returns the message's length.
     pub fn recv_vec(&mut self, v: &mut Vec<u8>, timeout: Option<Duration>) -> Result<usize, Error> {
+        // Cleared whatever follows (a refused message puts nothing in it).
+        v.clear();
         let how = How::Wait(self.wait);
         self.take(&mut Sink::Vec(v), how, timeout)
             .map(|n| n as usize)
