@@ -498,11 +498,11 @@ fn a_message_over_the_limit_is_refused_once_and_skipped() {
     assert!(matches!(try_recv(&mut c), Err(Error::Empty)));
 }
 
-/// Review: `send_step` sizes a one-record message with `loan_need`, whose
-/// `Pad` is computed from `to_end` *before* the owed `Abort` is written;
-/// the `Abort` moves `tail`, the record no longer fits before the end, and
-/// a `Pad` nobody checked room for is written too: the message lands over
-/// records the consumer has not read yet.
+/// After a cancelled send, the next `send_step` of a one-record message
+/// writes the owed `Abort` first and only then reckons the `Pad`: the
+/// `Abort` moves `tail`, so a `Pad` reckoned before it could be one nobody
+/// checked room for, and the message would land over records the
+/// consumer has not read yet.
 #[test]
 fn send_step_after_an_abort_never_overwrites_unread_records() {
     let heap = HeapRing::new(256);

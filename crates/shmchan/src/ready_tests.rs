@@ -137,10 +137,10 @@ fn wait_any_returns_the_receiver_with_a_message() {
     assert_eq!(rx0.try_recv().unwrap(), b"to zero");
 }
 
-/// Review: a peer that dies (or closes) with rings unread in its own end
-/// leaves `ECONNRESET` on ours, once, before the end-of-file. `drain`
-/// takes any error for "not hung up", so the hang-up that an
-/// edge-triggered poller (mio, epoll `EPOLLET`) reports once is missed.
+/// A peer that dies (or closes) with rings unread in its own end leaves
+/// `ECONNRESET` on ours, once, before the end of file: `drain` takes it
+/// for the hang-up it is (an edge-triggered poller, mio or epoll
+/// `EPOLLET`, reports a hang-up once: missed, it never comes again).
 #[test]
 fn a_peer_gone_with_rings_unread_is_seen_hung_up() {
     let (a, b) = crate::bell::pair().unwrap();
@@ -154,9 +154,9 @@ fn a_peer_gone_with_rings_unread_is_seen_hung_up() {
     );
 }
 
-/// Review: the same at the `Receiver` level: a sender process that died
-/// with a ring unread (it had armed, the receiver made room) is not seen
-/// gone by the first `arm` after the hang-up.
+/// The same at the `Receiver` level: a sender process that died with a
+/// ring unread (it had armed, the receiver made room) is seen gone by the
+/// first `arm` after the hang-up.
 #[test]
 fn an_armed_sender_that_died_unrung_is_seen_gone_by_one_arm() {
     let (mut tx, mut rx) = belled(4096);
