@@ -26,6 +26,12 @@ use crate::wait::Wait;
 /// Registers a duplicate of the end's bell with the runtime.
 fn register(fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<AsyncFd<OwnedFd>, Error> {
     let fd = fd.ok_or_else(no_bell)?;
+    // Outside a runtime tokio would panic: say so instead.
+    ::tokio::runtime::Handle::try_current().map_err(|e| {
+        Error::Io(std::io::Error::other(format!(
+            "shmchan's async ends must be made inside a tokio runtime: {e}"
+        )))
+    })?;
     let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)?;
     // Deprecated since tokio 1.54 for types whose descriptor may change
     // or close under the registration; an `OwnedFd` owned by the `AsyncFd`
@@ -110,7 +116,8 @@ pub struct AsyncReceiver {
 
 impl AsyncReceiver {
     /// Wraps `rx`, which must come from a connection (it has a bell).
-    /// Must be called within a tokio runtime with IO enabled.
+    /// Must be called within a tokio runtime with IO enabled: outside one
+    /// it fails; in one without IO, tokio's `AsyncFd` panics.
     pub fn new(rx: Receiver) -> Result<AsyncReceiver, Error> {
         let bell = register(rx.ready_fd())?;
         let tries = tries(rx.wait());
@@ -249,7 +256,8 @@ impl Drop for Step<'_> {
 
 impl AsyncSender {
     /// Wraps `tx`, which must come from a connection (it has a bell).
-    /// Must be called within a tokio runtime with IO enabled.
+    /// Must be called within a tokio runtime with IO enabled: outside one
+    /// it fails; in one without IO, tokio's `AsyncFd` panics.
     pub fn new(tx: Sender) -> Result<AsyncSender, Error> {
         let bell = register(tx.ready_fd())?;
         let tries = tries(tx.wait());

@@ -292,3 +292,37 @@ fn the_async_futures_are_send() {
     }
     let _ = check;
 }
+
+/// Made outside a tokio runtime, the async ends say so (tokio itself would
+/// panic); a channel without a bell is refused too.
+#[test]
+fn async_ends_outside_a_runtime_or_without_a_bell_are_errors() {
+    if child_role().is_some() {
+        // Connects, then waits for the parent to close its end.
+        let mut conn = Options::new()
+            .connect_abstract(child_env("SHMCHAN_NAME"))
+            .unwrap();
+        let _ = conn.receiver().recv_timeout(WATCHDOG);
+        return;
+    }
+    let name = fresh_name("outside");
+    let listener = Listener::bind_abstract(&name).unwrap();
+    let mut child = spawn(
+        "async_ends_outside_a_runtime_or_without_a_bell_are_errors",
+        "client",
+        &[("SHMCHAN_NAME", &name)],
+        None,
+    );
+    let (tx, rx) = listener.accept().unwrap().into_split();
+    let err = AsyncReceiver::new(rx).err().expect("outside a runtime");
+    assert!(err.to_string().contains("inside a tokio runtime"), "{err}");
+    assert!(AsyncSender::new(tx).is_err());
+    let opts = Options::new();
+    let fd = opts.create_anonymous().unwrap();
+    let rx = opts.receiver_from_fd(fd).unwrap();
+    runtime().block_on(async {
+        let err = AsyncReceiver::new(rx).err().expect("no bell");
+        assert!(err.to_string().contains("no bell"), "{err}");
+    });
+    assert!(reap(&mut child).success());
+}
