@@ -3,13 +3,17 @@
 //! through a connection and wait on its bells with tokio's [`AsyncFd`].
 //!
 //! A message that is there is taken at once, with no system call, as by
-//! the blocking ends. A side that finds nothing looks again as many times
-//! as its [`Wait`] policy spins (`Adaptive { spin }`: `spin` times;
-//! `Block`: none; `Spin`: the default count, since an executor thread must
-//! not spin for ever), then arms its bell and awaits it. The futures are cancel-safe: a receive dropped before it
-//! completes takes no message (part of a long one stays for the next
-//! receive); a send dropped half-way leaves nothing the receiver would
-//! see (the part that went out is dropped, as for `send_timeout`).
+//! the blocking ends. A side that finds nothing watches the peer's index
+//! (one load a time) as many times as its [`Wait`] policy spins
+//! (`Adaptive { spin }`: `spin` times; `Block`: not at all; `Spin`: the
+//! default count, since an executor thread must not spin for ever), then
+//! arms its bell and awaits it.
+//!
+//! The futures are cancel-safe: a receive dropped before it completes
+//! takes no message (part of a long one stays for the next receive); a
+//! send dropped half-way leaves nothing the receiver would see (the part
+//! that went out is dropped, as for `send_timeout`). They are `Send`, so
+//! a multi-threaded runtime can run them.
 
 use std::os::fd::OwnedFd;
 
