@@ -286,6 +286,7 @@ fn check(what: &str, failures: Vec<String>, tally: &BTreeMap<&str, (u32, u32)>) 
 
 #[test]
 fn a_killed_side_fails_the_cell_and_leaves_nothing() {
+    let _alone = common::one_at_a_time();
     let before = common::ipc_objects();
     let mut rng = Rng(seed());
     let (failures, tally) = run_all(kill_jobs(&mut rng, 1), 3);
@@ -296,6 +297,7 @@ fn a_killed_side_fails_the_cell_and_leaves_nothing() {
 #[test]
 #[ignore = "long: IPCLAB_KILL_ROUNDS=20 cargo test --release --test kill -- --ignored"]
 fn many_kills_of_every_mechanism() {
+    let _alone = common::one_at_a_time();
     let before = common::ipc_objects();
     let rounds = std::env::var("IPCLAB_KILL_ROUNDS")
         .ok()
@@ -311,6 +313,7 @@ fn many_kills_of_every_mechanism() {
 
 #[test]
 fn a_stopped_side_times_the_cell_out_and_leaves_nothing() {
+    let _alone = common::one_at_a_time();
     let before = common::ipc_objects();
     let mut rng = Rng(seed() ^ 1);
     let jobs: Vec<Job> = names()

@@ -59,6 +59,7 @@ fn ns(row: &Value, stats: &str, at: &str) -> f64 {
 /// the run was.
 #[test]
 fn every_mechanism_limit_and_peer_runs_with_pairs() {
+    let _alone = common::one_at_a_time();
     const PAIRS: u64 = 3;
     const N: u64 = 4;
     let before = common::ipc_objects();
@@ -141,6 +142,7 @@ fn every_mechanism_limit_and_peer_runs_with_pairs() {
 /// peer included when built, and the limits.
 #[test]
 fn a_stalled_server_raises_the_corrected_p99_of_an_open_loop_run() {
+    let _alone = common::one_at_a_time();
     const STALL_MS: f64 = 300.0;
     let before = common::ipc_objects();
     let mechanisms = if ipclab_bench::mechanisms::find("iceoryx2").is_some() {
@@ -239,6 +241,7 @@ fn two_pairs_of_queues() {
 /// and the run goes on with the next cell (one pair, which fits).
 #[test]
 fn pairs_beyond_a_kernel_limit_fail_their_cell_naming_it() {
+    let _alone = common::one_at_a_time();
     let before = common::ipc_objects();
     let (code, run, stderr) = run(
         &[
@@ -280,6 +283,7 @@ fn pairs_beyond_a_kernel_limit_fail_their_cell_naming_it() {
 /// channel's objects go, also those of the pairs that were still running.
 #[test]
 fn a_pair_killed_mid_run_fails_its_cell_and_leaves_nothing() {
+    let _alone = common::one_at_a_time();
     let before = common::ipc_objects();
     for mechanism in ["shm-futex", "posix-mq"] {
         let (code, run, stderr) = run(

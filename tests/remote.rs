@@ -43,6 +43,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 
 #[test]
 fn tcp_and_udp_rows_over_loopback_carry_the_remote_and_leave_nothing() {
+    let _alone = common::one_at_a_time();
     let tag = new_tag("remote-rows");
     let before = common::ipc_objects();
     let mut serve = Serve::start(&[], "127.0.0.1:0", "sesame", &tag);
@@ -233,6 +234,7 @@ fn unreachable_refused_silent_or_foreign_servers_fail_the_run_with_one_line() {
 
 #[test]
 fn the_server_refuses_garbage_and_survives_a_client_killed_mid_run() {
+    let _alone = common::one_at_a_time();
     let tag = new_tag("remote-survive");
     let before = common::ipc_objects();
     let mut serve = Serve::start(&[], "127.0.0.1:0", "k", &tag);

@@ -72,6 +72,15 @@ pub fn ipc_objects() -> BTreeSet<String> {
     all
 }
 
+/// Tests of one binary that compare the machine's IPC objects before and
+/// after themselves take this first, so that they run one at a time: the
+/// live objects of another test running beside them would look leaked.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that panicked holding it has ended: the others may go on.
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The objects present now that were not in `before`, and still there a
 /// moment later (so that a short-lived object of some other process running
 /// at the same time is not taken for a leak).
