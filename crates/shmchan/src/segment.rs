@@ -219,13 +219,7 @@ impl Segment {
     fn attach(fd: OwnedFd, role: Role, owner: u32) -> Result<Segment, Error> {
         let st = rustix::fs::fstat(&fd)?;
         check_owner(&st, owner)?;
-        let size = u64::try_from(st.st_size).unwrap_or(0);
-        if size == 0 {
-            return Err(Error::NotInitialised);
-        }
-        if size < segment_size(MIN_CAPACITY) as u64 || size > segment_size(MAX_CAPACITY) as u64 {
-            return Err(Error::BadLayout(format!("a size of {size} bytes")));
-        }
+        let size = checked_size(&st)?;
         let map = Mapping::new(fd.as_fd(), size as usize)?;
         let capacity = validate(map.header(), size)?;
         liveness::lock_role(fd.as_fd(), role)?;
@@ -362,14 +356,8 @@ pub fn remove(name: &str) -> Result<(), Error> {
     {
         return Err(Error::InUse);
     }
-    let size = u64::try_from(st.st_size).unwrap_or(0);
-    if size == 0 {
-        // Between `shm_open` and the creator's lock, or a stranger's.
-        return Err(Error::NotInitialised);
-    }
-    if size < segment_size(MIN_CAPACITY) as u64 || size > segment_size(MAX_CAPACITY) as u64 {
-        return Err(Error::BadLayout(format!("a size of {size} bytes")));
-    }
+    // Empty: between `shm_open` and the creator's lock, or a stranger's.
+    let size = checked_size(&st)?;
     let map = Mapping::new(fd.as_fd(), size as usize)?;
     match validate(map.header(), size) {
         Ok(_) => {}
@@ -535,6 +523,19 @@ fn check_name(name: &str) -> Result<(), Error> {
         return Err(Error::InvalidName(format!("{name:?} holds '/' or NUL")));
     }
     Ok(())
+}
+
+/// The object's size, if a segment can have it: `NotInitialised` while
+/// it is empty (its creator has not sized it yet).
+fn checked_size(st: &rustix::fs::Stat) -> Result<u64, Error> {
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    if size == 0 {
+        return Err(Error::NotInitialised);
+    }
+    if size < segment_size(MIN_CAPACITY) as u64 || size > segment_size(MAX_CAPACITY) as u64 {
+        return Err(Error::BadLayout(format!("a size of {size} bytes")));
+    }
+    Ok(size)
 }
 
 /// An object we may use belongs to `owner` and lets nobody else in.

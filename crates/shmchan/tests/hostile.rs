@@ -10,7 +10,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Noise, child_env, child_role, message, reap, spawn, stdin_socket};
-use rustix::mm::{MapFlags, ProtFlags};
 use shmchan::{Error, Options, Wait};
 
 /// Scribbling operations per round of the hostile child.
@@ -27,21 +26,7 @@ const HEAD: u64 = 256;
 fn scribbler(role: &str) {
     let sock = stdin_socket();
     let fd = shmchan::recv_fd(&sock).unwrap();
-    let size = rustix::fs::fstat(&fd).unwrap().st_size as usize;
-    // SAFETY: a fresh shared mapping of the whole object (sealed: it cannot
-    // shrink), used through raw pointers only.
-    let base = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            size,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::SHARED,
-            &fd,
-            0,
-        )
-        .unwrap()
-    }
-    .cast::<u8>();
+    let (base, size) = common::map_whole(&fd);
     let opts = Options::new().wait(Wait::Block);
     let (mut tx, mut rx) = match role {
         "sender" => (Some(opts.sender_from_fd(fd).unwrap()), None),

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{WATCHDOG, child_env, child_role, reap, signal, spawn, stdin_socket};
-use rustix::mm::{MapFlags, ProtFlags};
 use rustix::process::Signal;
 use shmchan::{Error, HEADER_SIZE, Options, TrySendError, Wait, typed};
 
@@ -38,21 +37,7 @@ struct Forged<'a>(u32, u64, &'a [u8]);
 fn forger() {
     let sock = stdin_socket();
     let fd = shmchan::recv_fd(&sock).unwrap();
-    let size = rustix::fs::fstat(&fd).unwrap().st_size as usize;
-    // SAFETY: a fresh shared mapping of the whole (sealed) object, used
-    // through raw pointers only.
-    let base = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            size,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::SHARED,
-            &fd,
-            0,
-        )
-        .unwrap()
-    }
-    .cast::<u8>();
+    let (base, _) = common::map_whole(&fd);
     let _tx = Options::new().sender_from_fd(fd).unwrap();
     let huge = child_env("SHMCHAN_TOTAL").parse::<u64>().unwrap();
     let records: Vec<Forged<'_>> = match child_env("SHMCHAN_FORGE").as_str() {

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use common::in_dev_shm;
 use rustix::fs::{Mode, OFlags};
-use rustix::mm::{MapFlags, ProtFlags};
 use shmchan::{Error, Options};
 
 fn name(tag: &str) -> String {
@@ -23,26 +22,6 @@ fn plant(name: &str, size: u64, mode: u32) -> OwnedFd {
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).unwrap();
     rustix::fs::ftruncate(&fd, size).unwrap();
     fd
-}
-
-/// Writes `value` at byte `at` of the object behind `fd`.
-fn poke(fd: impl AsFd, at: usize, value: &[u8]) {
-    let len = at + value.len();
-    // SAFETY: a fresh shared mapping, written through a raw pointer only.
-    unsafe {
-        let p = rustix::mm::mmap(
-            std::ptr::null_mut(),
-            len,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::SHARED,
-            fd,
-            0,
-        )
-        .unwrap()
-        .cast::<u8>();
-        std::ptr::copy_nonoverlapping(value.as_ptr(), p.add(at), value.len());
-        rustix::mm::munmap(p.cast(), len).unwrap();
-    }
 }
 
 /// Opens the object called `name` directly (a second open file description).
@@ -101,7 +80,7 @@ fn an_object_not_set_up_yet_is_not_initialised() {
 fn a_foreign_object_is_a_bad_layout() {
     let n = name("foreign");
     let fd = plant(&n, 8192, 0o600);
-    poke(&fd, 0, b"not ours\x01\x00\x00\x00");
+    common::poke(&fd, 0, b"not ours\x01\x00\x00\x00");
     let err = Options::new().open_receiver(&n).unwrap_err();
     assert!(matches!(err, Error::BadLayout(_)), "{err}");
     rustix::shm::unlink(n.as_str()).unwrap();
@@ -111,7 +90,7 @@ fn a_foreign_object_is_a_bad_layout() {
 fn another_layout_version_is_a_mismatch() {
     let tx = Options::new().create_sender().unwrap();
     let n = tx.name().unwrap().to_owned();
-    poke(open_raw(&n), 8, &99u32.to_le_bytes());
+    common::poke(open_raw(&n), 8, &99u32.to_le_bytes());
     match Options::new().open_receiver(&n) {
         Err(Error::VersionMismatch { found: 99, .. }) => {}
         other => panic!("{other:?}"),

@@ -4,12 +4,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 
 use common::{WATCHDOG, child_role, in_dev_shm, reap, signal, spawn};
 use rustix::fs::Mode;
-use rustix::mm::{MapFlags, ProtFlags};
 use rustix::process::Signal;
 use shmchan::{Error, Options};
 
@@ -34,26 +33,6 @@ struct Unlink(String);
 impl Drop for Unlink {
     fn drop(&mut self) {
         let _ = rustix::shm::unlink(self.0.as_str());
-    }
-}
-
-/// Writes `value` at byte `at` of the object behind `fd`.
-fn poke(fd: impl AsFd, at: usize, value: &[u8]) {
-    let len = at + value.len();
-    // SAFETY: a fresh shared mapping, written through a raw pointer only.
-    unsafe {
-        let p = rustix::mm::mmap(
-            std::ptr::null_mut(),
-            len,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::SHARED,
-            fd,
-            0,
-        )
-        .unwrap()
-        .cast::<u8>();
-        std::ptr::copy_nonoverlapping(value.as_ptr(), p.add(at), value.len());
-        rustix::mm::munmap(p.cast(), len).unwrap();
     }
 }
 
@@ -114,7 +93,7 @@ fn what_is_not_a_stale_channel_is_refused() {
     let n = name("foreign");
     let _unlink = Unlink(n.clone());
     let fd = plant(&n, 8192, 0o600);
-    poke(&fd, 0, b"not ours");
+    common::poke(&fd, 0, b"not ours");
     let err = shmchan::remove(&n).unwrap_err();
     assert!(matches!(err, Error::BadLayout(_)), "{err}");
     // Too small to be one.

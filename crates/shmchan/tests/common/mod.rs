@@ -148,3 +148,41 @@ pub fn length(seq: u64) -> usize {
         _ => 8 + (h % 200) as usize,
     }
 }
+
+/// Writes `value` at byte `at` of the object behind `fd`, as a hostile
+/// peer would.
+pub fn poke(fd: impl std::os::fd::AsFd, at: usize, value: &[u8]) {
+    let (p, len) = map(fd, at + value.len());
+    // SAFETY: `at + value.len()` bytes of a fresh shared mapping, written
+    // through a raw pointer only, then unmapped.
+    unsafe {
+        std::ptr::copy_nonoverlapping(value.as_ptr(), p.add(at), value.len());
+        rustix::mm::munmap(p.cast(), len).unwrap();
+    }
+}
+
+/// Maps the whole object behind `fd` for a hostile peer: its base and
+/// size. The mapping stays for the process's life; use it through raw
+/// pointers only (the other side writes it too).
+pub fn map_whole(fd: impl std::os::fd::AsFd) -> (*mut u8, usize) {
+    let size = rustix::fs::fstat(&fd).unwrap().st_size as usize;
+    map(fd, size)
+}
+
+fn map(fd: impl std::os::fd::AsFd, len: usize) -> (*mut u8, usize) {
+    use rustix::mm::{MapFlags, ProtFlags};
+    // SAFETY: a new mapping at an address the kernel picks overlaps
+    // nothing Rust knows about.
+    let p = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            fd,
+            0,
+        )
+    }
+    .unwrap();
+    (p.cast(), len)
+}
