@@ -228,7 +228,7 @@ impl Side {
     }
 }
 
-fn wrong_length(got: usize, want: usize) -> io::Error {
+pub(super) fn wrong_length(got: usize, want: usize) -> io::Error {
     protocol_error(format!("a message of {got} bytes, expected {want}"))
 }
 

@@ -170,9 +170,7 @@ impl Endpoint for AsyncSide {
                 check(0, &self.buf[..len]);
                 Ok(Received::Message)
             }
-            Ok(n) => Err(protocol_error(format!(
-                "a message of {n} bytes, expected {len}"
-            ))),
+            Ok(n) => Err(super::shmchan::wrong_length(n, len)),
             Err(Error::Closed) => Ok(Received::Closed),
             Err(e) => Err(e.into()),
         }
