@@ -105,7 +105,8 @@ impl Pair for Rendezvous {
 /// Runs `f` to completion: one poll in place, then `block_on` if it must
 /// wait.
 fn run<F: Future>(rt: &Runtime, f: F) -> F::Output {
-    let _in = rt.enter();
+    // No runtime context for the first poll: the bell's `AsyncFd` knows
+    // its reactor, and a ready call never reaches it.
     let mut f = pin!(f);
     if let Poll::Ready(out) = f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         return out;
