@@ -73,6 +73,16 @@ fn tcp_and_udp_rows_over_loopback_carry_the_remote_and_leave_nothing() {
     let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = run["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 8, "{stderr}");
+    // The progress lines name the cells as their rows do.
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(progress.len(), 8, "{stderr}");
+    for line in progress {
+        assert!(
+            line.contains(" remote: ") && !line.contains("cross-core"),
+            "{line}"
+        );
+    }
+    assert!(run["failures"].as_array().unwrap().is_empty());
     for row in rows {
         assert_eq!(row["placement"], "remote", "{row}");
         assert_eq!(row["remote"], serve.address.as_str(), "{row}");
