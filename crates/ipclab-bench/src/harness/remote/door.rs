@@ -184,6 +184,12 @@ impl Door<'_> {
                 },
                 Stage::Held(hello) => {
                     let ip = c.from.ip();
+                    // Gone while it waited its turn: nobody to answer, and
+                    // its token is not worth a turn (an ipclab client never
+                    // closes before its answer).
+                    if c.eof {
+                        return Next::Closed;
+                    }
                     if let Some(turn) = self.gate.turn(ip, now) {
                         if turn <= c.deadline {
                             return Next::Keep(c);
