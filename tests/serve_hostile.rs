@@ -386,3 +386,25 @@ fn a_client_that_leaves_the_channel_at_once_fails_its_cell() {
     let pid = serve.child.id() as i32;
     assert_eq!(settled(&tag, &[pid]), Vec::<i32>::new(), "processes left");
 }
+
+#[test]
+fn past_64_connections_without_a_hello_the_oldest_is_closed() {
+    let tag = new_tag("serve-cap");
+    let serve = Serve::start(&[], "127.0.0.1:0", TOKEN, &tag);
+    let oldest = connect(&serve.address);
+    // Accepted in order: the oldest is in before the others connect.
+    std::thread::sleep(Duration::from_millis(300));
+    let others: Vec<TcpStream> = (0..64).map(|_| connect(&serve.address)).collect();
+    let answer = line(&mut BufReader::new(oldest));
+    assert!(
+        answer.contains("refused") && answer.contains("the oldest is closed"),
+        "{answer}"
+    );
+    // The 64 newer ones still wait for their hello: an honest one is let in.
+    let s = others.into_iter().last().unwrap();
+    (&s).write_all(hello(TOKEN, "cap").as_bytes()).unwrap();
+    let welcome = line(&mut BufReader::new(s));
+    assert!(welcome.contains("\"welcome\""), "{welcome}");
+    let pid = serve.child.id() as i32;
+    assert_eq!(settled(&tag, &[pid]), Vec::<i32>::new(), "processes left");
+}
