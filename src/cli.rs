@@ -58,8 +58,19 @@ pub enum Command {
         long_about = "Run the server side of the mechanisms that can cross hosts (tcp, udp, \
                       zenoh-tcp where built) for `ipclab run --remote ADDR:PORT --token T` on \
                       another host. Prints `listening on ADDR token TOKEN`; the token (random \
-                      unless given) lets a client in. One run at a time; a client that goes \
-                      away mid-run ends its cell and the server goes on. Ctrl-C stops it."
+                      unless given, at least 16 characters) lets a client in. One run at a \
+                      time; a client that goes away mid-run ends its cell and the server goes \
+                      on. Ctrl-C stops it.\n\n\
+                      Connections are served concurrently by one event loop: a silent or slow \
+                      client costs only its own time. Each must send its whole hello within \
+                      --timeout or 10 s, whichever is shorter; at most 64 connections wait for \
+                      their hello at once, and a new one past that closes the oldest. The token \
+                      is checked before anything else is said (a wrong one is told nothing of \
+                      this server). After the n-th wrong token in a row from one address (IPv6: \
+                      its /64), the next from there is checked only 100 ms x 2^(n-1) later, at \
+                      most 10 s; a right token clears the count. While a run is going on, \
+                      another run is answered `busy` at once. Each cell's watchdog is the \
+                      client's --timeout, capped by this server's --timeout."
     )]
     Serve(ServeArgs),
     /// Long runs under faults; they print counts, not timings.
@@ -197,7 +208,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_remote)]
     pub remote: Option<String>,
 
-    /// The token `ipclab serve` printed (or was given), with --remote.
+    /// The token `ipclab serve` printed (or was given), with --remote (16
+    /// to 256 characters).
     #[arg(long, value_name = "TOKEN", requires = "remote", value_parser = parse_token)]
     pub token: Option<String>,
 
@@ -225,11 +237,14 @@ pub struct ServeArgs {
           value_parser = parse_listen)]
     pub listen: std::net::SocketAddr,
 
-    /// The token clients must give (default: 32 random hex digits, printed).
+    /// The token clients must give, 16 to 256 printable characters
+    /// (default: 32 random hex digits, printed).
     #[arg(long, value_name = "TOKEN", value_parser = parse_token)]
     pub token: Option<String>,
 
-    /// Drop a control connection silent for this long.
+    /// The server's limit: for a connection's hello (at most 10 s), for
+    /// each next message, and for each cell (its watchdog is the client's
+    /// --timeout, never longer than this).
     #[arg(long, value_parser = parse_nonzero_duration, default_value = "60s", value_name = "TIME",
           allow_hyphen_values = true)]
     pub timeout: u64,
@@ -259,10 +274,23 @@ fn parse_remote(s: &str) -> Result<String, String> {
     }
 }
 
-/// A token: printable, no spaces, 1 to 256 characters.
+/// The shortest token: 16 characters are at least 64 bits of hex, past
+/// guessing at the server's pace (one try per 10 s per address once it
+/// slows an address down).
+pub const MIN_TOKEN: usize = 16;
+
+/// A token: printable, no spaces, 16 to 256 characters. The client is held
+/// to it as well: no server takes a shorter one.
 fn parse_token(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.len() > 256 || !s.chars().all(|c| c.is_ascii_graphic()) {
-        return Err("a token is 1 to 256 printable characters without spaces".into());
+    if !s.chars().all(|c| c.is_ascii_graphic()) || s.len() > 256 {
+        return Err("a token is 16 to 256 printable characters without spaces".into());
+    }
+    if s.len() < MIN_TOKEN {
+        return Err(format!(
+            "a token of {} characters is too short to keep anyone out: give at least \
+             {MIN_TOKEN} (the default is 32 random hex digits)",
+            s.len()
+        ));
     }
     Ok(s.to_string())
 }

@@ -149,7 +149,7 @@ fn rows_across(link: &Link, tag: &str, mechanisms: &str, sizes: &str) -> serde_j
     let serve = Serve::start(
         &Link::exec(&link.server),
         &format!("{SERVER_IP}:0"),
-        "veth",
+        "veth-token-0123456789",
         tag,
     );
     assert!(serve.address.starts_with(SERVER_IP), "{}", serve.address);
@@ -160,7 +160,7 @@ fn rows_across(link: &Link, tag: &str, mechanisms: &str, sizes: &str) -> serde_j
             "--remote",
             &serve.address,
             "--token",
-            "veth",
+            "veth-token-0123456789",
             "-m",
             mechanisms,
             "-s",

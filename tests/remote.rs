@@ -13,6 +13,12 @@ use common::serve::{Serve, error_lines, kill_group, new_tag, run_ipclab, settled
 /// Every ipclab command here ends well within this, or the test fails.
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// Tokens (16 characters at least, or `serve` and `run` refuse them).
+const SESAME: &str = "sesame-sesame-open";
+const KEY: &str = "key-of-this-test-0";
+/// A token for where the token is not what is tested.
+const ANY: &str = "any-token-0123456789";
+
 fn quick(address: &str, token: &str, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "run",
@@ -46,10 +52,10 @@ fn tcp_and_udp_rows_over_loopback_carry_the_remote_and_leave_nothing() {
     let _alone = common::one_at_a_time();
     let tag = new_tag("remote-rows");
     let before = common::ipc_objects();
-    let mut serve = Serve::start(&[], "127.0.0.1:0", "sesame", &tag);
+    let mut serve = Serve::start(&[], "127.0.0.1:0", SESAME, &tag);
     let args = quick(
         &serve.address,
-        "sesame",
+        SESAME,
         &[
             "-m",
             "tcp,udp",
@@ -67,6 +73,15 @@ fn tcp_and_udp_rows_over_loopback_carry_the_remote_and_leave_nothing() {
     let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = run["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 8, "{stderr}");
+    // The progress lines name the cells as their rows do.
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(progress.len(), 8, "{stderr}");
+    for line in progress {
+        assert!(
+            line.contains(" remote: ") && !line.contains("cross-core"),
+            "{line}"
+        );
+    }
     assert!(run["failures"].as_array().unwrap().is_empty());
     for row in rows {
         assert_eq!(row["placement"], "remote", "{row}");
@@ -101,17 +116,17 @@ fn tcp_and_udp_rows_over_loopback_carry_the_remote_and_leave_nothing() {
 fn bad_flags_are_one_error_line_and_status_2() {
     let tag = new_tag("remote-flags");
     for args in [
-        vec!["run", "--remote", "nonsense", "--token", "t"],
-        vec!["run", "--remote", "127.0.0.1:0", "--token", "t"],
+        vec!["run", "--remote", "nonsense", "--token", ANY],
+        vec!["run", "--remote", "127.0.0.1:0", "--token", ANY],
         vec!["run", "--remote", "127.0.0.1:9"],
-        vec!["run", "--token", "t"],
+        vec!["run", "--token", ANY],
         vec!["run", "--remote", "127.0.0.1:9", "--token", ""],
         vec![
             "run",
             "--remote",
             "127.0.0.1:9",
             "--token",
-            "t",
+            ANY,
             "-m",
             "pipe",
         ],
@@ -120,7 +135,7 @@ fn bad_flags_are_one_error_line_and_status_2() {
             "--remote",
             "127.0.0.1:9",
             "--token",
-            "t",
+            ANY,
             "-m",
             "tcp",
             "--pairs",
@@ -131,7 +146,7 @@ fn bad_flags_are_one_error_line_and_status_2() {
             "--remote",
             "127.0.0.1:9",
             "--token",
-            "t",
+            ANY,
             "-m",
             "tcp",
             "-p",
@@ -147,7 +162,7 @@ fn bad_flags_are_one_error_line_and_status_2() {
             "--remote",
             "127.0.0.1:9",
             "--token",
-            "t",
+            ANY,
             "-m",
             "zenoh",
         ],
@@ -202,19 +217,23 @@ fn unreachable_refused_silent_or_foreign_servers_fail_the_run_with_one_line() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let serve = Serve::start(&[], "127.0.0.1:0", "right", &tag);
+    let serve = Serve::start(&[], "127.0.0.1:0", "right-token-of-this-test", &tag);
     let welcome_other = r#"{"type":"welcome","protocol":1,"ipclab_version":"0.0.0-other","schema":3}
 "#;
     let cases: Vec<(String, &str, &str)> = vec![
-        (closed, "t", "cannot reach the server"),
-        (serve.address.clone(), "wrong", "wrong token"),
-        (fake_server(Some(welcome_other)).0, "t", "another version"),
+        (closed, ANY, "cannot reach the server"),
+        (
+            serve.address.clone(),
+            "wrong-token-of-this-test",
+            "wrong token",
+        ),
+        (fake_server(Some(welcome_other)).0, ANY, "another version"),
         (
             fake_server(Some("HTTP/1.1 400 Bad Request\r\n\r\n")).0,
-            "t",
+            ANY,
             "did not answer as an ipclab server",
         ),
-        (fake_server(None).0, "t", "within 1 s"),
+        (fake_server(None).0, ANY, "within 1 s"),
     ];
     for (address, token, says) in cases {
         let args = quick(
@@ -237,12 +256,12 @@ fn the_server_refuses_garbage_and_survives_a_client_killed_mid_run() {
     let _alone = common::one_at_a_time();
     let tag = new_tag("remote-survive");
     let before = common::ipc_objects();
-    let mut serve = Serve::start(&[], "127.0.0.1:0", "k", &tag);
+    let mut serve = Serve::start(&[], "127.0.0.1:0", KEY, &tag);
     // Garbage, then a hello of another version: refused, the server goes on.
     for (send, says) in [
         ("\u{1}\u{2}garbage that is no JSON\n", "garbage"),
         (
-            "{\"type\":\"hello\",\"protocol\":99,\"ipclab_version\":\"9\",\"schema\":3,\"token\":\"k\",\"run\":\"r\"}\n",
+            "{\"type\":\"hello\",\"protocol\":99,\"ipclab_version\":\"9\",\"schema\":3,\"token\":\"key-of-this-test-0\",\"run\":\"r\"}\n",
             "another version",
         ),
     ] {
@@ -255,7 +274,7 @@ fn the_server_refuses_garbage_and_survives_a_client_killed_mid_run() {
     }
     // Garbage after a good hello: answered with a failure naming it.
     let hello = format!(
-        "{{\"type\":\"hello\",\"protocol\":{},\"ipclab_version\":\"{}\",\"schema\":{},\"token\":\"k\",\"run\":\"g\"}}\n",
+        "{{\"type\":\"hello\",\"protocol\":{},\"ipclab_version\":\"{}\",\"schema\":{},\"token\":\"{KEY}\",\"run\":\"g\"}}\n",
         ipclab_bench::harness::remote::control::PROTOCOL,
         env!("CARGO_PKG_VERSION"),
         ipclab_bench::results::SCHEMA
@@ -285,7 +304,7 @@ fn the_server_refuses_garbage_and_survives_a_client_killed_mid_run() {
     use std::os::unix::process::CommandExt;
     let args = quick(
         &serve.address,
-        "k",
+        KEY,
         &["-m", "tcp", "-p", "stream", "-s", "4K"],
     );
     let mut args = args;
@@ -328,7 +347,7 @@ fn the_server_refuses_garbage_and_survives_a_client_killed_mid_run() {
     loop {
         let args = quick(
             &serve.address,
-            "k",
+            KEY,
             &["-m", "tcp", "-p", "pingpong", "-s", "64"],
         );
         let out = run_ipclab(&[], &strs(&args), &tag, LIMIT);
@@ -353,10 +372,10 @@ fn the_server_refuses_garbage_and_survives_a_client_killed_mid_run() {
 #[test]
 fn a_server_that_dies_mid_run_fails_the_run_with_one_line() {
     let tag = new_tag("remote-dies");
-    let mut serve = Serve::start(&[], "127.0.0.1:0", "d", &tag);
+    let mut serve = Serve::start(&[], "127.0.0.1:0", ANY, &tag);
     let mut args = quick(
         &serve.address,
-        "d",
+        ANY,
         &["-m", "tcp", "-p", "stream", "-s", "4K"],
     );
     let pos = args.iter().position(|a| a == "--duration").unwrap();

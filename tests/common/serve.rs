@@ -37,8 +37,20 @@ impl Serve {
     /// Starts `prefix... ipclab serve --listen LISTEN --token TOKEN` and
     /// waits (at most 30 s) for its `listening on` line.
     pub fn start(prefix: &[&str], listen: &str, token: &str, tag: &str) -> Serve {
+        Serve::start_with(prefix, listen, token, tag, &[])
+    }
+
+    /// [`Serve::start`] with more flags of `serve` (`--timeout 3s`).
+    pub fn start_with(
+        prefix: &[&str],
+        listen: &str,
+        token: &str,
+        tag: &str,
+        extra: &[&str],
+    ) -> Serve {
         let mut argv: Vec<&str> = prefix.to_vec();
         argv.extend([exe(), "serve", "--listen", listen, "--token", token]);
+        argv.extend(extra);
         let mut child = Command::new(argv[0])
             .args(&argv[1..])
             .env(TAG, tag)

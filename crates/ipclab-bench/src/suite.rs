@@ -376,7 +376,11 @@ pub fn run(options: &Options, exe: &Path, on_cell: OnCell<'_>) -> Result<Run> {
                 verify: options.verify,
                 timeout_ns: options.timeout_ns,
             };
-            let condition = crate::results::condition(placement.as_str(), pairs, rate);
+            // Named as the row will be: a remote cell's placement is `remote`.
+            let condition = match options.remote {
+                Some(_) => crate::results::condition(REMOTE, pairs, rate),
+                None => crate::results::condition(placement.as_str(), pairs, rate),
+            };
             let mut label = format!("{} {pattern} {} {condition}", info.name, units::size(size));
             if repeat > 1 {
                 label.push_str(&format!(" ({}/{repeat})", rep + 1));

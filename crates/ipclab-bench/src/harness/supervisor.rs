@@ -489,7 +489,8 @@ pub(crate) fn wait_all(
     stop: &AtomicBool,
     mut fault: Option<(Fault, u64)>,
 ) -> Result<()> {
-    let deadline = mono_ns() + spec.timeout_ns;
+    // Saturating: a `timeout_ns` of u64::MAX is "never", not the past.
+    let deadline = mono_ns().saturating_add(spec.timeout_ns);
     let mut failed_at: Option<u64> = None;
     loop {
         reap(children);

@@ -179,6 +179,15 @@ impl Conn {
         }
     }
 
+    /// A connection accepted by `serve`'s loop (non-blocking there), with
+    /// what it read past the last line taken, in blocking mode again.
+    pub fn with_buffered(stream: TcpStream, buf: Vec<u8>) -> Conn {
+        let _ = stream.set_nonblocking(false);
+        let mut conn = Conn::new(stream);
+        conn.buf = buf;
+        conn
+    }
+
     /// Connects to `address` (HOST:PORT) within `timeout`.
     pub fn connect(address: &str, timeout: Duration) -> Result<Conn> {
         let addrs: Vec<SocketAddr> = address
@@ -223,7 +232,7 @@ impl Conn {
     /// a timeout, a line too long or one that is not JSON is an error
     /// naming it.
     pub fn recv_value(&mut self, timeout: Duration) -> Result<serde_json::Value> {
-        let deadline = Instant::now() + timeout;
+        let deadline = later(Instant::now(), timeout);
         loop {
             if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=end).collect();
@@ -303,6 +312,13 @@ pub fn shown(line: &[u8]) -> String {
         .map(|c| if c.is_control() { '.' } else { c })
         .collect();
     format!("'{text}'{}", if line.len() > 60 { "..." } else { "" })
+}
+
+/// `now + d`, or a year from now where `d` is past what an `Instant` can
+/// hold (`--timeout 100000000h`).
+pub fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
 }
 
 fn nonzero(d: Duration) -> Duration {

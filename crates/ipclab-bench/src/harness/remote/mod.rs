@@ -18,14 +18,19 @@
 //! Each host forks its side from a single-threaded process and watches it
 //! with the same watchdog as a local cell (`harness::supervisor`): the
 //! client host's cell supervisor ([`client`]), the server host's `ipclab
-//! serve` ([`serve`]), which handles one run at a time and outlives any
-//! client.
+//! serve` ([`serve`]): a single-threaded event loop that lets clients in
+//! ([`gate`]), answers every connection concurrently, and forks each
+//! cell's process ([`served_cell`]), which forks the side. It handles one
+//! run at a time and outlives any client.
 //!
 //! [`CrossHost`]: crate::transport::CrossHost
 
 pub mod client;
 pub mod control;
+mod door;
+pub mod gate;
 pub mod serve;
+pub mod served_cell;
 pub mod window;
 
 use std::io;

@@ -1,46 +1,84 @@
-//! `ipclab serve`: the server host's side of remote cells, one at a time.
+//! `ipclab serve`: the server host's side of remote cells, one at a time,
+//! available to an honest client whatever the others do.
 //!
-//! A single-threaded loop (it forks each cell's server side, as a cell's
-//! supervisor does): accept a control connection, check its `hello`
-//! (version, token, no other run going on), take one `cell`, bind the
-//! mechanism's half, answer `ready`, fork the server side and watch it
-//! with the cell's watchdog, send its report. A client that goes away
-//! mid-cell ends the side (the channel closes, or the watchdog fires);
-//! the loop then goes on with the next client. A run holds the server from
-//! its first cell to its `done`, or until it has been idle for
-//! [`RUN_IDLE`]; another run meanwhile is refused as busy.
+//! One thread, one event loop (`poll`) over the listener and every
+//! connection not yet handed to a cell: nothing a client does or does not
+//! send holds anyone else. A connection's way through it:
+//!
+//! 1. `hello`, within [`ServeOptions::hello_within`] of its accept (the
+//!    whole line: a client trickling bytes gets no longer). At most
+//!    [`MAX_UNAUTHENTICATED`] connections wait for theirs; a new one past
+//!    that pushes the oldest out.
+//! 2. Its token, checked before anything else is said, at its address's
+//!    turn ([`gate`]: wrong tokens from one address wait longer and longer).
+//!    A wrong one is refused with no version in the answer.
+//! 3. Its version, then whether another run holds the server: `busy` at
+//!    once, also while a cell is running, else `welcome`.
+//! 4. One `cell` (or `done`), within `--timeout`: the cell runs in a
+//!    process forked from this loop ([`served_cell`]), with its watchdog
+//!    capped by `--timeout`; the loop goes on meanwhile.
+//!
+//! A run holds the server from its hello to its `done`, or until it has
+//! been idle for [`RUN_IDLE`]; another run meanwhile is refused as busy.
+//! This file is the loop (poll, accept, the cap, the fork); the steps of a
+//! connection are in [`door`].
+//!
+//! [`gate`]: super::gate
+//! [`door`]: super::door
+//! [`served_cell`]: super::served_cell
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use rustix::event::{PollFd, PollFlags, poll};
 
-use super::OneHalf;
-use super::control::{self, Conn, Msg, same_token};
-use super::window::ServerWindow;
-use crate::harness::spec::{CellSpec, Pattern};
-use crate::harness::supervisor::{Role, fork_side, side_main, wait_all};
+use super::control::later;
+use super::door::{Active, Door, Next, Pending, Stage};
+use super::gate::{Gate, Tally};
+use super::served_cell::fork_cell;
+use crate::harness::spec::CellSpec;
 use crate::mechanisms;
-use crate::transport::Pair;
-use crate::units;
 
 /// How long a run holds the server after its last cell without saying
 /// `done` (its client died, or was killed).
 pub const RUN_IDLE: Duration = Duration::from_secs(5);
-/// How long a new connection may take to say hello.
-const HELLO_WITHIN: Duration = Duration::from_secs(10);
+/// The longest a new connection may take to say hello (shorter if
+/// `--timeout` is).
+pub const HELLO_MAX: Duration = Duration::from_secs(10);
+/// Connections that have not yet given the right token, at most.
+pub const MAX_UNAUTHENTICATED: usize = 64;
+/// The longest hello line (a hello is about 200 bytes).
+pub(super) const HELLO_LINE: usize = 4096;
+/// How long a cell's process may outlive its watchdog (its grace, its
+/// last message) before the loop kills it.
+pub(super) const CELL_SLACK: Duration = Duration::from_secs(30);
+/// The loop's longest sleep: how soon it sees a cell end or a signal.
+pub(super) const TICK: Duration = Duration::from_millis(100);
 
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub token: String,
-    /// Idle limit of a control connection between its messages.
+    /// The server's limit: for the hello (at most [`HELLO_MAX`]), each next
+    /// message, and each cell's watchdog.
     pub timeout: Duration,
     /// CPU to pin the server sides to.
     pub cpu: Option<usize>,
+}
+
+impl ServeOptions {
+    /// How long a new connection has for its whole hello line.
+    pub fn hello_within(&self) -> Duration {
+        self.timeout.min(HELLO_MAX)
+    }
+
+    /// The longest watchdog of a cell here, in nanoseconds.
+    pub fn cell_limit_ns(&self) -> u64 {
+        u64::try_from(self.timeout.as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 /// The names of the mechanisms that can cross hosts.
@@ -65,27 +103,27 @@ pub fn serve(opts: &ServeOptions, announce: &mut dyn Write) -> Result<i32> {
         .context("signal handler")?;
     let listener = TcpListener::bind(opts.listen)
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     writeln!(announce, "listening on {addr} token {}", opts.token)?;
     announce.flush()?;
-    let mut run: Option<(String, Instant)> = None;
+    let mut server = Server {
+        listener: Some(listener),
+        conns: Vec::new(),
+        accepted: 0,
+        paused_until: None,
+        door: Door {
+            opts,
+            gate: Gate::new(&opts.token),
+            tally: Tally::default(),
+            run: None,
+            active: None,
+        },
+    };
     while !stop.load(Ordering::Relaxed) {
-        let mut fds = [PollFd::new(&listener, PollFlags::IN)];
-        let tick = rustix::time::Timespec {
-            tv_sec: 0,
-            tv_nsec: 200_000_000,
-        };
-        if poll(&mut fds, Some(&tick)).unwrap_or(0) == 0 {
-            continue;
-        }
-        let Ok((stream, from)) = listener.accept() else {
-            continue;
-        };
-        let mut conn = Conn::new(stream);
-        if let Err(e) = client(&mut conn, opts, &mut run, &stop) {
-            eprintln!("serve: {from}: {e:#}");
-        }
+        server.round(&stop);
     }
+    server.door.end_cell();
     Ok(if term.load(Ordering::Relaxed) {
         libc::SIGTERM
     } else {
@@ -93,175 +131,158 @@ pub fn serve(opts: &ServeOptions, announce: &mut dyn Write) -> Result<i32> {
     })
 }
 
-/// One control connection: the hello, then one cell or `done`.
-fn client(
-    conn: &mut Conn,
-    opts: &ServeOptions,
-    run: &mut Option<(String, Instant)>,
-    stop: &AtomicBool,
-) -> Result<()> {
-    let hello = conn.recv_value(HELLO_WITHIN);
-    let refuse = |conn: &mut Conn, reason: String| {
-        let _ = conn.send(
-            &Msg::Refused {
-                reason: reason.clone(),
-            },
-            HELLO_WITHIN,
-        );
-        anyhow!("refused: {reason}")
-    };
-    let hello = match hello {
-        Ok(v) => v,
-        Err(e) => return Err(refuse(conn, format!("{e:#}"))),
-    };
-    if hello.get("type").and_then(|t| t.as_str()) != Some("hello") {
-        return Err(refuse(
-            conn,
-            format!(
-                "garbage on the control connection: expected hello, got {}",
-                control::shown(hello.to_string().as_bytes())
-            ),
-        ));
-    }
-    if let Some(why) = control::mismatch(&hello) {
-        return Err(refuse(conn, format!("another version: {why}")));
-    }
-    let (token, run_name) = match serde_json::from_value::<Msg>(hello) {
-        Ok(Msg::Hello { token, run, .. }) => (token, run),
-        _ => {
-            return Err(refuse(
-                conn,
-                "garbage on the control connection: a malformed hello".into(),
-            ));
-        }
-    };
-    if !same_token(&token, &opts.token) {
-        return Err(refuse(conn, "wrong token".into()));
-    }
-    if let Some((other, seen)) = run.as_ref()
-        && *other != run_name
-        && seen.elapsed() < RUN_IDLE
-    {
-        return Err(refuse(conn, "busy with another run".into()));
-    }
-    *run = Some((run_name, Instant::now()));
-    conn.send(&Msg::welcome(), HELLO_WITHIN)?;
-    let msg = match conn.recv(opts.timeout) {
-        Ok(m) => m,
-        // A client that only checked the server closes here.
-        Err(e) if control::closed(&e) => return Ok(()),
-        Err(e) => {
-            let error = format!("{e:#}");
-            let _ = conn.send(&Msg::Failed { error }, HELLO_WITHIN);
-            return Err(e);
-        }
-    };
-    let result = match msg {
-        Msg::Cell { spec } => cell(conn, &spec, opts, stop),
-        Msg::Done => {
-            *run = None;
-            return Ok(());
-        }
-        other => {
-            let error = format!("expected a cell, got {other:?}");
-            let _ = conn.send(
-                &Msg::Failed {
-                    error: error.clone(),
-                },
-                HELLO_WITHIN,
-            );
-            Err(anyhow!(error))
-        }
-    };
-    if let Some((_, seen)) = run.as_mut() {
-        *seen = Instant::now();
-    }
-    result
+struct Server<'a> {
+    /// `None` only in a cell's process, which closes it.
+    listener: Option<TcpListener>,
+    conns: Vec<Pending>,
+    accepted: u64,
+    /// Accept failed (no descriptors left): the listener rests until then.
+    paused_until: Option<Instant>,
+    door: Door<'a>,
 }
 
-/// One cell's server side.
-fn cell(conn: &mut Conn, spec: &CellSpec, opts: &ServeOptions, stop: &AtomicBool) -> Result<()> {
-    let label = format!(
-        "{} {} {}",
-        spec.mechanism,
-        spec.pattern,
-        units::size(spec.channel.size)
-    );
-    let failed = |conn: &mut Conn, error: String| {
-        let _ = conn.send(
-            &Msg::Failed {
-                error: error.clone(),
-            },
-            HELLO_WITHIN,
-        );
-        anyhow!("{label}: {error}")
-    };
-    let Some(transport) = mechanisms::find(&spec.mechanism) else {
-        return Err(failed(
-            conn,
-            format!("unknown mechanism '{}'", spec.mechanism),
-        ));
-    };
-    let Some(cross) = transport.cross_host() else {
-        return Err(failed(
-            conn,
-            format!(
-                "{} cannot cross hosts (these can: {})",
-                spec.mechanism,
-                cross_host_names()
-            ),
-        ));
-    };
-    if spec.pattern == Pattern::Oneshot || spec.pairs != 1 {
-        return Err(failed(
-            conn,
-            "a remote cell is one pair, pingpong or stream".into(),
-        ));
+impl Server<'_> {
+    /// Waits for something to do (at most [`TICK`]), then does it all.
+    fn round(&mut self, stop: &AtomicBool) {
+        let now = Instant::now();
+        let wake = self.door.next_wake(&self.conns, now);
+        let listening = self.paused_until.is_none_or(|t| t <= now);
+        {
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(self.conns.len() + 1);
+            if listening && let Some(l) = &self.listener {
+                fds.push(PollFd::new(l, PollFlags::IN));
+            }
+            for c in self
+                .conns
+                .iter()
+                .filter(|c| !matches!(c.stage, Stage::Held(_)))
+            {
+                fds.push(PollFd::new(&c.stream, PollFlags::IN));
+            }
+            let wait = wake.saturating_duration_since(now).min(TICK);
+            let tick = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: wait.subsec_nanos().into(),
+            };
+            let _ = poll(&mut fds, Some(&tick));
+        }
+        self.door.reap();
+        if listening {
+            self.accept();
+        }
+        let mut i = 0;
+        while i < self.conns.len() {
+            let mut c = self.conns.swap_remove(i);
+            c.read_some();
+            match self.door.step(c, Instant::now()) {
+                Next::Keep(c) => {
+                    // Back where it was.
+                    self.conns.push(c);
+                    let last = self.conns.len() - 1;
+                    self.conns.swap(i, last);
+                    i += 1;
+                }
+                Next::Closed => {}
+                Next::Cell(c, spec) => self.start_cell(c, *spec, stop),
+            }
+        }
     }
-    if let Err(why) = transport.available() {
-        return Err(failed(
-            conn,
-            format!("{} is not available here: {why}", spec.mechanism),
-        ));
+
+    /// Takes every connection waiting in the backlog.
+    fn accept(&mut self) {
+        for _ in 0..MAX_UNAUTHENTICATED {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, from)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    self.accepted += 1;
+                    let now = Instant::now();
+                    self.conns.push(Pending {
+                        stream,
+                        from,
+                        buf: Vec::new(),
+                        eof: false,
+                        deadline: later(now, self.door.opts.hello_within()),
+                        stage: Stage::Hello,
+                        seq: self.accepted,
+                    });
+                    self.cap();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if let Some(n) = self.door.tally.note("accept failed") {
+                        eprintln!("serve: accept: {e} ({n} such so far; retrying in 100 ms)");
+                    }
+                    self.paused_until = Some(Instant::now() + TICK);
+                    break;
+                }
+            }
+        }
     }
-    let (local, peer) = (conn.stream().local_addr()?, conn.stream().peer_addr()?);
-    let (half, reach) = match cross.listen(local.ip(), peer.ip(), &spec.channel) {
-        Ok(h) => h,
-        Err(e) => {
-            return Err(failed(
-                conn,
-                format!("{}: binding its half: {e}", spec.mechanism),
+
+    /// Past [`MAX_UNAUTHENTICATED`], the oldest unauthenticated connection
+    /// goes: a flood of them pushes out its own, while an honest client's
+    /// hello follows its connect at once.
+    fn cap(&mut self) {
+        while self.conns.iter().filter(|c| !c.authenticated()).count() > MAX_UNAUTHENTICATED {
+            let Some(oldest) = self
+                .conns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.authenticated())
+                .min_by_key(|(_, c)| c.seq)
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            let c = self.conns.swap_remove(oldest);
+            if let Some(n) = self.door.tally.note("pushed out") {
+                eprintln!(
+                    "serve: {}: closed: more than {MAX_UNAUTHENTICATED} connections without a \
+                     hello, the oldest goes ({n} such so far)",
+                    c.from
+                );
+            }
+            c.refuse(&format!(
+                "too many connections waiting for their hello (more than \
+                 {MAX_UNAUTHENTICATED}): the oldest is closed"
             ));
         }
-    };
-    conn.send(&Msg::Ready { reach }, HELLO_WITHIN)?;
-    let server = rustix::process::getpid();
-    let control = conn.stream();
-    let mut half = Some(half);
-    let child = fork_side(Role::Server, 0, |report| {
-        let pair: Box<dyn Pair> = Box::new(OneHalf(half.take().expect("taken once")));
-        let window = ServerWindow::new(control);
-        side_main(spec, Role::Server, opts.cpu, pair, &window, report, server)
-    })?;
-    drop(half);
-    let mut children = [child];
-    let waited = wait_all(spec, &mut children, stop, None);
-    let report = children[0].report_or_death();
-    let msg = match (waited, report.error.clone()) {
-        (Err(e), _) => Msg::Failed {
-            error: format!("{e:#}"),
-        },
-        (Ok(()), Some(error)) => Msg::Failed { error },
-        (Ok(()), None) => Msg::Report {
-            server: Box::new(report),
-        },
-    };
-    let outcome = match &msg {
-        Msg::Failed { error } => format!("FAILED: {error}"),
-        _ => "done".into(),
-    };
-    eprintln!("serve: {label} for {}: {outcome}", conn.peer);
-    // The client may be gone: nothing more to do about it.
-    let _ = conn.send(&msg, HELLO_WITHIN);
-    Ok(())
+    }
+
+    /// Forks the cell's process, which takes `c`'s connection and closes
+    /// its copies of everything else.
+    fn start_cell(&mut self, c: Pending, spec: CellSpec, stop: &AtomicBool) {
+        let Stage::Command { run } = &c.stage else {
+            unreachable!("only a welcomed connection sends a cell");
+        };
+        let run = run.clone();
+        let from = c.from;
+        let Pending { stream, buf, .. } = c;
+        let listener = &mut self.listener;
+        let conns = &mut self.conns;
+        let forked = fork_cell(stream, buf, spec, self.door.opts, stop, || {
+            drop(listener.take());
+            conns.clear();
+        });
+        match forked {
+            Ok(pid) => {
+                self.door.active = Some(Active {
+                    pid,
+                    run,
+                    since: Instant::now(),
+                    killed: false,
+                });
+            }
+            // The connection is gone with `stream`: the client sees it
+            // close before `ready`.
+            Err(e) => eprintln!("serve: {from}: cannot start its cell: {e:#}"),
+        }
+    }
 }
