@@ -401,6 +401,8 @@ pub mod tokio;
 #[cfg(all(target_os = "linux", feature = "typed", not(loom)))]
 #[cfg_attr(docsrs, doc(cfg(feature = "typed")))]
 pub mod typed;
+#[cfg(all(target_os = "linux", not(loom)))]
+pub mod waitset;
 
 #[cfg(target_os = "linux")]
 pub use error::{Error, SendTimeoutError, TrySendError};
@@ -429,6 +431,8 @@ pub use receiver::{InPlace, Receiver};
 pub use segment::{NAME_PREFIX, remove};
 #[cfg(all(target_os = "linux", not(loom)))]
 pub use sender::{Loan, Sender};
+#[cfg(all(target_os = "linux", not(loom)))]
+pub use waitset::WaitSet;
 
 #[cfg(all(test, target_os = "linux", not(loom)))]
 mod protocol_tests;
