@@ -7,8 +7,13 @@
 //! (p50, p99).
 //!
 //! ```text
-//! cargo run --release -p shmchan --example waitset_bench -- [--rounds N] [--clients 1,64]
+//! cargo run --release -p shmchan --example waitset_bench -- [--rounds N] [--clients 1,64] [--pin none|cross|same]
 //! ```
+//!
+//! `--pin cross` puts the server on CPU 0 and every client on CPU 1,
+//! `--pin same` everything on CPU 0; by default the scheduler places
+//! them, and on a 2-CPU machine a wake-up costs 3-5 µs on one CPU and
+//! 25-100 µs across, so unpinned rows of one run may differ by that.
 
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -60,12 +65,19 @@ fn main() -> ExitCode {
         };
     }
     let mut rounds = 2000usize;
+    let mut pin = Pin::None;
     let mut counts = vec![1usize, 64];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let value = it.next();
         let parsed = match (a.as_str(), value) {
             ("--rounds", Some(v)) => v.parse().map(|n| rounds = n).ok(),
+            ("--pin", Some(v)) => match v.as_str() {
+                "none" => Some(pin = Pin::None),
+                "cross" => Some(pin = Pin::Cross),
+                "same" => Some(pin = Pin::Same),
+                _ => None,
+            },
             ("--clients", Some(v)) => v
                 .split(',')
                 .map(str::parse)
@@ -75,31 +87,44 @@ fn main() -> ExitCode {
             _ => None,
         };
         if parsed.is_none() || rounds == 0 || counts.contains(&0) {
-            eprintln!("usage: waitset_bench [--rounds N] [--clients N,N...]");
+            eprintln!(
+                "usage: waitset_bench [--rounds N] [--clients N,N...] [--pin none|cross|same]"
+            );
             return ExitCode::from(2);
         }
     }
     println!(
-        "{:<22} {:>7} {:>9} {:>14} {:>10} {:>10}",
-        "server", "clients", "requests", "CPU/request", "p50 RTT", "p99 RTT"
+        "{:<22} {:>7} {:>5} {:>9} {:>14} {:>10} {:>10}",
+        "server", "clients", "idle", "requests", "CPU/request", "p50 RTT", "p99 RTT"
     );
     let mut rows = Vec::new();
-    for &clients in &counts {
+    // Each count of closed-loop clients; and one client with as many
+    // registered as the largest count, the others idle (a hand-off that
+    // must sleep and wake with every end registered).
+    let most = counts.iter().copied().max().unwrap_or(1);
+    let mut shapes: Vec<(usize, usize)> = counts.iter().map(|&c| (c, 0)).collect();
+    if most > 1 {
+        shapes.insert(1.min(shapes.len()), (1, most - 1));
+    }
+    for &(clients, idle) in &shapes {
         for mode in [Mode::Futex, Mode::Bells, Mode::Sockets] {
             // Each client's measured rounds: the same total work per row.
             let each = (rounds * 8 / clients).max(rounds / 4).max(50);
-            match run(mode, clients, each) {
+            match run(mode, clients, idle, each, pin) {
                 Ok(row) => {
                     println!(
-                        "{:<22} {:>7} {:>9} {:>11.2} us {:>7.1} us {:>7.1} us",
+                        "{:<22} {:>7} {:>5} {:>9} {:>11.2} us {:>7.1} us {:>7.1} us",
                         mode.name(),
                         clients,
+                        idle,
                         row.requests,
                         row.cpu_per_request * 1e6,
                         row.p50 * 1e6,
                         row.p99 * 1e6
                     );
-                    rows.push((mode, clients, row));
+                    if idle == 0 {
+                        rows.push((mode, clients, row));
+                    }
                 }
                 Err(e) => {
                     eprintln!("error: {} with {clients} clients: {e}", mode.name());
@@ -137,6 +162,21 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Pin {
+    None,
+    Cross,
+    Same,
+}
+
+/// Moves this thread (and the processes it spawns next) to `cpu`.
+fn to_cpu(cpu: usize) -> std::io::Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set)?;
+    Ok(())
+}
+
 struct Row {
     requests: u64,
     cpu_per_request: f64,
@@ -157,30 +197,58 @@ fn fresh_name() -> String {
 
 /// One row: `clients` processes of this binary, each `each` measured
 /// round trips after the warm-up, against a server in this thread.
-fn run(mode: Mode, clients: usize, each: usize) -> Result<Row, Box<dyn std::error::Error>> {
+/// `idle` more clients connect and only wait for the server to close.
+fn run(
+    mode: Mode,
+    clients: usize,
+    idle: usize,
+    each: usize,
+    pin: Pin,
+) -> Result<Row, Box<dyn std::error::Error>> {
+    // The children inherit the CPUs of the thread that spawns them.
+    match pin {
+        Pin::None => {}
+        Pin::Cross => to_cpu(1)?,
+        Pin::Same => to_cpu(0)?,
+    }
     let name = fresh_name();
     let exe = std::env::current_exe()?;
-    let spawn = || {
+    let rounds = each.to_string();
+    let mut n = 0;
+    let mut spawn = || {
+        n += 1;
+        let what = if n <= clients {
+            rounds.as_str()
+        } else {
+            "idle"
+        };
         Command::new(&exe)
-            .args(["--client", mode.name(), &name, &each.to_string()])
+            .args(["--client", mode.name(), &name, what])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
     };
+    let total = clients + idle;
     let mut children = Vec::new();
     let (requests, cpu) = if mode == Mode::Sockets {
         let listener = UnixListener::bind_addr(&SocketAddr::from_abstract_name(&name)?)?;
-        for _ in 0..clients {
+        for _ in 0..total {
             children.push(spawn()?);
         }
-        let streams: Vec<UnixStream> = (0..clients)
+        if pin != Pin::None {
+            to_cpu(0)?;
+        }
+        let streams: Vec<UnixStream> = (0..total)
             .map(|_| listener.accept().map(|(s, _)| s))
             .collect::<Result<_, _>>()?;
-        serve_sockets(streams)?
+        serve_sockets(streams, clients)?
     } else {
         let listener = Options::new().wait(Wait::Block).bind_abstract(&name)?;
-        for _ in 0..clients {
+        for _ in 0..total {
             children.push(spawn()?);
+        }
+        if pin != Pin::None {
+            to_cpu(0)?;
         }
         let backend = match mode {
             Mode::Futex => Backend::Futex,
@@ -188,12 +256,12 @@ fn run(mode: Mode, clients: usize, each: usize) -> Result<Row, Box<dyn std::erro
         };
         let mut set = WaitSet::with_backend(backend).policy(Wait::Block);
         let mut txs = Vec::new();
-        for key in 0..clients {
+        for key in 0..total {
             let (tx, rx) = listener.accept()?.into_split();
             set.add(key, rx)?;
             txs.push(tx);
         }
-        serve_set(set, txs)?
+        serve_set(set, txs, clients)?
     };
     let mut rtts = Vec::new();
     for mut child in children {
@@ -221,14 +289,20 @@ fn run(mode: Mode, clients: usize, each: usize) -> Result<Row, Box<dyn std::erro
     })
 }
 
-/// Answers every request on the set's receivers until every client has
-/// closed; returns the requests and the thread's CPU time.
-fn serve_set(mut set: WaitSet<usize>, mut txs: Vec<Sender>) -> Result<(u64, Duration), Error> {
+/// Answers every request on the set's receivers until `clients` have
+/// closed (the idle ones close when the set is dropped); returns the
+/// requests and the thread's CPU time.
+fn serve_set(
+    mut set: WaitSet<usize>,
+    mut txs: Vec<Sender>,
+    clients: usize,
+) -> Result<(u64, Duration), Error> {
     let cpu = thread_cpu();
     let mut ready = Vec::new();
     let mut buf = [0u8; LEN];
     let mut requests = 0u64;
-    while !set.is_empty() {
+    let mut closed = 0;
+    while closed < clients {
         set.wait(&mut ready, Some(Duration::from_secs(60)))?;
         for &key in &ready {
             let rx: &mut Receiver = set.receiver(key).expect("in the set");
@@ -240,6 +314,7 @@ fn serve_set(mut set: WaitSet<usize>, mut txs: Vec<Sender>) -> Result<(u64, Dura
                 Err(Error::Empty) => {}
                 Err(Error::Closed) => {
                     set.remove::<Receiver>(key);
+                    closed += 1;
                 }
                 Err(e) => return Err(e),
             }
@@ -249,7 +324,7 @@ fn serve_set(mut set: WaitSet<usize>, mut txs: Vec<Sender>) -> Result<(u64, Dura
 }
 
 /// The same server over Unix stream sockets under epoll.
-fn serve_sockets(streams: Vec<UnixStream>) -> std::io::Result<(u64, Duration)> {
+fn serve_sockets(streams: Vec<UnixStream>, clients: usize) -> std::io::Result<(u64, Duration)> {
     let cpu = thread_cpu();
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
     for (i, s) in streams.iter().enumerate() {
@@ -261,7 +336,7 @@ fn serve_sockets(streams: Vec<UnixStream>) -> std::io::Result<(u64, Duration)> {
         )?;
     }
     let mut streams: Vec<Option<UnixStream>> = streams.into_iter().map(Some).collect();
-    let mut open = streams.len();
+    let mut open = clients;
     let mut events = Vec::with_capacity(64);
     let mut buf = [0u8; LEN];
     let mut requests = 0u64;
@@ -313,6 +388,21 @@ fn client(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         return Err("usage: --client MODE NAME ROUNDS".into());
     };
     let mode = Mode::parse(mode).ok_or("unknown mode")?;
+    if each == "idle" {
+        // Connected, silent, until the server closes.
+        let mut buf = [0u8; LEN];
+        if mode == Mode::Sockets {
+            let mut s = UnixStream::connect_addr(&SocketAddr::from_abstract_name(name)?)?;
+            while s.read(&mut buf)? > 0 {}
+        } else {
+            let mut conn = Options::new().wait(Wait::Block).connect_abstract(name)?;
+            match conn.receiver().recv_into(&mut buf) {
+                Err(Error::Closed) => {}
+                other => return Err(format!("an idle client got {other:?}").into()),
+            }
+        }
+        return Ok(());
+    }
     let each: usize = each.parse()?;
     let mut rtts = Vec::with_capacity(each);
     let mut req = [0u8; LEN];

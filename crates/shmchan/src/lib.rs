@@ -128,7 +128,9 @@
 //! and [`Sender::ready_fd`] are descriptors for epoll, mio or `poll`, and
 //! [`Receiver::arm`] / [`Sender::arm`] say that this side is about to wait
 //! on them (a busy channel still makes no system call: the peer rings only
-//! an armed bell). [`wait_any`] waits on several receivers at once. With
+//! an armed bell). A [`WaitSet`] waits on many ends at once in one thread
+//! (one `futex_waitv`, or epoll over the bells, see [`waitset`]);
+//! [`wait_any`] is its one-call case over borrowed receivers. With
 //! the cargo feature `tokio`, `AsyncSender` and `AsyncReceiver` (module
 //! [`tokio`][mod-tokio]) await instead of blocking. Channels made by name or by
 //! a passed descriptor have no bell: their ends block or poll only.

@@ -65,7 +65,7 @@ pub(crate) trait Member: Any + Send {
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 

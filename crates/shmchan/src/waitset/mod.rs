@@ -94,6 +94,8 @@ pub(crate) use engine::{Ends, Engine};
 #[allow(unused_imports)] // for the broadcast subscriber
 pub(crate) use member::Member;
 pub use member::Waitable;
+#[allow(unused_imports)] // for the broadcast subscriber
+pub(crate) use member::sealed;
 pub use sleep::FUTEX_WAITV_MAX;
 
 use crate::error::Error;
