@@ -72,12 +72,15 @@ fn main() -> ExitCode {
         let value = it.next();
         let parsed = match (a.as_str(), value) {
             ("--rounds", Some(v)) => v.parse().map(|n| rounds = n).ok(),
-            ("--pin", Some(v)) => match v.as_str() {
-                "none" => Some(pin = Pin::None),
-                "cross" => Some(pin = Pin::Cross),
-                "same" => Some(pin = Pin::Same),
-                _ => None,
-            },
+            ("--pin", Some(v)) => {
+                let chosen = match v.as_str() {
+                    "none" => Some(Pin::None),
+                    "cross" => Some(Pin::Cross),
+                    "same" => Some(Pin::Same),
+                    _ => None,
+                };
+                chosen.map(|p| pin = p)
+            }
             ("--clients", Some(v)) => v
                 .split(',')
                 .map(str::parse)
