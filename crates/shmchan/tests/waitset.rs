@@ -419,8 +419,13 @@ fn bad_registrations_and_waits_are_errors() {
         Err(Error::Timeout)
     ));
     peers[77].send(b"x").unwrap();
-    assert_eq!(set.wait(&mut ready, Some(WATCHDOG)).unwrap(), 1);
-    assert_eq!(ready, [77]);
+    // While an end is ready, waits make no system call to sleep.
+    let slept = set.sleeps();
+    for _ in 0..1000 {
+        assert_eq!(set.wait(&mut ready, Some(WATCHDOG)).unwrap(), 1);
+        assert_eq!(ready, [77]);
+    }
+    assert_eq!(set.sleeps(), slept, "a wait slept with an end ready");
     // The wrong type: nothing, and the end stays.
     assert!(set.get_mut::<Sender>(77).is_none());
     assert!(set.remove::<Sender>(77).is_none());
@@ -465,4 +470,55 @@ fn a_sender_ready_for_room_and_a_dead_listener_end() {
     set.wait(&mut ready, Some(WATCHDOG)).unwrap();
     let err = set.sender(1).unwrap().try_send(b"late").unwrap_err();
     assert!(err.is_disconnected(), "{err:?}");
+}
+
+/// A reader process that reads nothing is killed while the parent's
+/// sender waits for room in the set: the set returns the sender ready
+/// and its send says `PeerGone`.
+fn a_killed_reader_is_reported(test: &str, backend: Backend) {
+    if child_role().is_some() {
+        let _conn = Options::new()
+            .capacity(4096)
+            .connect_abstract(child_env("SHMCHAN_NAME"))
+            .unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(1)); // until killed
+        }
+    }
+    let name = fresh_name("deadreader");
+    let listener = Options::new().capacity(4096).bind_abstract(&name).unwrap();
+    let mut child = spawn(test, "reader", &[("SHMCHAN_NAME", &name)], None);
+    let (mut tx, _rx) = listener.accept().unwrap().into_split();
+    let msg = [5u8; 500];
+    while tx.try_send(&msg[..]).is_ok() {}
+    let mut set = WaitSet::with_backend(backend).policy(Wait::Block);
+    set.add_sender(0u8, tx, msg.len()).unwrap();
+    let mut ready = Vec::new();
+    assert!(matches!(
+        set.wait(&mut ready, Some(Duration::ZERO)),
+        Err(Error::Timeout)
+    ));
+    signal(&child, Signal::KILL);
+    assert!(!reap(&mut child).success());
+    set.wait(&mut ready, Some(WATCHDOG))
+        .expect("watchdog: the dead reader");
+    assert_eq!(ready, [0]);
+    let err = set.sender(0).unwrap().try_send(&msg[..]).unwrap_err();
+    assert!(
+        matches!(err, shmchan::TrySendError::Failed(Error::PeerGone, _)),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_killed_reader_wakes_its_waiting_sender() {
+    a_killed_reader_is_reported("a_killed_reader_wakes_its_waiting_sender", Backend::Futex);
+}
+
+#[test]
+fn a_killed_reader_wakes_its_waiting_sender_on_the_bells() {
+    a_killed_reader_is_reported(
+        "a_killed_reader_wakes_its_waiting_sender_on_the_bells",
+        Backend::Epoll,
+    );
 }

@@ -59,6 +59,9 @@ pub(crate) struct Engine {
     next_look: Option<Instant>,
     /// The kernel has no `futex_waitv`: sleep on the bells.
     no_waitv: bool,
+    /// System calls made to sleep (`futex_waitv`, `futex_wait`,
+    /// `epoll_wait`), for `WaitSet::sleeps`.
+    pub(crate) sleeps: u64,
 }
 
 impl Engine {
@@ -224,6 +227,7 @@ impl Engine {
     }
 
     fn sleep(&mut self, ends: &mut dyn Ends, slice: Duration, bell: bool) -> Result<(), Error> {
+        self.sleeps += 1;
         if !bell {
             return match self.words.sleep(slice)? {
                 Slept::Again => Ok(()),

@@ -425,6 +425,13 @@ impl<K: Copy + Eq> WaitSet<K> {
         self.ready.clear();
     }
 
+    /// How many times [`wait`](Self::wait) has slept so far (one system
+    /// call each: `futex_waitv`, `futex_wait` or `epoll_wait`). A wait
+    /// that finds an end ready makes none.
+    pub fn sleeps(&self) -> u64 {
+        self.engine.sleeps
+    }
+
     /// The descriptor to wait on in an event loop (epoll, mio, tokio's
     /// `AsyncFd`): an epoll instance over the ends' bells, readable when
     /// one rang since [`arm`](Self::arm) returned `true`, or hung up.
