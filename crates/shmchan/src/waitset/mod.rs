@@ -71,6 +71,8 @@
 //!                 served += 1;
 //!             }
 //!             Err(e) if e.is_would_block() => {} // part of a long message
+//!             // A client that got its answer and left: out of the set.
+//!             Err(shmchan::Error::Closed) => drop(set.remove::<Receiver>(key)),
 //!             Err(e) => return Err(e),
 //!         }
 //!     }
