@@ -522,3 +522,50 @@ fn a_killed_reader_wakes_its_waiting_sender_on_the_bells() {
         Backend::Epoll,
     );
 }
+
+/// `AsyncWaitSet`: the same round trips of four client processes, served
+/// by one task awaiting the set.
+#[test]
+fn an_async_wait_set_serves_clients() {
+    const ROUNDS: u64 = 50;
+    if child_role().is_some() {
+        client(ROUNDS);
+        return;
+    }
+    let (children, set, mut state) = start("an_async_wait_set_serves_clients", 4, Backend::Futex);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut set = shmchan::tokio::AsyncWaitSet::new(set).unwrap();
+        let mut ready = Vec::new();
+        while !set.get_ref().is_empty() {
+            tokio::time::timeout(WATCHDOG, set.wait(&mut ready))
+                .await
+                .expect("watchdog: the async wait set")
+                .unwrap();
+            for &key in &ready {
+                let rx: &mut Receiver = set.get_mut().receiver(key).unwrap();
+                let c = state.get_mut(&key).unwrap();
+                match rx.try_recv() {
+                    Ok(req) => {
+                        check_message(&req, id(c.me, c.next), length(c.next));
+                        c.next += 1;
+                        c.tx.send(&req).unwrap();
+                    }
+                    Err(Error::Empty) => {}
+                    Err(Error::Closed) => {
+                        assert_eq!(c.next, ROUNDS);
+                        set.get_mut().remove::<Receiver>(key).unwrap();
+                    }
+                    Err(e) => panic!("client {}: {e}", c.me),
+                }
+            }
+        }
+        assert!(set.wait(&mut ready).await.is_err(), "an empty set");
+    });
+    for mut child in children {
+        assert!(reap(&mut child).success());
+    }
+}

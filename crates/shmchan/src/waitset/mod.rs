@@ -19,7 +19,8 @@
 //! For an event loop or an async runtime, [`ready_fd`](WaitSet::ready_fd)
 //! is an epoll descriptor over the ends' bells, readable when one rang or
 //! hung up, and [`arm`](WaitSet::arm) announces the ends on their bells
-//! first, as [`Receiver::arm`] does for one end.
+//! first, as [`Receiver::arm`] does for one end. With the feature `tokio`,
+//! `AsyncWaitSet` (also `shmchan::tokio::AsyncWaitSet`) awaits it.
 //!
 //! # Dead peers
 //!
@@ -83,6 +84,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "tokio")]
+mod async_set;
 mod engine;
 mod member;
 mod sleep;
@@ -91,6 +94,9 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use async_set::AsyncWaitSet;
 pub use engine::Backend;
 pub(crate) use engine::{Ends, Engine};
 #[allow(unused_imports)] // for the broadcast subscriber
