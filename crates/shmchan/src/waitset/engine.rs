@@ -185,7 +185,13 @@ impl Engine {
         let (spins, yields) = match self.policy {
             Wait::Spin => (u32::MAX, 0),
             Wait::Block => (0, 0),
-            Wait::Adaptive { spin } => (spin, YIELDS),
+            // `spin` looks at an end in all, as a channel's own wait
+            // makes `spin` looks at its peer's index: a set of many ends
+            // spins as long as one channel does, not `spin` times longer.
+            Wait::Adaptive { spin } => {
+                let ends = u32::try_from(ends.slots()).unwrap_or(u32::MAX).max(1);
+                (spin / ends, YIELDS)
+            }
         };
         let mut round = 0u32;
         let mut now = start;

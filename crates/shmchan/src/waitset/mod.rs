@@ -224,7 +224,10 @@ impl<K: Copy + Eq> WaitSet<K> {
     }
 
     /// How [`wait`](Self::wait) waits before it sleeps: [`Wait::Spin`]
-    /// looks at the ends without pause, [`Wait::Block`] sleeps at once.
+    /// looks at the ends without pause, [`Wait::Block`] sleeps at once,
+    /// [`Wait::Adaptive`]` { spin }` makes `spin` looks at an end in all
+    /// (`spin / len()` rounds over the set), then yields a few times,
+    /// then sleeps.
     pub fn policy(mut self, wait: Wait) -> WaitSet<K> {
         self.engine.policy = wait;
         self
