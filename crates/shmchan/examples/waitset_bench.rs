@@ -27,6 +27,7 @@ use shmchan::waitset::Backend;
 use shmchan::{Error, Options, Receiver, Sender, Wait, WaitSet};
 
 const LEN: usize = 64;
+const MODES: [Mode; 4] = [Mode::Futex, Mode::Bells, Mode::Sockets, Mode::FutexAdaptive];
 /// Round trips each client makes before its measured ones.
 const WARMUP: usize = 200;
 
@@ -35,6 +36,9 @@ enum Mode {
     Futex,
     Bells,
     Sockets,
+    /// The futex set with the default `Wait::Adaptive` (the others block
+    /// at once).
+    FutexAdaptive,
 }
 
 impl Mode {
@@ -43,13 +47,12 @@ impl Mode {
             Mode::Futex => "waitset-futex",
             Mode::Bells => "waitset-epoll-bells",
             Mode::Sockets => "epoll-unix-sockets",
+            Mode::FutexAdaptive => "waitset-futex-adaptive",
         }
     }
 
     fn parse(s: &str) -> Option<Mode> {
-        [Mode::Futex, Mode::Bells, Mode::Sockets]
-            .into_iter()
-            .find(|m| m.name() == s)
+        MODES.into_iter().find(|m| m.name() == s)
     }
 }
 
@@ -110,7 +113,7 @@ fn main() -> ExitCode {
         shapes.insert(1.min(shapes.len()), (1, most - 1));
     }
     for &(clients, idle) in &shapes {
-        for mode in [Mode::Futex, Mode::Bells, Mode::Sockets] {
+        for mode in MODES {
             // Each client's measured rounds: the same total work per row.
             let each = (rounds * 8 / clients).max(rounds / 4).max(50);
             match run(mode, clients, idle, each, pin) {
@@ -139,7 +142,7 @@ fn main() -> ExitCode {
     let find = |m: Mode, c: usize| rows.iter().find(|r| r.0 == m && r.1 == c).map(|r| &r.2);
     let (lo, hi) = (counts[0], *counts.last().unwrap());
     if lo != hi {
-        for mode in [Mode::Futex, Mode::Bells, Mode::Sockets] {
+        for mode in MODES {
             if let (Some(a), Some(b)) = (find(mode, lo), find(mode, hi)) {
                 println!(
                     "{}: CPU/request at {hi} clients / at {lo}: {:.2} (goal for the wait set: <= 1.5)",
@@ -253,11 +256,12 @@ fn run(
         if pin != Pin::None {
             to_cpu(0)?;
         }
-        let backend = match mode {
-            Mode::Futex => Backend::Futex,
-            _ => Backend::Epoll,
+        let (backend, policy) = match mode {
+            Mode::Bells => (Backend::Epoll, Wait::Block),
+            Mode::FutexAdaptive => (Backend::Futex, Wait::default()),
+            _ => (Backend::Futex, Wait::Block),
         };
-        let mut set = WaitSet::with_backend(backend).policy(Wait::Block);
+        let mut set = WaitSet::with_backend(backend).policy(policy);
         let mut txs = Vec::new();
         for key in 0..total {
             let (tx, rx) = listener.accept()?.into_split();
