@@ -73,6 +73,12 @@ impl Engine {
         }
     }
 
+    /// As on a kernel before Linux 5.16 (the fallback's tests).
+    #[cfg(test)]
+    pub(crate) fn pretend_no_waitv(&mut self) {
+        self.no_waitv = true;
+    }
+
     fn on_bells(&self) -> bool {
         self.backend == Backend::Epoll || self.no_waitv
     }

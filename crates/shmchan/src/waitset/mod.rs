@@ -495,3 +495,37 @@ impl<K: std::fmt::Debug> std::fmt::Debug for WaitSet<K> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Options;
+
+    fn pair() -> (Sender, Receiver) {
+        let opts = Options::new().capacity(4096);
+        let fd = opts.create_anonymous().unwrap();
+        let tx = opts.sender_from_fd(fd.try_clone().unwrap()).unwrap();
+        (tx, opts.receiver_from_fd(fd).unwrap())
+    }
+
+    /// Without `futex_waitv` the set sleeps on epoll; ends without a bell
+    /// cannot wake it, so it looks at them every millisecond: a wait
+    /// still times out, and still finds what came.
+    #[test]
+    fn the_fallback_without_futex_waitv_waits_on_bell_less_ends() {
+        let mut set = WaitSet::new().policy(Wait::Block);
+        set.engine.pretend_no_waitv();
+        let (mut tx0, rx0) = pair();
+        let (_tx1, rx1) = pair();
+        set.add(0u8, rx0).unwrap();
+        set.add(1u8, rx1).unwrap();
+        let mut ready = Vec::new();
+        let short = Some(Duration::from_millis(5));
+        assert!(matches!(set.wait(&mut ready, short), Err(Error::Timeout)));
+        assert!(set.sleeps() >= 1, "the fallback never slept");
+        assert!(set.engine.poller.is_some(), "no epoll instance made");
+        tx0.send(b"late").unwrap();
+        assert_eq!(set.wait(&mut ready, short).unwrap(), 1);
+        assert_eq!(ready, [0]);
+    }
+}
