@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{
-    WATCHDOG, check_message, child_env, child_role, length, message, reap, signal, spawn,
+    Noise, WATCHDOG, check_message, child_env, child_role, length, message, reap, signal, spawn,
 };
 use rustix::process::Signal;
 use shmchan::waitset::{Backend, FUTEX_WAITV_MAX};
@@ -568,4 +568,103 @@ fn an_async_wait_set_serves_clients() {
     for mut child in children {
         assert!(reap(&mut child).success());
     }
+}
+
+/// Clients killed with `kill -9` at random moments (a message half
+/// written, a reply on its way): each is reported gone or had finished,
+/// every request it made before is answered once and in order, nothing
+/// of a half-written one arrives, and every other client finishes.
+fn random_kills(test: &str, rounds_of_kills: usize) {
+    const CLIENTS: usize = 12;
+    const VICTIMS: usize = 4;
+    const ROUNDS: u64 = 200;
+    if child_role().is_some() {
+        client(ROUNDS);
+        return;
+    }
+    let mut noise = Noise::seeded();
+    let mut killed_mid_way = 0;
+    for _ in 0..rounds_of_kills {
+        let backend = if noise.below(2) == 0 {
+            Backend::Futex
+        } else {
+            Backend::Epoll
+        };
+        let (mut children, mut set, mut state) = start(test, CLIENTS, backend);
+        let mut victims: Vec<u64> = Vec::new();
+        while victims.len() < VICTIMS {
+            let v = noise.below(CLIENTS as u64);
+            if !victims.contains(&v) {
+                victims.push(v);
+            }
+        }
+        let pids: Vec<(u32, u64)> = victims
+            .iter()
+            .map(|&v| (children[v as usize].id(), noise.below(3_000)))
+            .collect();
+        let killer = std::thread::spawn(move || {
+            for (pid, micros) in pids {
+                std::thread::sleep(Duration::from_micros(micros));
+                let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+                // A child that finished is a zombie until reaped: no error.
+                rustix::process::kill_process(pid, Signal::KILL).unwrap();
+            }
+        });
+        let mut ready = Vec::new();
+        let mut gone = Vec::new();
+        while !set.is_empty() {
+            set.wait(&mut ready, Some(WATCHDOG))
+                .expect("watchdog: the wait set");
+            for &key in &ready {
+                let rx: &mut Receiver = set.receiver(key).unwrap();
+                let c = state.get_mut(&key).unwrap();
+                match rx.try_recv() {
+                    Ok(req) => {
+                        assert!(c.next < ROUNDS, "client {}: a request too many", c.me);
+                        check_message(&req, id(c.me, c.next), length(c.next));
+                        c.next += 1;
+                        let sent = c.tx.send(&req);
+                        assert!(sent.is_ok() || victims.contains(&key), "{sent:?}");
+                    }
+                    Err(Error::Empty) => {}
+                    Err(Error::Closed) => {
+                        assert_eq!(c.next, ROUNDS, "client {} closed early", c.me);
+                        set.remove::<Receiver>(key).unwrap();
+                    }
+                    Err(Error::PeerGone) => {
+                        gone.push(key);
+                        set.remove::<Receiver>(key).unwrap();
+                    }
+                    Err(e) => panic!("client {}: {e}", c.me),
+                }
+            }
+        }
+        killer.join().unwrap();
+        killed_mid_way += gone.len();
+        for key in &gone {
+            assert!(
+                victims.contains(key),
+                "client {key} was not killed but is gone"
+            );
+        }
+        for (i, child) in children.iter_mut().enumerate() {
+            let ok = reap(child).success();
+            assert!(ok || victims.contains(&(i as u64)), "client {i} failed");
+        }
+    }
+    eprintln!("{killed_mid_way} clients killed before their last request");
+}
+
+#[test]
+fn clients_killed_at_random_moments_are_reported_and_the_rest_finish() {
+    random_kills(
+        "clients_killed_at_random_moments_are_reported_and_the_rest_finish",
+        2,
+    );
+}
+
+#[test]
+#[ignore = "long: 50 rounds of random kills"]
+fn clients_killed_at_random_moments_many_rounds() {
+    random_kills("clients_killed_at_random_moments_many_rounds", 50);
 }
