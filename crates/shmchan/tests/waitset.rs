@@ -668,3 +668,114 @@ fn clients_killed_at_random_moments_are_reported_and_the_rest_finish() {
 fn clients_killed_at_random_moments_many_rounds() {
     random_kills("clients_killed_at_random_moments_many_rounds", 50);
 }
+
+/// Hostile clients beside an honest one: one writes a `tail` past the
+/// ring into the channel the server receives on, one keeps changing the
+/// server's futex word and waking it. The set returns the first ready
+/// and its receive says `Corrupt`; it never returns the second (it has
+/// sent nothing), and the honest client's round trips all go through.
+#[test]
+fn hostile_clients_neither_break_nor_hang_the_set() {
+    const ROUNDS: u64 = 100;
+    let test = "hostile_clients_neither_break_nor_hang_the_set";
+    if let Some(role) = child_role() {
+        if role == "client" {
+            client(ROUNDS);
+            return;
+        }
+        let mut conn = Options::new()
+            .capacity(RING)
+            .connect_abstract(child_env("SHMCHAN_NAME"))
+            .unwrap();
+        let (base, _) = common::map_whole(std::os::fd::AsFd::as_fd(conn.sender()));
+        if role == "scribbler" {
+            // `tail` (offset 128): past anything the ring holds.
+            let bad = 1u64 << 40;
+            common::poke(
+                std::os::fd::AsFd::as_fd(conn.sender()),
+                128,
+                &bad.to_le_bytes(),
+            );
+        } else {
+            // The receiver's `wakes` word (offset 512 + 4), bumped and
+            // woken without end, until the server closes.
+            // SAFETY: the word lies in our shared mapping of the header,
+            // 4-byte aligned, and is only used atomically.
+            let wakes = unsafe { &*base.add(516).cast::<std::sync::atomic::AtomicU32>() };
+            loop {
+                for _ in 0..1000 {
+                    wakes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = rustix::thread::futex::wake(
+                        wakes,
+                        rustix::thread::futex::Flags::empty(),
+                        1,
+                    );
+                }
+                if matches!(conn.receiver().try_recv(), Err(Error::Closed)) {
+                    break;
+                }
+            }
+        }
+        // Until the server closes (or kills us).
+        let _ = conn.receiver().recv_timeout(WATCHDOG);
+        return;
+    }
+    let name = fresh_name("hostile");
+    let listener = Options::new().capacity(RING).bind_abstract(&name).unwrap();
+    let roles = ["client", "scribbler", "waker"];
+    let mut children: Vec<_> = roles
+        .iter()
+        .map(|r| {
+            spawn(
+                test,
+                r,
+                &[("SHMCHAN_NAME", &name), ("SHMCHAN_ME", "0")],
+                None,
+            )
+        })
+        .collect();
+    let mut set = WaitSet::new().policy(Wait::Block);
+    let mut txs = HashMap::new();
+    for _ in 0..roles.len() {
+        let conn = listener.accept().unwrap();
+        let who = children
+            .iter()
+            .position(|c| c.id() == conn.peer().pid)
+            .unwrap();
+        let (tx, rx) = conn.into_split();
+        set.add(roles[who], rx).unwrap();
+        txs.insert(roles[who], tx);
+    }
+    let mut ready = Vec::new();
+    let (mut next, mut corrupt, mut done) = (0u64, false, false);
+    while !done || !corrupt {
+        set.wait(&mut ready, Some(WATCHDOG)).expect("watchdog");
+        for &key in &ready {
+            let rx: &mut Receiver = set.receiver(key).unwrap();
+            let got = rx.try_recv();
+            match (key, got) {
+                ("client", Ok(req)) => {
+                    check_message(&req, id(0, next), length(next));
+                    next += 1;
+                    txs.get_mut("client").unwrap().send(&req).unwrap();
+                }
+                ("client", Err(Error::Closed)) => {
+                    assert_eq!(next, ROUNDS);
+                    done = true;
+                    set.remove::<Receiver>(key).unwrap();
+                }
+                ("scribbler", Err(Error::Corrupt(_))) => {
+                    corrupt = true;
+                    set.remove::<Receiver>(key).unwrap();
+                }
+                (_, Err(Error::Empty)) => {}
+                (key, other) => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+    drop(set); // closes the waker's channel: it stops
+    drop(txs);
+    for child in &mut children {
+        assert!(reap(child).success());
+    }
+}
