@@ -591,6 +591,28 @@ impl Consumer {
         })
     }
 
+    /// Whether a receive would not find `Empty` (a wait set's look, no
+    /// system call): a record, the close, the peer's death or a broken
+    /// ring is there to report. Gives back consumed space first, as
+    /// [`arm`](Self::arm) does, so that a sender never waits on us.
+    pub(crate) fn ready(&mut self) -> bool {
+        self.give_back();
+        self.release();
+        if self.broken.is_some() || self.peer_gone {
+            return true;
+        }
+        // Acquire: as in `idle`, pairs with the Release store in
+        // `Producer::close`.
+        let closed = self.ring.header().closed[Role::Sender.index()].load(Acquire) != 0;
+        closed || !matches!(self.refresh(), Ok(avail) if avail < RECORD_HEADER)
+    }
+
+    /// This side's sleep words (a wait set announces and ends its sleeps,
+    /// see `wait::announce`).
+    pub(crate) fn waiter(&self) -> &crate::layout::Waiter {
+        &self.ring.header().waiting[Role::Receiver.index()].0
+    }
+
     /// Tells the producer that nobody will read any more.
     pub(crate) fn close(&mut self) {
         self.give_back();

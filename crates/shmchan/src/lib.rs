@@ -128,7 +128,9 @@
 //! and [`Sender::ready_fd`] are descriptors for epoll, mio or `poll`, and
 //! [`Receiver::arm`] / [`Sender::arm`] say that this side is about to wait
 //! on them (a busy channel still makes no system call: the peer rings only
-//! an armed bell). [`wait_any`] waits on several receivers at once. With
+//! an armed bell). A [`WaitSet`] waits on many ends at once in one thread
+//! (one `futex_waitv`, or epoll over the bells, see [`waitset`]);
+//! [`wait_any`] is its one-call case over borrowed receivers. With
 //! the cargo feature `tokio`, `AsyncSender` and `AsyncReceiver` (module
 //! [`tokio`][mod-tokio]) await instead of blocking. Channels made by name or by
 //! a passed descriptor have no bell: their ends block or poll only.
@@ -401,6 +403,8 @@ pub mod tokio;
 #[cfg(all(target_os = "linux", feature = "typed", not(loom)))]
 #[cfg_attr(docsrs, doc(cfg(feature = "typed")))]
 pub mod typed;
+#[cfg(all(target_os = "linux", not(loom)))]
+pub mod waitset;
 
 #[cfg(target_os = "linux")]
 pub use error::{Error, SendTimeoutError, TrySendError};
@@ -429,6 +433,8 @@ pub use receiver::{InPlace, Receiver};
 pub use segment::{NAME_PREFIX, remove};
 #[cfg(all(target_os = "linux", not(loom)))]
 pub use sender::{Loan, Sender};
+#[cfg(all(target_os = "linux", not(loom)))]
+pub use waitset::WaitSet;
 
 #[cfg(all(test, target_os = "linux", not(loom)))]
 mod protocol_tests;

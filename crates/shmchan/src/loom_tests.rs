@@ -202,3 +202,67 @@ fn loom_an_armed_sender_is_rung() {
         }
     });
 }
+
+/// The wait set's protocol (`waitset/engine.rs`) over two channels: the
+/// set announces both receivers asleep, runs one fence for both, looks
+/// at both, and sleeps on both futex words at once (`futex_waitv`); each
+/// producer publishes a message on its own channel and wakes the set.
+/// A wake-up lost for either channel leaves the set asleep for ever.
+#[test]
+fn loom_a_wait_set_over_two_channels_is_woken_by_each() {
+    model(|| {
+        let heaps = [Arc::new(HeapRing::new(CAP)), Arc::new(HeapRing::new(CAP))];
+        let producers: Vec<_> = heaps
+            .iter()
+            .map(|heap| {
+                let heap = heap.clone();
+                loom::thread::spawn(move || {
+                    let mut p = Producer::new(heap.ring());
+                    p.send(16, &mut |_, piece| piece.fill(7), How::Try, &mut Forever)
+                        .unwrap();
+                })
+            })
+            .collect();
+        let mut cs = [
+            Consumer::new(heaps[0].ring()),
+            Consumer::new(heaps[1].ring()),
+        ];
+        let mut got = [false, false];
+        while !(got[0] && got[1]) {
+            let mut any = false;
+            for (c, got) in cs.iter_mut().zip(&mut got) {
+                if !*got && c.ready() {
+                    let mut v = Vec::new();
+                    c.recv(&mut Sink::Vec(&mut v), How::Try, &mut Forever)
+                        .unwrap();
+                    assert_eq!(v, [7; 16]);
+                    *got = true;
+                    any = true;
+                }
+            }
+            if any {
+                continue;
+            }
+            let words: Vec<u32> = cs
+                .iter()
+                .map(|c| crate::wait::announce(c.waiter(), false))
+                .collect();
+            crate::sync::fence(crate::sync::Ordering::SeqCst);
+            let ready = cs.iter_mut().zip(&got).any(|(c, got)| !*got && c.ready());
+            if !ready {
+                let pairs: Vec<_> = cs
+                    .iter()
+                    .zip(&words)
+                    .map(|(c, &v)| (&c.waiter().wakes, v))
+                    .collect();
+                crate::sync::futex_waitv(&pairs);
+            }
+            for c in &cs {
+                crate::wait::awake(c.waiter());
+            }
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+    });
+}

@@ -411,6 +411,22 @@ impl Producer {
         })
     }
 
+    /// Whether `need` bytes are free, or a call would fail at once (closed,
+    /// peer gone, broken): a wait set's look, no system call. Publishes
+    /// what was written first, as [`arm`](Self::arm) does.
+    pub(crate) fn ready(&mut self, need: u64) -> bool {
+        if self.check().is_err() {
+            return true;
+        }
+        self.publish();
+        !matches!(self.has_room(need), Ok(false))
+    }
+
+    /// This side's sleep words (see `Consumer::waiter`).
+    pub(crate) fn waiter(&self) -> &crate::layout::Waiter {
+        &self.ring.header().waiting[Role::Sender.index()].0
+    }
+
     /// The free bytes the next step of a loan of `len` bytes that does not
     /// wait needs: an owed `Abort`, else the `Pad` to the end of the data
     /// area if the record would wrap, else the record. Each step of

@@ -16,6 +16,8 @@ use crate::error::Error;
 use crate::producer::Producer;
 use crate::receiver::Receiver;
 use crate::sender::Sender;
+use crate::wait::Wait;
+use crate::waitset::{Backend, Ends, Engine, FUTEX_WAITV_MAX, Member};
 
 pub(crate) fn no_bell() -> Error {
     Error::Io(io::Error::new(
@@ -139,9 +141,13 @@ pub(crate) fn arm_producer(core: &mut Producer, need: u64) -> Result<bool, Error
 /// receiver stays ready: take it out of the slice. As with [`Receiver::arm`], the receive that follows may
 /// find only part of a long message: call `wait_any` again.
 ///
-/// For many channels or other descriptors in the same loop, register each
-/// [`Receiver::ready_fd`] with epoll (or mio) and follow the pattern of
-/// [`Receiver::arm`]; this function is that pattern over `poll(2)`.
+/// This is a [`WaitSet`](crate::WaitSet) over borrowed receivers, made
+/// for one call: no system call while one is ready, one `futex_waitv`
+/// otherwise; a sender's death is seen within
+/// [`PEER_CHECK`](crate::PEER_CHECK). For many channels, or to wait
+/// again and again, keep a `WaitSet`; in an event loop, register
+/// [`WaitSet::ready_fd`](crate::WaitSet::ready_fd) (or each
+/// [`Receiver::ready_fd`]).
 pub fn wait_any(
     receivers: &mut [&mut Receiver],
     timeout: Option<Duration>,
@@ -155,6 +161,35 @@ pub fn wait_any(
     if receivers.iter().any(|rx| rx.ready_fd().is_none()) {
         return Err(no_bell());
     }
+    if receivers.len() > FUTEX_WAITV_MAX {
+        return wait_any_on_bells(receivers, timeout);
+    }
+    // Sleeps at once, as `wait_any` always did (poll(2) on the bells).
+    let mut engine = Engine::new(Backend::Futex, Wait::Block);
+    let mut ready = Vec::new();
+    engine.wait(&mut Borrowed(receivers), &mut ready, timeout)?;
+    Ok(ready[0])
+}
+
+/// The receivers of a `wait_any`, as a wait set's ends.
+struct Borrowed<'a, 'b>(&'a mut [&'b mut Receiver]);
+
+impl Ends for Borrowed<'_, '_> {
+    fn slots(&self) -> usize {
+        self.0.len()
+    }
+
+    fn end(&mut self, i: usize) -> Option<(&mut dyn Member, usize)> {
+        Some((&mut *self.0[i] as &mut dyn Member, 0))
+    }
+}
+
+/// `wait_any` over more receivers than `futex_waitv` takes: the bells
+/// under `poll(2)`.
+fn wait_any_on_bells(
+    receivers: &mut [&mut Receiver],
+    timeout: Option<Duration>,
+) -> Result<usize, Error> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         for (i, rx) in receivers.iter_mut().enumerate() {

@@ -211,3 +211,20 @@ fn an_async_loan_of_most_of_the_ring_completes() {
         assert_eq!(got.1.unwrap(), vec![3u8; 3000]);
     });
 }
+
+/// More receivers than one `futex_waitv` takes: `wait_any` waits on their
+/// bells with `poll(2)`, and still finds the one with a message.
+#[test]
+fn wait_any_over_more_than_128_receivers() {
+    let mut pairs: Vec<(Sender, Receiver)> = (0..130).map(|_| belled(4096)).collect();
+    pairs[129].0.send(b"last").unwrap();
+    let mut rxs: Vec<&mut Receiver> = pairs.iter_mut().map(|(_, rx)| rx).collect();
+    assert_eq!(
+        wait_any(&mut rxs, Some(Duration::from_secs(20))).unwrap(),
+        129
+    );
+    assert!(matches!(
+        wait_any(&mut rxs[..128], Some(Duration::from_millis(5))),
+        Err(Error::Timeout)
+    ));
+}

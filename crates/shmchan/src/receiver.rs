@@ -104,6 +104,11 @@ impl Receiver {
         }
     }
 
+    /// The segment, for a wait set's look at the peer's lock.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
     /// The wait policy of this end (the typed and async ends').
     #[cfg(any(feature = "typed", feature = "tokio"))]
     pub(crate) fn wait(&self) -> Wait {

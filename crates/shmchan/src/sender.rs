@@ -54,6 +54,11 @@ impl Sender {
         }
     }
 
+    /// The segment, for a wait set's look at the peer's lock.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
     fn copy(&mut self, msg: &[u8], how: How, timeout: Option<Duration>) -> Result<(), Error> {
         let fill = &mut |off: usize, piece: &mut [u8]| {
             piece.copy_from_slice(&msg[off..off + piece.len()]);

@@ -58,6 +58,8 @@ pub(crate) fn futex_wake(word: &AtomicU32) {
     let _ = futex::wake(word, futex::Flags::empty(), 1);
 }
 
+#[cfg(all(loom, test))]
+pub(crate) use model_futex::futex_waitv;
 #[cfg(loom)]
 pub(crate) use model_futex::{futex_wait, futex_wake};
 
@@ -79,6 +81,19 @@ mod model_futex {
         let guard = KERNEL.0.lock().unwrap();
         // SeqCst: the kernel reads the word after a full barrier.
         if word.load(Ordering::SeqCst) == expected {
+            drop(KERNEL.1.wait(guard).unwrap());
+        }
+    }
+
+    /// `futex_waitv` (the wait set's model test): sleeps while every word
+    /// holds its value, checked
+    /// under the same lock as `futex_wait`'s (the kernel queues the waiter
+    /// on every word's bucket before it compares them).
+    #[cfg(test)]
+    pub(crate) fn futex_waitv(words: &[(&AtomicU32, u32)]) {
+        let guard = KERNEL.0.lock().unwrap();
+        // SeqCst: as in `futex_wait`.
+        if words.iter().all(|(w, v)| w.load(Ordering::SeqCst) == *v) {
             drop(KERNEL.1.wait(guard).unwrap());
         }
     }

@@ -26,6 +26,7 @@ use crate::ready::{arm_producer, no_bell};
 use crate::receiver::{InPlace, Receiver};
 use crate::sender::{Loan, Sender};
 use crate::wait::Wait;
+pub use crate::waitset::AsyncWaitSet;
 
 /// Registers a duplicate of the end's bell with the runtime.
 fn register(fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<AsyncFd<OwnedFd>, Error> {

@@ -221,3 +221,42 @@ pub(crate) fn notify(peer: &Waiter, woken: &mut u32, bell: Option<&Bell>) {
         }
     }
 }
+
+/// The first half of a sleep over many channels (`waitset`): says that
+/// this side is about to sleep, as `wait_until` and [`arm`] do, but runs
+/// no fence and looks at nothing: the caller announces every end of its
+/// set, runs one SeqCst fence (the partner of the fence in [`notify`],
+/// for all of them at once), then looks at each, and sleeps only if none
+/// is ready. `bell`: the peer must ring the bell rather than the futex.
+/// Returns the value of `wakes` to sleep on. Undo it with [`awake`].
+pub(crate) fn announce(me: &Waiter, bell: bool) -> u32 {
+    // Relaxed: we are the only writer of our epoch and of our bell word.
+    let epoch = me.epoch.load(Ordering::Relaxed);
+    let asleep = epoch.wrapping_add(1) | 1;
+    if bell {
+        // Relaxed: published by the Release store of the epoch below.
+        me.bell.store(1, Ordering::Relaxed);
+    } else if me.bell.load(Ordering::Relaxed) != 0 {
+        // Relaxed: as above; the peer must wake the futex, not the bell.
+        me.bell.store(0, Ordering::Relaxed);
+    }
+    // Acquire: pairs with the Release increment in `notify`, as in
+    // `wait_until`: a wake meant for this sleep changes the word after
+    // this load.
+    let wakes = me.wakes.load(Ordering::Acquire);
+    // Release: pairs with the Acquire load of the epoch in `notify` (the
+    // bell word above is seen with it). The caller's SeqCst fence orders
+    // it before its looks at the peers' indices.
+    me.epoch.store(asleep, Ordering::Release);
+    wakes
+}
+
+/// Ends a sleep begun with [`announce`]: the epoch is even again, so the
+/// peer makes no more wake-up calls for it.
+pub(crate) fn awake(me: &Waiter) {
+    // Relaxed: we are the only writer; only spares the peer a wake-up.
+    let epoch = me.epoch.load(Ordering::Relaxed);
+    if epoch & 1 == 1 {
+        me.epoch.store(epoch.wrapping_add(1), Ordering::Relaxed);
+    }
+}

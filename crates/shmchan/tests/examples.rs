@@ -34,6 +34,8 @@ fn example(name: &str) -> PathBuf {
             "rendezvous_server",
             "--example",
             "rendezvous_client",
+            "--example",
+            "waitset_server",
         ]);
         if profile.ends_with("release") {
             cargo.arg("--release");
@@ -57,13 +59,17 @@ struct Server {
 
 impl Server {
     fn start(args: &[&OsStr]) -> Server {
-        let mut child = Command::new(example("rendezvous_server"))
+        Self::start_example("rendezvous_server", args)
+    }
+
+    fn start_example(name: &str, args: &[&OsStr]) -> Server {
+        let mut child = Command::new(example(name))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("starting rendezvous_server");
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let lines = read_lines(child.stderr.take().unwrap());
         Server { child, lines }
     }
@@ -147,6 +153,58 @@ fn the_echo_server_answers_each_client_then_leaves_nothing() {
     assert!(status.success(), "the server: {status}");
     // The listener removed its socket and lock files as it exited.
     assert_eq!(dir.entries(), Vec::<String>::new());
+}
+
+/// The one-thread server over a `WaitSet`: three clients at once, each
+/// answered on its own connection; then it exits, leaving nothing.
+#[test]
+fn the_waitset_server_answers_clients_at_once_then_leaves_nothing() {
+    let dir = TempDir::new("examples-waitset");
+    let path = dir.join("echo.sock");
+    let mut server = Server::start_example("waitset_server", &[path.as_os_str(), "3".as_ref()]);
+    assert_eq!(
+        server.next_line(),
+        format!("listening on {}", path.display())
+    );
+    let words = ["one", "two", "three"];
+    let clients: Vec<Child> = words
+        .iter()
+        .map(|w| {
+            Command::new(example("rendezvous_client"))
+                .args([path.as_os_str(), w.as_ref(), "and".as_ref(), w.as_ref()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (mut client, w) in clients.into_iter().zip(words) {
+        reap(&mut client);
+        let out = client.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{w}\nand\n{w}\n")
+        );
+    }
+    let mut lines: Vec<String> = (0..6).map(|_| server.next_line()).collect();
+    lines.sort();
+    assert_eq!(
+        lines.iter().filter(|l| l.ends_with(" left")).count(),
+        3,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(") connected")).count(),
+        3,
+        "{lines:?}"
+    );
+    let status = reap(&mut server.child);
+    assert!(status.success(), "the server: {status}");
+    assert_eq!(dir.entries(), Vec::<String>::new());
+    let usage = run("waitset_server", &[]);
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
 }
 
 #[test]
