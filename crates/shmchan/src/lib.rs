@@ -357,6 +357,10 @@ compile_error!(
 
 #[cfg(target_os = "linux")]
 mod bell;
+#[cfg(all(target_os = "linux", not(loom)))]
+pub mod broadcast;
+#[cfg(all(target_os = "linux", loom))]
+pub(crate) mod broadcast;
 #[cfg(target_os = "linux")]
 mod consumer;
 #[cfg(target_os = "linux")]
