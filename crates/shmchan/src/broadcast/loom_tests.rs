@@ -53,6 +53,9 @@ fn publish(heap: &HeapArea, block: bool, n: u64) {
 fn subscribe(r: &mut Reader) -> Vec<Result<u64, u64>> {
     let mut got = Vec::new();
     loop {
+        // Loaded before the poll: if the publisher had closed, the poll
+        // sees everything it published.
+        let closed = r.closed();
         let m = r.next();
         let mut v = Vec::new();
         match r.poll(&mut Sink::Vec(&mut v)) {
@@ -67,15 +70,8 @@ fn subscribe(r: &mut Reader) -> Vec<Result<u64, u64>> {
                 continue;
             }
             Err(e) => panic!("subscriber: {e}"),
+            Ok(None) if closed => return got,
             Ok(None) => {}
-        }
-        if r.closed() {
-            let mut v = Vec::new();
-            match r.poll(&mut Sink::Vec(&mut v)) {
-                Ok(None) => return got,
-                Ok(Some(_)) | Err(Error::Lagged(_)) => continue,
-                Err(e) => panic!("subscriber: {e}"),
-            }
         }
         let area = *r.area();
         wake::wait_until(

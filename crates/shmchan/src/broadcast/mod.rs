@@ -109,6 +109,8 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
+
 mod area;
 mod layout;
 mod reader;
