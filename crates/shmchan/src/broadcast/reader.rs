@@ -27,6 +27,11 @@ use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::sync::{Ordering, fence};
 use crate::wait::notify;
 
+/// The highest `tail` an honest publisher can reach (2^62 messages: more
+/// than centuries of publishing); a higher one is corrupt, so that every
+/// sum of positions below stays far from overflowing.
+const MAX_TAIL: u64 = 1 << 62;
+
 /// Tries at joining before the history is given up, and before joining is.
 const JOIN_TRIES: u32 = 64;
 const HISTORY_TRIES: u32 = 8;
@@ -84,7 +89,12 @@ impl Reader {
         // Acquire: pairs with the Release store of `tail` in `Writer::write`.
         let mut t = data.tail.0.load(Acquire);
         let mut history = history;
+        let corrupt = Error::Corrupt("the publisher's position is past any count");
         for i in 0..JOIN_TRIES {
+            if t > MAX_TAIL {
+                s.active.store(active.wrapping_add(1), Release);
+                return Err(corrupt);
+            }
             if i == HISTORY_TRIES {
                 history = 0; // a publisher this fast: join at the newest
             }
@@ -149,6 +159,9 @@ impl Reader {
         if t < self.tail {
             return Err(self.corrupt("the publisher's position went back"));
         }
+        if t > MAX_TAIL {
+            return Err(self.corrupt("the publisher's position is past any count"));
+        }
         self.tail = t;
         Ok(t)
     }
@@ -172,6 +185,23 @@ impl Reader {
         self.area.slot(self.slot).cursor.store(to, Release);
         if self.block {
             notify(&self.area.control().publisher.0, &mut self.woken, None);
+        }
+    }
+
+    /// Stores our slot's words again, before a wait: a hostile subscriber
+    /// that forged them (a cursor that holds the publisher back while we
+    /// wait for it, a slot marked left) is undone, so that it cannot stall
+    /// a `Block` publisher for longer than it keeps writing.
+    pub(crate) fn republish(&mut self) {
+        let slot = self.area.slot(self.slot);
+        // Relaxed loads: our own words; a difference is a forgery.
+        if slot.cursor.load(Relaxed) != self.next || slot.active.load(Relaxed) != self.active {
+            // Release: as in `advance` and `join`.
+            slot.cursor.store(self.next, Release);
+            slot.active.store(self.active, Release);
+            if self.block {
+                notify(&self.area.control().publisher.0, &mut self.woken, None);
+            }
         }
     }
 

@@ -103,6 +103,8 @@ impl Subscriber {
             if self.publisher_gone {
                 return Err(Error::PeerGone);
             }
+            // Nothing to read: undo any forgery of our slot before we wait.
+            self.r.republish();
             let policy = match how {
                 How::Try => {
                     if self.look.due(false) && !shm::publisher_alive(self.own.as_fd())? {
