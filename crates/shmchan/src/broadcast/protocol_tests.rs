@@ -233,6 +233,35 @@ fn a_forged_cursor_does_not_hold_the_publisher_back() {
     assert!(matches!(honest.try_recv(), Err(Error::Lagged(_))));
 }
 
+/// A forgery that would stall a `Block` publisher for good: a caught-up
+/// subscriber's cursor set a ring behind. The subscriber undoes it as soon
+/// as it looks for a message (and at every look while it waits).
+#[test]
+fn a_forged_cursor_of_a_waiting_subscriber_is_undone() {
+    let mut p = Options::new()
+        .capacity(4)
+        .message_size(40)
+        .create_publisher()
+        .unwrap();
+    let mut sub = join(&p, &Options::new()).unwrap();
+    for _ in 0..4 {
+        p.try_send(&message(p.published())).unwrap();
+    }
+    assert!(matches!(p.try_send(b"held"), Err(Error::Full)));
+    for _ in 0..4 {
+        assert!(sub.try_recv().is_ok());
+    }
+    assert!(matches!(sub.try_recv(), Err(Error::Empty)));
+    // Caught up, and forged a ring behind: the one cursor that holds the
+    // publisher back.
+    p.area_for_tests().slot(0).cursor.store(0, Release);
+    assert!(matches!(p.try_send(b"held"), Err(Error::Full)));
+    // The subscriber looks (and finds nothing): the forgery is undone.
+    assert!(matches!(sub.try_recv(), Err(Error::Empty)));
+    p.try_send(&message(p.published())).unwrap();
+    assert_eq!(sub.try_recv().unwrap(), message(4));
+}
+
 /// A subscriber that never reads under `Block`: `send_timeout` gives up
 /// with `Timeout` and publishes nothing; a dead one (its lock gone) stops
 /// holding the publisher back.

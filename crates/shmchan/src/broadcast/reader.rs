@@ -188,10 +188,11 @@ impl Reader {
         }
     }
 
-    /// Stores our slot's words again, before a wait: a hostile subscriber
-    /// that forged them (a cursor that holds the publisher back while we
-    /// wait for it, a slot marked left) is undone, so that it cannot stall
-    /// a `Block` publisher for longer than it keeps writing.
+    /// Stores our slot's words again if they changed, before a wait and at
+    /// every look while waiting: a hostile subscriber that forged them (a
+    /// cursor that holds the publisher back while we wait for it, a slot
+    /// marked left) is undone, so that it cannot stall a `Block` publisher
+    /// for longer than it keeps writing.
     pub(crate) fn republish(&mut self) {
         let slot = self.area.slot(self.slot);
         // Relaxed loads: our own words; a difference is a forgery.

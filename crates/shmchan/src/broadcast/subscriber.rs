@@ -115,9 +115,16 @@ impl Subscriber {
                 }
                 How::Wait(policy) => policy,
             };
-            let r = &self.r;
-            let bell = &r.area().control().bell.0;
-            match wake::wait_until(policy, bell, &mut || Ok(r.ready()), &mut watch) {
+            let area = *self.r.area();
+            let bell = &area.control().bell.0;
+            let r = &mut self.r;
+            // Each look also undoes a forgery of our slot made while we
+            // wait (two loads of our own line; see `Reader::republish`).
+            let ready = &mut || {
+                r.republish();
+                Ok(r.ready())
+            };
+            match wake::wait_until(policy, bell, ready, &mut watch) {
                 // Look once more for what it published before it died.
                 Err(Error::PeerGone) => self.publisher_gone = true,
                 // Waits shorter than `PEER_CHECK` never reach the watch's
