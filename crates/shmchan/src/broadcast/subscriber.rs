@@ -294,6 +294,17 @@ impl Subscriber {
         }
     }
 
+    /// Whether the publisher died: one look at its lock (a wait set's look
+    /// while it sleeps); if so, the next receives return what it published,
+    /// then [`Error::PeerGone`].
+    #[allow(dead_code)] // the wait set's (issue 25, item 2)
+    pub(crate) fn publisher_dead(&mut self) -> Result<bool, Error> {
+        if !self.publisher_gone && !shm::publisher_alive(self.own.as_fd())? {
+            self.publisher_gone = true;
+        }
+        Ok(self.publisher_gone)
+    }
+
     /// Leaves the broadcast (the same as dropping the subscriber): its slot
     /// is free for another, and the publisher stops waiting for it.
     pub fn close(self) {}
