@@ -155,8 +155,18 @@ fn start(
     Ok(subs)
 }
 
+/// What a subscriber reported.
+struct Report {
+    received: u64,
+    lost: u64,
+    /// Nanoseconds from its first message to the close.
+    elapsed: u64,
+    /// (message, receive time) of a latency run.
+    times: Vec<(u64, u64)>,
+}
+
 /// Reads each subscriber's report line (and receive times).
-fn finish(subs: Vec<Sub>, latency: bool) -> Result<Vec<(u64, u64, u64, Vec<(u64, u64)>)>, Error> {
+fn finish(subs: Vec<Sub>, latency: bool) -> Result<Vec<Report>, Error> {
     let mut out = Vec::new();
     for mut s in subs {
         let mut all = Vec::new();
@@ -179,7 +189,12 @@ fn finish(subs: Vec<Sub>, latency: bool) -> Result<Vec<(u64, u64, u64, Vec<(u64,
         if !status.success() || f.len() != 3 {
             return Err(Error::Corrupt("a subscriber failed"));
         }
-        out.push((f[0], f[1], f[2], times));
+        out.push(Report {
+            received: f[0],
+            lost: f[1],
+            elapsed: f[2],
+            times,
+        });
     }
     Ok(out)
 }
@@ -209,10 +224,10 @@ fn throughput(subs: usize, policy: Policy, messages: u64, wait: &str) -> Result<
     let reports = finish(children, false)?;
     let rates: Vec<f64> = reports
         .iter()
-        .map(|r| r.0 as f64 / (r.2.max(1) as f64 / 1e9))
+        .map(|r| r.received as f64 / (r.elapsed.max(1) as f64 / 1e9))
         .collect();
-    let lost: u64 = reports.iter().map(|r| r.1).sum();
-    let got: u64 = reports.iter().map(|r| r.0).sum();
+    let lost: u64 = reports.iter().map(|r| r.lost).sum();
+    let got: u64 = reports.iter().map(|r| r.received).sum();
     println!(
         "{:<9} {:>4}  {:>10.1}  {:>10.1}  {:>14.0}  {:>7.2}%",
         format!("{policy:?}"),
@@ -248,7 +263,7 @@ fn latency(subs: usize, wait: &str) -> Result<(), Error> {
     let reports = finish(children, true)?;
     let mut last = vec![0u64; LATENCY_MESSAGES];
     for r in &reports {
-        for &(seq, t) in &r.3 {
+        for &(seq, t) in &r.times {
             let l = &mut last[seq as usize];
             *l = (*l).max(t);
         }
