@@ -92,6 +92,8 @@ impl Reader {
         let corrupt = Error::Corrupt("the publisher's position is past any count");
         for i in 0..JOIN_TRIES {
             if t > MAX_TAIL {
+                // Release: pairs with the Acquire load in `Writer::scan`:
+                // the slot is left again.
                 s.active.store(active.wrapping_add(1), Release);
                 return Err(corrupt);
             }
@@ -115,6 +117,8 @@ impl Reader {
             // Acquire: as above.
             t = data.tail.0.load(Acquire);
             let Some(ahead) = t.checked_sub(c) else {
+                // Release: as below, the slot is left again.
+                s.active.store(active.wrapping_add(1), Release);
                 return Err(Error::Corrupt("the publisher's position went back"));
             };
             // Message `t` (perhaps written before the publisher saw us)
@@ -133,6 +137,7 @@ impl Reader {
                 });
             }
         }
+        // Release: as above.
         s.active.store(active.wrapping_add(1), Release);
         Err(Error::Timeout)
     }

@@ -65,6 +65,8 @@ pub(crate) struct Blocker {
 impl Writer {
     /// A writer over a fresh area (nothing published yet).
     pub(crate) fn new(area: Area, block: bool) -> Writer {
+        // Acquire: pairs with the Release increment in `Reader::join` (a
+        // start value only: the first `room` scans the slots anyway).
         let joins = area.control().joins.0.load(Acquire);
         Writer {
             area,
