@@ -141,7 +141,7 @@ pub use layout::{MAX_RING, MAX_SUBSCRIBERS};
 #[cfg(not(loom))]
 pub use options::{DEFAULT_CAPACITY, DEFAULT_MESSAGE_SIZE, DEFAULT_SUBSCRIBERS, Options};
 #[cfg(not(loom))]
-pub use publisher::Publisher;
+pub use publisher::{Loan, Publisher};
 #[cfg(not(loom))]
 pub use subscriber::{InPlace, Subscriber};
 

@@ -262,6 +262,36 @@ fn a_forged_cursor_of_a_waiting_subscriber_is_undone() {
     assert_eq!(sub.try_recv().unwrap(), message(4));
 }
 
+/// A loan is written in place and published by its commit; one dropped
+/// uncommitted publishes nothing, and its entry is taken again.
+#[test]
+fn a_loan_is_published_by_its_commit_only() {
+    let mut p = Options::new()
+        .capacity(2)
+        .message_size(40)
+        .create_publisher()
+        .unwrap();
+    let mut sub = join(&p, &Options::new()).unwrap();
+    {
+        let mut loan = p.loan(5).unwrap();
+        loan.copy_from_slice(b"hello");
+    } // not committed
+    assert!(matches!(sub.try_recv(), Err(Error::Empty)));
+    let mut loan = p.try_loan(3).unwrap();
+    loan.copy_from_slice(b"abc");
+    loan.commit();
+    assert_eq!(sub.try_recv().unwrap(), b"abc");
+    assert!(matches!(
+        p.loan(49),
+        Err(Error::TooLarge { len: 49, limit: 48 })
+    ));
+    p.loan(0).unwrap().commit();
+    p.loan(1).unwrap().commit();
+    // Block: a ring of 2, the subscriber 2 behind.
+    assert!(matches!(p.try_loan(1), Err(Error::Full)));
+    assert_eq!(sub.try_recv().unwrap(), b"");
+}
+
 /// A subscriber that never reads under `Block`: `send_timeout` gives up
 /// with `Timeout` and publishes nothing; a dead one (its lock gone) stops
 /// holding the publisher back.

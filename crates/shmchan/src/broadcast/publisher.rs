@@ -1,6 +1,8 @@
 //! The publishing end of a broadcast.
 
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
 use std::time::Duration;
 
 use super::Policy;
@@ -77,6 +79,40 @@ impl Publisher {
     /// nothing was published then.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), Error> {
         self.publish(msg, How::Wait(self.wait), Some(timeout))
+    }
+
+    /// Lends the next entry of the ring for a message of `len` bytes,
+    /// written in place (no copy): [`Loan::commit`] publishes it; a loan
+    /// dropped without a commit publishes nothing. Waits for room as
+    /// [`send`](Self::send) does; [`Error::TooLarge`] past
+    /// [`max_message`](Self::max_message).
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, Error> {
+        self.lend(len, How::Wait(self.wait), None)
+    }
+
+    /// [`loan`](Self::loan) that never waits: [`Error::Full`].
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, Error> {
+        self.lend(len, How::Try, None)
+    }
+
+    /// [`loan`](Self::loan) that gives up with [`Error::Timeout`] after
+    /// `timeout`.
+    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>, Error> {
+        self.lend(len, How::Wait(self.wait), Some(timeout))
+    }
+
+    fn lend(&mut self, len: usize, how: How, timeout: Option<Duration>) -> Result<Loan<'_>, Error> {
+        let limit = self.w.area().max_message;
+        if len as u64 > limit {
+            return Err(Error::TooLarge {
+                len: len as u64,
+                limit,
+            });
+        }
+        self.wait_room(how, timeout)?;
+        let m = self.w.begin();
+        let bytes = self.w.area().bytes(m, len as u64);
+        Ok(Loan { p: self, bytes })
     }
 
     fn publish(&mut self, msg: &[u8], how: How, timeout: Option<Duration>) -> Result<(), Error> {
@@ -191,6 +227,48 @@ fn reap(w: &mut Writer, own: BorrowedFd<'_>) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// An entry of the ring lent by [`Publisher::loan`]: derefs to the
+/// message's bytes where subscribers will read them; [`commit`](Self::commit)
+/// publishes it. Dropped without a commit, nothing is published (the next
+/// publish takes the same entry).
+///
+/// The bytes are shared memory that subscribers read: they may still be
+/// copying out the message the entry held before (under
+/// [`Policy::Overwrite`]); their stamp check drops such a copy, so what
+/// the loan's writes can change is only what this publisher publishes.
+pub struct Loan<'a> {
+    p: &'a mut Publisher,
+    bytes: NonNull<[u8]>,
+}
+
+impl Loan<'_> {
+    /// Publishes the message to every subscriber.
+    pub fn commit(self) {
+        let len = self.bytes.len() as u64;
+        self.p.w.commit(len);
+    }
+}
+
+impl Deref for Loan<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the entry's bytes, in our writable mapping, which the
+        // publisher this loan borrows keeps alive; no other reference of
+        // this process points into them while the loan lives (it borrows
+        // the publisher mutably). Subscribers only read them.
+        unsafe { self.bytes.as_ref() }
+    }
+}
+
+impl DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `deref`; `&mut self` makes this the only
+        // reference, and the mapping is writable on the publisher's side.
+        unsafe { self.bytes.as_mut() }
+    }
 }
 
 impl Drop for Publisher {

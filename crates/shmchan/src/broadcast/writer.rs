@@ -162,17 +162,33 @@ impl Writer {
     /// Writes message `tail` (room was checked) and publishes it. `fill`
     /// gets the entry's first `len` bytes (`len` at most `max_message`).
     pub(crate) fn write(&mut self, len: u64, fill: &mut dyn FnMut(&Area, u64)) {
-        debug_assert!(len <= self.area.max_message);
+        let m = self.begin();
+        fill(&self.area, m);
+        self.commit(len);
+    }
+
+    /// Takes the entry of message `tail` (room was checked): stamps it,
+    /// so that a subscriber still copying the message it held drops its
+    /// copy. Returns the message's number; `commit` publishes it. A
+    /// message begun and never committed costs nothing: the next `begin`
+    /// takes the same entry again.
+    pub(crate) fn begin(&mut self) -> u64 {
         let m = self.tail;
-        let head = self.area.head(m);
         // Relaxed, then the Release fence: the seqlock's writer (see the
         // module docs). SYNC POINT with the Acquire fence in
         // `Reader::intact`.
-        head.stamp.store(m + 1, Relaxed);
+        self.area.head(m).stamp.store(m + 1, Relaxed);
         fence(Ordering::Release);
+        m
+    }
+
+    /// Publishes the message `begin` took, of `len` bytes (at most
+    /// `max_message`), written into its entry meanwhile.
+    pub(crate) fn commit(&mut self, len: u64) {
+        debug_assert!(len <= self.area.max_message);
+        let m = self.tail;
         // Relaxed: published by the Release store of `tail` below.
-        head.len.store(len, Relaxed);
-        fill(&self.area, m);
+        self.area.head(m).len.store(len, Relaxed);
         self.tail = m + 1;
         // Release: pairs with the Acquire load of `tail` in
         // `Reader::poll`: the entry is complete before `tail` says so.
