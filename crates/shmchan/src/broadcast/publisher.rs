@@ -146,7 +146,7 @@ impl Publisher {
         let me = &area.control().publisher.0;
         let (w, own, every) = (&mut self.w, self.own.as_fd(), &mut self.reap);
         let mut watch = Watcher::new(timeout, None);
-        let result = wait::wait_until(
+        wait::wait_until(
             policy,
             me,
             &mut || {
@@ -156,9 +156,10 @@ impl Publisher {
                 Ok(w.room())
             },
             &mut watch,
-        );
-        self.reap.reset();
-        result
+        )
+        // Not reset after the wait: calls shorter than `PEER_CHECK` (a
+        // `send_timeout` of a millisecond in a loop) must reach the look
+        // too, at most once per `PEER_CHECK` whatever their number.
     }
 
     /// The longest message an entry of the ring holds.

@@ -86,9 +86,4 @@ impl Every {
             }
         }
     }
-
-    /// Starts over (a wait that ended).
-    pub(crate) fn reset(&mut self) {
-        self.next = None;
-    }
 }
