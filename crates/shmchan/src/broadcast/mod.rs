@@ -48,8 +48,11 @@
 //!   subscriber whose slot it was finds itself overrun (`Lagged`), never
 //!   delivered a wrong message. A subscriber can still slow the others
 //!   (a false "somebody sleeps" costs the publisher a system call per
-//!   publish; a cleared one makes sleepers wake at their slice's end) and
-//!   fill the slots (as many subscribers would).
+//!   publish; a cleared one makes sleepers wake at their slice's end; a
+//!   bumped join counter makes a `Block` publisher load the slot table
+//!   after each publish; a forged cursor of a waiting subscriber holds a
+//!   `Block` publisher until that subscriber's next look, which undoes it)
+//!   and fill the slots (as many subscribers would).
 //! - The copying receives trust the publisher in nothing: lengths and
 //!   stamps are read once and checked, bytes are copied out and the stamp
 //!   checked again (a seqlock), so a torn message is never returned and a

@@ -180,7 +180,9 @@ impl Publisher {
     }
 
     /// Subscribers now attached (not known dead): a look at the slot
-    /// table, no system call.
+    /// table, no system call. A subscriber that died is counted until a
+    /// `Block` publisher that waited for it found it dead, or another
+    /// subscriber took its slot.
     pub fn subscribers(&self) -> usize {
         self.w.active()
     }
