@@ -87,6 +87,27 @@ pub enum Error {
     /// [`remove`](crate::remove): a live process holds the channel (one
     /// of its ends is attached), so the name is not stale.
     InUse,
+    /// A broadcast subscriber fell behind (under
+    /// [`Policy::Overwrite`](crate::broadcast::Policy::Overwrite)) and lost
+    /// this many messages: they were overwritten before it read them. The
+    /// next receive returns the oldest message still in the ring. As
+    /// tokio's `RecvError::Lagged`.
+    Lagged(u64),
+    /// A broadcast has this many subscriber slots, and every one is taken
+    /// by a live subscriber.
+    TooManySubscribers {
+        /// The broadcast's subscriber slots.
+        slots: u32,
+    },
+    /// A late subscriber asked for more older messages than the broadcast's
+    /// ring keeps.
+    HistoryTooLong {
+        /// The messages asked for
+        /// ([`broadcast::Options::history`](crate::broadcast::Options::history)).
+        asked: u64,
+        /// The most the ring keeps for a late joiner (its capacity less one).
+        kept: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -116,6 +137,14 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "{e}"),
             Error::Handshake(what) => write!(f, "rendezvous handshake failed: {what}"),
             Error::InUse => write!(f, "a live process holds the channel"),
+            Error::Lagged(n) => write!(f, "fell behind the publisher: {n} messages lost"),
+            Error::TooManySubscribers { slots } => {
+                write!(f, "all {slots} subscriber slots of the broadcast are taken")
+            }
+            Error::HistoryTooLong { asked, kept } => write!(
+                f,
+                "a history of {asked} messages, but the ring keeps at most {kept}"
+            ),
         }
     }
 }
@@ -158,6 +187,9 @@ impl From<Error> for io::Error {
             }
             Error::Handshake(_) => K::ConnectionAborted,
             Error::InUse => K::ResourceBusy,
+            Error::Lagged(_) => K::Other,
+            Error::TooManySubscribers { .. } => K::ResourceBusy,
+            Error::HistoryTooLong { .. } => K::InvalidInput,
         };
         io::Error::new(kind, e)
     }

@@ -141,7 +141,7 @@ impl Header {
 
 #[cfg(any(test, loom))]
 impl Waiter {
-    fn new() -> Waiter {
+    pub(crate) fn new() -> Waiter {
         Waiter {
             epoch: AtomicU32::new(0),
             wakes: AtomicU32::new(0),

@@ -174,6 +174,16 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # One publisher, many subscribers
+//!
+//! [`broadcast`] is the one-to-many shape: a [`broadcast::Publisher`]
+//! writes each message once into one ring, and any number of
+//! [`broadcast::Subscriber`]s (up to the slots it was made with) read it
+//! with cursors of their own; the publisher waits for the slowest
+//! ([`broadcast::Policy::Block`]) or laps it, which then learns how many
+//! messages it lost ([`broadcast::Policy::Overwrite`], [`Error::Lagged`]).
+//! See the module for the guarantees and an example.
+//!
 //! # Receiving in place
 //!
 //! [`Receiver::recv_in_place`] copies nothing: the [`InPlace`] guard
@@ -359,6 +369,10 @@ compile_error!(
 
 #[cfg(target_os = "linux")]
 mod bell;
+#[cfg(all(target_os = "linux", not(loom)))]
+pub mod broadcast;
+#[cfg(all(target_os = "linux", loom))]
+pub(crate) mod broadcast;
 #[cfg(target_os = "linux")]
 mod consumer;
 #[cfg(target_os = "linux")]

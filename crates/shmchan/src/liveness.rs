@@ -55,6 +55,28 @@ pub(crate) fn role_held(fd: BorrowedFd<'_>, role: Role) -> Result<bool, Error> {
     Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
 }
 
+/// `fcntl(fd, F_OFD_SETLK, write lock on byte `byte`)`: the broadcast's
+/// slots (byte 0 the publisher, byte 1 + i subscriber slot i). Fails with
+/// `Taken` when another open file description holds it.
+pub(crate) fn lock_byte(fd: BorrowedFd<'_>, byte: u64) -> Result<(), Error> {
+    let mut lock = role_byte(Role::Sender, libc::F_WRLCK as libc::c_short);
+    lock.l_start = byte as libc::off_t;
+    match fcntl(fd, FcntlArg::F_OFD_SETLK(&lock)) {
+        Ok(_) => Ok(()),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Err(Error::Taken),
+        Err(e) => Err(Error::Io(e.into())),
+    }
+}
+
+/// `fcntl(fd, F_OFD_GETLK, byte)`: whether another open file description
+/// holds byte `byte`.
+pub(crate) fn byte_held(fd: BorrowedFd<'_>, byte: u64) -> Result<bool, Error> {
+    let mut lock = role_byte(Role::Sender, libc::F_WRLCK as libc::c_short);
+    lock.l_start = byte as libc::off_t;
+    fcntl(fd, FcntlArg::F_OFD_GETLK(&mut lock)).map_err(|e| Error::Io(e.into()))?;
+    Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
+}
+
 /// What ends a wait on a real segment: the caller's deadline and the
 /// peer's death.
 pub(crate) struct Watcher<'a> {

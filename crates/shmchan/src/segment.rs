@@ -473,7 +473,13 @@ fn validate(h: &Header, size: u64) -> Result<u64, Error> {
         return Err(Error::NotInitialised);
     }
     // Relaxed: ordered by the Acquire above; each read once.
-    if h.magic.load(Relaxed) != MAGIC {
+    let magic = h.magic.load(Relaxed);
+    if crate::broadcast::is_broadcast_magic(magic) {
+        return Err(Error::BadLayout(
+            "a shmchan broadcast, not a channel: join it with shmchan::broadcast".into(),
+        ));
+    }
+    if magic != MAGIC {
         return Err(Error::BadLayout(
             "not a shmchan segment (wrong magic)".into(),
         ));

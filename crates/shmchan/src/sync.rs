@@ -58,10 +58,20 @@ pub(crate) fn futex_wake(word: &AtomicU32) {
     let _ = futex::wake(word, futex::Flags::empty(), 1);
 }
 
+/// `futex(word, FUTEX_WAKE, INT_MAX)`: wakes every process that sleeps on
+/// `word` (a broadcast's subscribers share one word), in one system call.
+#[cfg(not(loom))]
+pub(crate) fn futex_wake_all(word: &AtomicU32) {
+    use rustix::thread::futex;
+    // Not `PRIVATE`, as in `futex_wait`; a failure leaves the sleepers to
+    // wake at their timeout.
+    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+}
+
 #[cfg(all(loom, test))]
 pub(crate) use model_futex::futex_waitv;
 #[cfg(loom)]
-pub(crate) use model_futex::{futex_wait, futex_wake};
+pub(crate) use model_futex::{futex_wait, futex_wake, futex_wake_all};
 
 /// A model of the kernel futex for loom: the kernel compares the word and
 /// queues the waiter under one hash-bucket lock, and a wake takes the same
@@ -101,5 +111,10 @@ mod model_futex {
     pub(crate) fn futex_wake(_word: &AtomicU32) {
         let _guard = KERNEL.0.lock().unwrap();
         KERNEL.1.notify_all();
+    }
+
+    /// The model wakes every waiter anyway.
+    pub(crate) fn futex_wake_all(word: &AtomicU32) {
+        futex_wake(word)
     }
 }

@@ -67,9 +67,9 @@ impl Default for Wait {
 }
 
 /// `sched_yield` calls between spinning and sleeping ([`Wait::Adaptive`]).
-const YIELDS: u32 = 8;
+pub(crate) const YIELDS: u32 = 8;
 /// Spins between two looks at the clock.
-const CHECK_EVERY: u32 = 64;
+pub(crate) const CHECK_EVERY: u32 = 64;
 
 /// What ends a wait other than the condition: a deadline, a dead peer.
 pub(crate) trait Watch {

@@ -36,6 +36,10 @@ fn example(name: &str) -> PathBuf {
             "rendezvous_client",
             "--example",
             "waitset_server",
+            "--example",
+            "broadcast_publisher",
+            "--example",
+            "broadcast_subscriber",
         ]);
         if profile.ends_with("release") {
             cargo.arg("--release");
@@ -233,6 +237,47 @@ fn the_examples_refuse_bad_arguments_with_one_line() {
         err.starts_with("error: ") && err.lines().count() == 1,
         "{err}"
     );
+}
+
+/// The broadcast examples as four processes: a publisher and three
+/// subscribers, each of which gets every message (the default, lossless
+/// policy); the socket file is gone afterwards.
+#[test]
+fn the_broadcast_examples_deliver_every_message_to_every_subscriber() {
+    let dir = TempDir::new("examples-broadcast");
+    let path = dir.join("ticks.sock");
+    let mut publisher = Command::new(example("broadcast_publisher"))
+        .args([path.as_os_str(), "3".as_ref(), "20000".as_ref()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting broadcast_publisher");
+    let lines = read_lines(publisher.stderr.take().unwrap());
+    let line = lines.recv_timeout(WATCHDOG).expect("watchdog: no line");
+    assert_eq!(line, format!("listening on {}", path.display()));
+    let subs: Vec<Child> = (0..3)
+        .map(|_| {
+            Command::new(example("broadcast_subscriber"))
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("starting broadcast_subscriber")
+        })
+        .collect();
+    for mut sub in subs {
+        reap(&mut sub);
+        let out = sub.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "received 20000 messages, 0 lost\n"
+        );
+    }
+    assert!(reap(&mut publisher).success());
+    assert_eq!(dir.entries(), Vec::<String>::new());
 }
 
 /// The README's code blocks, in order: each fence's info string and body.
