@@ -131,6 +131,8 @@ mod shm;
 #[cfg(not(loom))]
 mod subscriber;
 #[cfg(not(loom))]
+mod waitable;
+#[cfg(not(loom))]
 mod watch;
 
 #[cfg(all(test, loom))]
