@@ -392,3 +392,56 @@ fn a_waiting_publisher_looks_at_its_blocker_only() {
     }
     p.try_send(&message(6)).unwrap();
 }
+
+/// A `Block` publisher asleep for room is woken by the subscriber that
+/// held it back, not by every other one that reads: each needless wake-up
+/// is a system call on the reader's side and a wake, a look and a sleep
+/// again on the publisher's, per subscriber (the publish cost must not
+/// grow with subscribers). The sleep is played here by marking the
+/// publisher's waiter asleep, as `wait_until` does.
+#[test]
+fn only_the_blocking_subscriber_wakes_a_waiting_publisher() {
+    use crate::sync::Ordering::Acquire;
+    let mut p = Options::new()
+        .capacity(4)
+        .message_size(40)
+        .max_subscribers(3)
+        .create_publisher()
+        .unwrap();
+    let mut slow = join(&p, &Options::new()).unwrap();
+    let mut fast: Vec<Subscriber> = (0..2).map(|_| join(&p, &Options::new()).unwrap()).collect();
+    for seq in 0..4 {
+        p.try_send(&message(seq)).unwrap();
+    }
+    // The fast ones are ahead: only the slow one holds the ring.
+    for sub in &mut fast {
+        for seq in 0..2 {
+            assert_eq!(sub.try_recv().unwrap(), message(seq));
+        }
+    }
+    assert!(matches!(p.try_send(b"x"), Err(Error::Full)));
+    let area = p.area_for_tests();
+    let waiter = &area.control().publisher.0;
+    let asleep = |w: &crate::layout::Waiter| {
+        let e = w.epoch.load(Relaxed);
+        w.epoch.store((e + 1) | 1, Release);
+    };
+    asleep(waiter);
+    let wakes = waiter.wakes.load(Acquire);
+    // The fast ones read the rest: the publisher is still held back.
+    for sub in &mut fast {
+        for seq in 2..4 {
+            assert_eq!(sub.try_recv().unwrap(), message(seq));
+        }
+    }
+    assert_eq!(waiter.wakes.load(Acquire), wakes, "woken for nothing");
+    // The slow one reads one: now there is room, and it wakes the publisher.
+    assert_eq!(slow.try_recv().unwrap(), message(0));
+    assert_ne!(waiter.wakes.load(Acquire), wakes, "not woken");
+    let wakes = waiter.wakes.load(Acquire);
+    // Leaving wakes it too (the slot no longer holds anything back).
+    asleep(waiter);
+    drop(slow);
+    assert_ne!(waiter.wakes.load(Acquire), wakes, "not woken by a leave");
+    p.try_send(&message(4)).unwrap();
+}
