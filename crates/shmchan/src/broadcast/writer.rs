@@ -25,6 +25,12 @@
 //! `ring - 1` messages before the `tail` it saw (see `Reader::join`), which
 //! the messages written before the publisher saw it cannot reach.
 //!
+//! A publisher waiting for room looks at the one slot that held it back
+//! at the last scan (`Writer::still_held`), and scans all again only once
+//! that slot changed: a look costs the same at 1 or 4096 subscribers. Only
+//! a subscriber whose cursor was a ring behind wakes it (`Reader::advance`),
+//! or one that leaves, undoes a forgery, or joined on a second try.
+//!
 //! Every cursor is checked: one outside `[tail - ring, tail]` is one that
 //! no live, honest subscriber can hold under `Block`, and does not hold the
 //! publisher back (that subscriber finds itself overrun). Slots whose owner
