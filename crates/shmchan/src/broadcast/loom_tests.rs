@@ -147,6 +147,27 @@ fn loom_broadcast_a_join_racing_publishes_loses_nothing() {
     });
 }
 
+/// The same with a join at the newest message (no history): a joiner
+/// that tried again because the publisher ran a ring past its first
+/// cursor may have nothing to read, so no read of its wakes a publisher
+/// that saw that first cursor and waits on it; the join must.
+#[test]
+fn loom_broadcast_a_join_at_the_newest_racing_publishes_loses_nothing() {
+    model(|| {
+        let heap = Arc::new(HeapArea::new(2, 1));
+        let publisher = {
+            let heap = Arc::clone(&heap);
+            loom::thread::spawn(move || publish(&heap, true, 3))
+        };
+        let mut r = Reader::join(heap.area(), 0, 0, true).unwrap();
+        let start = r.next();
+        let got = subscribe(&mut r);
+        let want: Vec<_> = (start..3).map(Ok).collect();
+        assert_eq!(got, want);
+        publisher.join().unwrap();
+    });
+}
+
 /// `Overwrite` through a ring of 2 with a subscriber that reads while
 /// the publisher laps it: every message returned is whole (the seqlock
 /// re-check), and what was received plus what was reported lost is

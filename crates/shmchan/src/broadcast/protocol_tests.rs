@@ -340,3 +340,108 @@ fn a_channel_and_a_broadcast_refuse_each_other() {
         .unwrap_err();
     assert!(e.to_string().contains("channel, not a broadcast"), "{e}");
 }
+
+/// A `Block` publisher held back by one slow subscriber among many looks
+/// at that subscriber's slot while it waits, not at every slot: its cost
+/// per look must not grow with the subscribers (issue 25's goal). Once the
+/// slow one reads, or leaves, or its slot is taken by another, the next
+/// look scans again and finds the truth.
+#[test]
+fn a_waiting_publisher_looks_at_its_blocker_only() {
+    let mut p = Options::new()
+        .capacity(4)
+        .message_size(40)
+        .max_subscribers(64)
+        .create_publisher()
+        .unwrap();
+    let mut subs: Vec<Subscriber> = (0..64)
+        .map(|_| join(&p, &Options::new()).unwrap())
+        .collect();
+    for seq in 0..4 {
+        p.try_send(&message(seq)).unwrap();
+    }
+    // Every subscriber but the first reads all; the first holds the ring.
+    for sub in &mut subs[1..] {
+        for seq in 0..4 {
+            assert_eq!(sub.try_recv().unwrap(), message(seq));
+        }
+    }
+    let before = p.scans_for_tests();
+    for _ in 0..1000 {
+        assert!(matches!(p.try_send(b"x"), Err(Error::Full)));
+    }
+    let scans = p.scans_for_tests() - before;
+    // One scan to find the blocker, and perhaps a look at dead slots
+    // (once per `PEER_CHECK`); not one per try.
+    assert!(scans <= 4, "{scans} scans of 64 slots for 1000 tries");
+    // The blocker reads one: room for exactly one more.
+    assert_eq!(subs[0].try_recv().unwrap(), message(0));
+    p.try_send(&message(4)).unwrap();
+    assert!(matches!(p.try_send(b"x"), Err(Error::Full)));
+    // The blocker leaves and a new subscriber takes its slot (at the
+    // newest message): no room is held back any more.
+    drop(subs.remove(0));
+    let late = join(&p, &Options::new()).unwrap();
+    p.try_send(&message(5)).unwrap();
+    drop(late);
+    // The others read on: nothing holds the ring back.
+    for sub in &mut subs {
+        for seq in 4..6 {
+            assert_eq!(sub.try_recv().unwrap(), message(seq));
+        }
+    }
+    p.try_send(&message(6)).unwrap();
+}
+
+/// A `Block` publisher asleep for room is woken by the subscriber that
+/// held it back, not by every other one that reads: each needless wake-up
+/// is a system call on the reader's side and a wake, a look and a sleep
+/// again on the publisher's, per subscriber (the publish cost must not
+/// grow with subscribers). The sleep is played here by marking the
+/// publisher's waiter asleep, as `wait_until` does.
+#[test]
+fn only_the_blocking_subscriber_wakes_a_waiting_publisher() {
+    use crate::sync::Ordering::Acquire;
+    let mut p = Options::new()
+        .capacity(4)
+        .message_size(40)
+        .max_subscribers(3)
+        .create_publisher()
+        .unwrap();
+    let mut slow = join(&p, &Options::new()).unwrap();
+    let mut fast: Vec<Subscriber> = (0..2).map(|_| join(&p, &Options::new()).unwrap()).collect();
+    for seq in 0..4 {
+        p.try_send(&message(seq)).unwrap();
+    }
+    // The fast ones are ahead: only the slow one holds the ring.
+    for sub in &mut fast {
+        for seq in 0..2 {
+            assert_eq!(sub.try_recv().unwrap(), message(seq));
+        }
+    }
+    assert!(matches!(p.try_send(b"x"), Err(Error::Full)));
+    let area = p.area_for_tests();
+    let waiter = &area.control().publisher.0;
+    let asleep = |w: &crate::layout::Waiter| {
+        let e = w.epoch.load(Relaxed);
+        w.epoch.store((e + 1) | 1, Release);
+    };
+    asleep(waiter);
+    let wakes = waiter.wakes.load(Acquire);
+    // The fast ones read the rest: the publisher is still held back.
+    for sub in &mut fast {
+        for seq in 2..4 {
+            assert_eq!(sub.try_recv().unwrap(), message(seq));
+        }
+    }
+    assert_eq!(waiter.wakes.load(Acquire), wakes, "woken for nothing");
+    // The slow one reads one: now there is room, and it wakes the publisher.
+    assert_eq!(slow.try_recv().unwrap(), message(0));
+    assert_ne!(waiter.wakes.load(Acquire), wakes, "not woken");
+    let wakes = waiter.wakes.load(Acquire);
+    // Leaving wakes it too (the slot no longer holds anything back).
+    asleep(waiter);
+    drop(slow);
+    assert_ne!(waiter.wakes.load(Acquire), wakes, "not woken by a leave");
+    p.try_send(&message(4)).unwrap();
+}

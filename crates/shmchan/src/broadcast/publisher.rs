@@ -218,6 +218,12 @@ impl Publisher {
         *self.w.area()
     }
 
+    /// Full scans of the slot table so far (tests of the publish's cost).
+    #[cfg(test)]
+    pub(super) fn scans_for_tests(&self) -> u64 {
+        self.w.scans
+    }
+
     /// Closes the broadcast (the same as dropping the publisher).
     pub fn close(self) {}
 }

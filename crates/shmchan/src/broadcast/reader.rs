@@ -90,6 +90,9 @@ impl Reader {
         let mut t = data.tail.0.load(Acquire);
         let mut history = history;
         let corrupt = Error::Corrupt("the publisher's position is past any count");
+        // The first cursor this join stores: the oldest one a waiting
+        // publisher may have seen in our slot.
+        let mut first = None;
         for i in 0..JOIN_TRIES {
             if t > MAX_TAIL {
                 // Release: pairs with the Acquire load in `Writer::scan`:
@@ -101,6 +104,7 @@ impl Reader {
                 history = 0; // a publisher this fast: join at the newest
             }
             let c = t - history.min(t);
+            let first = *first.get_or_insert(c);
             // Relaxed: published by the Release increment of `joins`.
             s.cursor.store(c, Relaxed);
             // Release: pairs with the Acquire load of `active` in
@@ -124,6 +128,18 @@ impl Reader {
             // Message `t` (perhaps written before the publisher saw us)
             // overwrites message `t - ring`: our cursor must be past it.
             if ahead < area.ring {
+                let mut woken = 0;
+                // A publisher that saw an earlier cursor of this join (one
+                // a ring behind `t`: the reason we tried again) may wait
+                // on it; the fence above orders our last cursor store
+                // against its look, as in `advance`: either it sees that
+                // store, or `t` is at least the `tail` it waits at and we
+                // wake it here. Without this it would sleep until its
+                // next look at dead subscribers (`PEER_CHECK`), as long
+                // as we have nothing to read (a join at the newest).
+                if block && first.saturating_add(area.ring) <= t {
+                    notify(&ctl.publisher.0, &mut woken, None);
+                }
                 return Ok(Reader {
                     area,
                     slot,
@@ -132,7 +148,7 @@ impl Reader {
                     next: c,
                     tail: t,
                     broken: None,
-                    woken: 0,
+                    woken,
                     lent: None,
                 });
             }
@@ -181,15 +197,36 @@ impl Reader {
         self.area.head(m).stamp.load(Relaxed) == m + 1
     }
 
-    /// Moves the cursor to `to` and tells a publisher waiting for room.
+    /// Moves the cursor to `to` and tells a publisher waiting for room, if
+    /// our cursor was what held it back.
     fn advance(&mut self, to: u64) {
+        let slot = self.area.slot(self.slot);
+        // Relaxed: our own word; a forged value counts as ours below, so
+        // that undoing a forgery wakes whom it held back.
+        let from = self.next.min(slot.cursor.load(Relaxed));
         self.next = to;
         // Release: pairs with the Acquire load of the cursor in
-        // `Writer::scan`: our copies out of the entries before `to` are
-        // done before the publisher may overwrite them.
-        self.area.slot(self.slot).cursor.store(to, Release);
+        // `Writer::scan` and `Writer::still_held`: our copies out of the
+        // entries before `to` are done before the publisher may overwrite
+        // them.
+        slot.cursor.store(to, Release);
         if self.block {
-            notify(&self.area.control().publisher.0, &mut self.woken, None);
+            // SeqCst fence: pairs with the fence a waiting publisher runs
+            // between marking itself asleep and its look at the cursors
+            // (`wait::wait_until`, SYNC POINT with its `tail` store before
+            // it): either that look sees our store above, or the load below
+            // sees the `tail` it waits at, `T`. It waits while some cursor
+            // is at `T - ring`; a cursor past that held nothing back, and
+            // moving it cannot give room: no wake-up (one system call per
+            // subscriber per publisher's sleep, and a needless look and
+            // sleep again for the publisher).
+            fence(Ordering::SeqCst);
+            // Acquire: pairs with the Release store of `tail` in
+            // `Writer::commit`.
+            let t = self.area.data().tail.0.load(Acquire);
+            if from.saturating_add(self.area.ring) <= t {
+                notify(&self.area.control().publisher.0, &mut self.woken, None);
+            }
         }
     }
 

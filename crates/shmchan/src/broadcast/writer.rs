@@ -25,6 +25,12 @@
 //! `ring - 1` messages before the `tail` it saw (see `Reader::join`), which
 //! the messages written before the publisher saw it cannot reach.
 //!
+//! A publisher waiting for room looks at the one slot that held it back
+//! at the last scan (`Writer::still_held`), and scans all again only once
+//! that slot changed: a look costs the same at 1 or 4096 subscribers. Only
+//! a subscriber whose cursor was a ring behind wakes it (`Reader::advance`),
+//! or one that leaves, undoes a forgery, or joined on a second try.
+//!
 //! Every cursor is checked: one outside `[tail - ring, tail]` is one that
 //! no live, honest subscriber can hold under `Block`, and does not hold the
 //! publisher back (that subscriber finds itself overrun). Slots whose owner
@@ -50,6 +56,15 @@ pub(crate) struct Writer {
     joins: u32,
     /// A subscriber joined since the slots were last loaded.
     rescan: bool,
+    /// When the last scan found no room: the slot that held `min` then,
+    /// with its `active` and cursor. While both stay as they were there is
+    /// still no room, so a publisher waiting for room looks at that one
+    /// line, not at every slot (see `room`).
+    held: Option<Blocker>,
+    held_cursor: u64,
+    /// Full scans of the slot table so far (for the tests).
+    #[cfg(test)]
+    pub(crate) scans: u64,
     /// Per slot: the `active` value of a subscriber found dead, ignored
     /// until another one takes the slot.
     dead: Vec<u32>,
@@ -75,6 +90,10 @@ impl Writer {
             min: 0,
             joins,
             rescan: true,
+            held: None,
+            held_cursor: 0,
+            #[cfg(test)]
+            scans: 0,
             dead: vec![0; area.slots_len as usize],
         }
     }
@@ -99,9 +118,30 @@ impl Writer {
         if !self.rescan && self.tail < self.min + self.area.ring {
             return true;
         }
+        if !self.rescan && self.still_held() {
+            return false;
+        }
         self.rescan = false;
         self.scan(|_, _| ());
         self.tail < self.min + self.area.ring
+    }
+
+    /// Whether the slot that held message `tail` back at the last scan
+    /// still does: same subscriber, same cursor (two loads of one line).
+    /// If so, the answer of a full scan would be "no room" again: that
+    /// cursor is still within `[tail - ring, tail - ring]` (`tail` has not
+    /// moved), so the waiting publisher's cost per look does not grow with
+    /// the number of subscribers. Any change (it read, left, was forged, or
+    /// another took the slot) makes the caller scan every slot again; a
+    /// burial sets `rescan`.
+    fn still_held(&self) -> bool {
+        let Some(b) = self.held else {
+            return false;
+        };
+        let slot = self.area.slot(b.slot);
+        // Acquire: as in `scan` (pairs with the Release stores of `active`
+        // in `Reader::join` and of the cursor in `Reader::advance`).
+        slot.active.load(Acquire) == b.active && slot.cursor.load(Acquire) == self.held_cursor
     }
 
     /// Loads every active slot's cursor: sets `min`, and calls
@@ -109,6 +149,11 @@ impl Writer {
     fn scan(&mut self, mut blocker: impl FnMut(usize, u32)) {
         let (tail, ring) = (self.tail, self.area.ring);
         let mut min = tail;
+        self.held = None;
+        #[cfg(test)]
+        {
+            self.scans += 1;
+        }
         for i in 0..self.area.slots_len as usize {
             let slot = self.area.slot(i);
             // Acquire: pairs with the Release store of `active` in
@@ -129,6 +174,8 @@ impl Writer {
             min = min.min(cursor);
             if cursor + ring <= tail {
                 blocker(i, active);
+                self.held = Some(Blocker { slot: i, active });
+                self.held_cursor = cursor;
             }
         }
         self.min = min;
