@@ -254,12 +254,14 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
         guards,
         mut children,
         targets,
+        later,
     } = started;
     // Forked after the pairs: the scribbler holds the first pair's
-    // mappings, nothing else of the channels.
+    // mappings (or the line on which they will come), nothing else of the
+    // channels.
     let scribbler = match scribble {
-        Some(seed) if !targets.is_empty() => {
-            match scribbler::start_scribbler(seed, spec, &targets) {
+        Some(seed) if !targets.is_empty() || later.is_some() => {
+            match scribbler::start_scribbler(seed, spec, &targets, later.as_ref()) {
                 Ok(pid) => Some(pid),
                 Err(e) => {
                     kill(&mut children);
@@ -267,9 +269,18 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
                 }
             }
         }
+        Some(_) if transport.shares_memory() => {
+            // A row that says it shares memory but handed nothing over
+            // would pass `torture hostile` untouched.
+            kill(&mut children);
+            bail!(
+                "fault injection: {} shares memory but handed the scribbler none to write on",
+                spec.mechanism
+            );
+        }
         _ => None,
     };
-    drop(targets);
+    drop((targets, later));
     let fault = fault.map(|f| (f, mono_ns().saturating_add(f.delay_ns)));
     let waited = wait_all(spec, &mut children, stop, fault);
     if let Some(pid) = scribbler {
