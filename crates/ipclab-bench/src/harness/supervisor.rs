@@ -623,6 +623,9 @@ pub(crate) fn side_main(
         // SAFETY: `_exit` ends the process at once; nothing of ours runs.
         unsafe { libc::_exit(1) }
     }
+    // A thread's panic (a peer library's) goes to the report, not to the
+    // terminal.
+    super::side_panics::install();
     // The supervisor's Ctrl-C handler was inherited; a side just dies.
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: restoring the default disposition is always sound; no
@@ -647,10 +650,27 @@ pub(crate) fn side_main(
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         side(spec, role, cpu, pair, window)
     }));
+    let panicked = super::side_panics::first();
     let report_value = match result {
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) if panicked.is_none() => r,
+        // A thread of the side (a peer library's) panicked, though the
+        // side itself went on: the cell fails on that panic.
+        Ok(Ok(r)) => SideReport {
+            error: Some(format!(
+                "{} {} ({}): {}",
+                spec.mechanism,
+                spec.pattern,
+                role.name(),
+                panicked.unwrap_or_default()
+            )),
+            error_kind: Some("panic".into()),
+            ..r
+        },
         Ok(Err(e)) => SideReport {
-            error: Some(sides::describe(spec, role.name(), &e)),
+            error: Some(match panicked {
+                Some(p) => format!("{}; {p}", sides::describe(spec, role.name(), &e)),
+                None => sides::describe(spec, role.name(), &e),
+            }),
             error_kind: Some(scribbler::classify(&e)),
             received: sides::received(),
             ..Default::default()
