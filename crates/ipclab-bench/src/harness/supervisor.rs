@@ -9,7 +9,7 @@
 //! removes every named or System V object.
 
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -624,8 +624,20 @@ pub(crate) fn side_main(
         unsafe { libc::_exit(1) }
     }
     // A thread's panic (a peer library's) goes to the report, not to the
-    // terminal.
-    super::side_panics::install();
+    // terminal, and ends the side.
+    let (mechanism, pattern, role_name) = (spec.mechanism.clone(), spec.pattern, role.name());
+    super::side_panics::install(
+        report.as_raw_fd(),
+        Box::new(move |line| {
+            let report = SideReport {
+                error: Some(format!("{mechanism} {pattern} ({role_name}): {line}")),
+                error_kind: Some("panic".into()),
+                received: sides::received(),
+                ..Default::default()
+            };
+            serde_json::to_vec(&report).expect("a SideReport always serialises")
+        }),
+    );
     // The supervisor's Ctrl-C handler was inherited; a side just dies.
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: restoring the default disposition is always sound; no
@@ -696,8 +708,8 @@ pub(crate) fn side_main(
     };
     let failed = report_value.error.is_some();
     let json = serde_json::to_vec(&report_value).expect("a SideReport always serialises");
-    let mut file = std::fs::File::from(report);
-    let _ = file.write_all(&json);
+    super::side_panics::write_report(&json);
+    drop(report);
     // SAFETY: `_exit` ends the process at once, without running the
     // supervisor's exit handlers or flushing its buffers a second time.
     unsafe { libc::_exit(if failed { 1 } else { 0 }) }
