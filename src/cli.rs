@@ -141,7 +141,8 @@ pub struct RunArgs {
     /// Offered load of pingpong, round trips per second per pair (e.g.
     /// 1k,10k,100k,max): open loop, each round trip timed from when it was
     /// due, so that stalls show in the percentiles (coordinated omission
-    /// corrected). max is closed loop. Stream and oneshot run at max only.
+    /// corrected). max is closed loop. Stream and oneshot run at max only:
+    /// a rate other than max needs -p pingpong alone.
     #[arg(long, value_delimiter = ',', value_parser = parse_offered_rate, default_value = "max",
           value_name = "LIST", allow_hyphen_values = true)]
     pub rate: Vec<OfferedRate>,

@@ -233,6 +233,23 @@ fn bad_input_is_one_line_and_status_2() {
             &["run", "-p", "stream", "--rate", "1k"],
             "--rate paces round trips, so it needs -p pingpong",
         ),
+        // Without -p the default patterns include stream and oneshot.
+        (
+            &["run", "-m", "pipe", "--rate", "1k"],
+            "--rate paces round trips, so it needs -p pingpong alone",
+        ),
+        (
+            &[
+                "run",
+                "-m",
+                "pipe",
+                "-p",
+                "pingpong,stream",
+                "--rate",
+                "1k,max",
+            ],
+            "--rate paces round trips, so it needs -p pingpong alone",
+        ),
         (&["run", "--segment-size", "big"], "'big' is not a size"),
         // run: output files and folders
         (&["run", "--json", &a_dir], "it is a directory"),

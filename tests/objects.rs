@@ -4,16 +4,15 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The tests here list and clean the same registry: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
+/// The tests here list and clean the same registry, and compare the
+/// machine's objects before and after: one at a time.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    common::one_at_a_time()
 }
 
 fn ipclab(args: &[&str]) -> String {
@@ -214,6 +213,92 @@ fn what_a_killed_supervisor_leaves_is_listed_dead_and_cleaned() {
     let pids: Vec<i64> = expected.iter().map(|e| i64::from(e.1)).collect();
     let left: Vec<_> = ls().into_iter().filter(|o| pids.contains(&o.2)).collect();
     assert!(left.is_empty(), "left after clean: {left:?}");
+    assert_eq!(common::new_objects(&before), Vec::<String>::new());
+}
+
+/// zenoh's segments in `/dev/shm` (`<u64>.zenoh`).
+fn zenoh_segments() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.strip_suffix(".zenoh")
+                .is_some_and(|id| id.parse::<u64>().is_ok())
+        })
+        .collect()
+}
+
+/// zenoh makes its shared-memory segments itself, in the sides, under
+/// names it picks (`/dev/shm/<u64>.zenoh`): those a `kill -9`-ed
+/// supervisor's cell left are listed as its, dead, and removed by
+/// `clean`; nothing else is.
+#[test]
+fn zenoh_segments_of_a_killed_supervisor_are_listed_and_cleaned() {
+    let _serial = serial();
+    if ipclab_bench::mechanisms::find("zenoh").is_none() {
+        eprintln!("skipped: built without the peers feature");
+        return;
+    }
+    let before = common::ipc_objects();
+    let segments_before = zenoh_segments();
+    let sup = Supervisor::start("zenoh", false);
+    let pid = sup.pid();
+    // Both sides' pools and the rest: wait until the transfer (4 KiB
+    // messages, through zenoh's shared memory) has made some.
+    wait_for("zenoh's segments", || {
+        zenoh_segments().difference(&segments_before).count() >= 2
+    });
+    let pid_killed = sup.kill_when_ready(false);
+    assert_eq!(pid, pid_killed);
+    // Those nobody holds: the cell's, once the last threads of its sides
+    // have exited (a side's main thread is a zombie before its other
+    // threads let go of their files), not those of a zenoh program
+    // running meanwhile.
+    let dangling = |name: &String| {
+        std::fs::File::open(format!("/dev/shm/{name}")).is_ok_and(|f| {
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+        })
+    };
+    let mut made: Vec<String> = Vec::new();
+    wait_for("the sides to let go of their segments", || {
+        made = zenoh_segments()
+            .difference(&segments_before)
+            .cloned()
+            .collect();
+        made.iter().all(dangling)
+    });
+    assert!(!made.is_empty(), "the cell's segments went with it");
+    // Listed as the cell's, and dead once its sides are reaped too (the
+    // record names them: until then the cell counts as alive).
+    let mut listed = Vec::new();
+    wait_for("the cell listed dead", || {
+        listed = ls().into_iter().filter(|o| o.2 == i64::from(pid)).collect();
+        listed.iter().all(|o| !o.3)
+    });
+    assert!(
+        listed.iter().any(|o| o.0 == "zenoh"),
+        "supervisor {pid} left {made:?}; ls: {listed:?}"
+    );
+    for name in &made {
+        let id = name.strip_suffix(".zenoh").unwrap();
+        assert!(
+            listed.iter().any(|o| o.1.contains(id)),
+            "{name} not listed: {listed:?}"
+        );
+    }
+    let cleaned = ipclab(&["clean"]);
+    assert!(
+        cleaned.contains(&format!("(creator {pid}, dead)")),
+        "{cleaned}"
+    );
+    let left: Vec<String> = made
+        .iter()
+        .filter(|n| std::path::Path::new(&format!("/dev/shm/{n}")).exists())
+        .cloned()
+        .collect();
+    assert!(left.is_empty(), "left after clean: {left:?}\n{cleaned}");
+    assert!(ls().iter().all(|o| o.2 != i64::from(pid)));
     assert_eq!(common::new_objects(&before), Vec::<String>::new());
 }
 

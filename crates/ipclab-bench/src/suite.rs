@@ -91,11 +91,14 @@ impl Options {
             }
             labels.push(label);
         }
-        if self.rates.iter().any(Option::is_some) && !self.patterns.contains(&Pattern::Pingpong) {
+        // Exactly pingpong: the default patterns, or a list with stream or
+        // oneshot beside pingpong, would run those at `max` under a rate
+        // they never had.
+        if self.rates.iter().any(Option::is_some) && self.patterns != [Pattern::Pingpong] {
             bail!(
-                "--rate paces round trips, so it needs -p pingpong (a stream has no round trips \
-                 to time, and oneshot starts fresh processes for each); give -p pingpong or \
-                 --rate max"
+                "--rate paces round trips, so it needs -p pingpong alone (a stream has no round \
+                 trips to time, and oneshot starts fresh processes for each; without -p all \
+                 three run); give -p pingpong or --rate max"
             );
         }
         if self.remote.is_some() {

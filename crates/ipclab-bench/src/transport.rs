@@ -264,6 +264,29 @@ pub trait Pair {
     fn shared_memory(&mut self) -> io::Result<Vec<SharedMemory>> {
         Ok(Vec::new())
     }
+
+    /// Fault injection only, for shared memory that the sides make after
+    /// the fork (a rendezvous's rings), where [`Pair::shared_memory`] has
+    /// nothing to map: a socket on which a side passes each segment once
+    /// it is made, for the scribbler to map as they come. `None` (the
+    /// default): all of it is in `shared_memory`.
+    fn shared_memory_later(&mut self) -> io::Result<Option<LaterMemory>> {
+        Ok(None)
+    }
+}
+
+/// Shared memory a side passes to the scribbler after the fork
+/// ([`Pair::shared_memory_later`]).
+pub struct LaterMemory {
+    /// The scribbler's end of a Unix socket pair; the side sends each
+    /// segment on the other (`shmchan::send_fd`: a descriptor of an open
+    /// file description of its own, holding none of the side's locks).
+    pub line: std::os::fd::OwnedFd,
+    /// How many segments come.
+    pub count: usize,
+    /// Bytes at the start of each that hold headers, indices and sync
+    /// words ([`SharedMemory::control`]).
+    pub control: usize,
 }
 
 /// A mapping of a channel's shared memory, for fault injection.

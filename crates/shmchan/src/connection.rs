@@ -240,19 +240,40 @@ fn check_bell(fd: &OwnedFd) -> Result<(), Error> {
     Ok(())
 }
 
-/// The accepting side, on a socket `accept` returned: the client's
-/// credentials, Hello, the two channels and their bells, Welcome, Ready.
-pub(crate) fn serve(sock: OwnedFd, terms: &Terms) -> Result<Connection, Error> {
-    let wire = Wire::new(sock.as_fd(), terms.timeout);
-    let peer = peer_credentials(&sock)?;
+/// The accepting side's steps, on a socket `accept` returned, none of
+/// which waits (`accepting.rs` waits for the client's messages, many
+/// handshakes at once): [`admit`] the client's credentials; once its
+/// first message came, [`welcome`] it with the two channels and their
+/// bells; once its second came, [`established`].
+///
+/// The client's credentials (`SO_PEERCRED`): a client of a uid not
+/// admitted is refused, and told.
+pub(crate) fn admit(sock: &OwnedFd, terms: &Terms) -> Result<Credentials, Error> {
+    let peer = peer_credentials(sock)?;
     if !terms.admits(peer.uid) {
-        wire.refuse(Reason::Uid);
+        Wire::new(sock.as_fd(), terms.timeout).refuse_now(Reason::Uid);
         return Err(Error::Untrusted(format!(
             "a client of uid {} (pid {}) is not admitted (Listener::allow_uid admits it)",
             peer.uid, peer.pid
         )));
     }
-    match wire.recv(true)? {
+    Ok(peer)
+}
+
+/// What the listener made for a client it welcomed: its own ends of the
+/// two channels and of their bells.
+pub(crate) struct Welcomed {
+    tx_seg: Segment,
+    rx_seg: Segment,
+    tx_bell: OwnedFd,
+    rx_bell: OwnedFd,
+}
+
+/// The client's first message `got` must be a hello: then the two
+/// channels and their bells are made, and the Welcome that passes the
+/// client's ends is sent.
+pub(crate) fn welcome(sock: &OwnedFd, got: Got, terms: &Terms) -> Result<Welcomed, Error> {
+    match got {
         Got::Message(Message::Hello, fds) if fds.is_empty() => {}
         other => return Err(unexpected("a hello", other)),
     }
@@ -278,11 +299,27 @@ pub(crate) fn serve(sock: OwnedFd, terms: &Terms) -> Result<Connection, Error> {
         tx_bell_peer.as_fd(),
         rx_bell_peer.as_fd(),
     ];
-    wire.send(welcome, &passed)?;
+    Wire::new(sock.as_fd(), terms.timeout).send_now(welcome, &passed)?;
     // Theirs alone now: the bells hang up, and the locks go, at their
     // death only.
     drop((to_client, to_listener, tx_bell_peer, rx_bell_peer));
-    match wire.recv(false)? {
+    Ok(Welcomed {
+        tx_seg,
+        rx_seg,
+        tx_bell,
+        rx_bell,
+    })
+}
+
+/// The client's second message `got` must be Ready, and the client must
+/// have attached both channels: then the connection is made.
+pub(crate) fn established(
+    got: Got,
+    welcomed: Welcomed,
+    peer: Credentials,
+    terms: &Terms,
+) -> Result<Connection, Error> {
+    match got {
         Got::Message(Message::Ready, fds) if fds.is_empty() => {}
         Got::Message(
             Message::Refuse {
@@ -297,6 +334,12 @@ pub(crate) fn serve(sock: OwnedFd, terms: &Terms) -> Result<Connection, Error> {
         }
         other => return Err(unexpected("ready", other)),
     }
+    let Welcomed {
+        tx_seg,
+        rx_seg,
+        tx_bell,
+        rx_bell,
+    } = welcomed;
     // Ready means attached: its locks or its flags say so (else its death
     // would go unnoticed on our side, as a peer's that never attached). A
     // client may have sent, closed, even exited since: what it sent is

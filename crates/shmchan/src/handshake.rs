@@ -263,6 +263,32 @@ impl<'a> Wire<'a> {
     /// deadline.
     pub(crate) fn send(&self, msg: Message, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
         set_socket_timeout(self.sock, Timeout::Send, self.left()?)?;
+        match self.send_with(msg, fds, SendFlags::empty())? {
+            true => Ok(()),
+            false => Err(self.timed_out()),
+        }
+    }
+
+    /// [`send`](Self::send) that never waits (`MSG_DONTWAIT`), for the
+    /// listener's handshakes in progress (`accepting.rs`). A peer's queue
+    /// with no room (which an honest peer, which has read nothing of ours
+    /// yet, never has) is a failed handshake.
+    pub(crate) fn send_now(&self, msg: Message, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+        match self.send_with(msg, fds, SendFlags::DONTWAIT)? {
+            true => Ok(()),
+            false => Err(Error::Handshake(
+                "the peer's socket had no room for our message".into(),
+            )),
+        }
+    }
+
+    /// The `sendmsg`; `false` for `EAGAIN` (a timeout, or no room now).
+    fn send_with(
+        &self,
+        msg: Message,
+        fds: &[BorrowedFd<'_>],
+        flags: SendFlags,
+    ) -> Result<bool, Error> {
         let (bytes, len) = msg.encode();
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(WELCOME_FDS))];
         let mut control = SendAncillaryBuffer::new(&mut space);
@@ -271,13 +297,13 @@ impl<'a> Wire<'a> {
         }
         loop {
             let iov = [IoSlice::new(&bytes[..len])];
-            match sendmsg(self.sock, &iov, &mut control, SendFlags::NOSIGNAL) {
-                Ok(n) if n == len => return Ok(()),
+            match sendmsg(self.sock, &iov, &mut control, SendFlags::NOSIGNAL | flags) {
+                Ok(n) if n == len => return Ok(true),
                 Ok(n) => {
                     return Err(Error::Handshake(format!("sent {n} bytes of {len}")));
                 }
                 Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => return Err(self.timed_out()),
+                Err(Errno::AGAIN) => return Ok(false),
                 Err(Errno::PIPE | Errno::CONNRESET) => {
                     return Err(Error::Handshake(
                         "the peer closed the connection during the handshake".into(),
@@ -299,10 +325,34 @@ impl<'a> Wire<'a> {
         );
     }
 
+    /// [`refuse`](Self::refuse) that never waits.
+    pub(crate) fn refuse_now(&self, reason: Reason) {
+        let _ = self.send_now(
+            Message::Refuse {
+                reason,
+                version: PROTOCOL,
+            },
+            &[],
+        );
+    }
+
     /// `recvmsg(sock, MSG_CMSG_CLOEXEC)` of one message before the
     /// deadline, with up to [`WELCOME_FDS`] descriptors. A message of
     /// another version is answered with a refusal (if `answer_version`).
     pub(crate) fn recv(&self, answer_version: bool) -> Result<Got, Error> {
+        set_socket_timeout(self.sock, Timeout::Recv, self.left()?)?;
+        self.recv_with(RecvFlags::empty(), answer_version)?
+            .ok_or_else(|| self.timed_out())
+    }
+
+    /// [`recv`](Self::recv) that never waits (`MSG_DONTWAIT`): `None` when
+    /// no message has come yet.
+    pub(crate) fn recv_now(&self, answer_version: bool) -> Result<Option<Got>, Error> {
+        self.recv_with(RecvFlags::DONTWAIT, answer_version)
+    }
+
+    /// The `recvmsg`; `None` for `EAGAIN` (a timeout, or nothing yet).
+    fn recv_with(&self, flags: RecvFlags, answer_version: bool) -> Result<Option<Got>, Error> {
         // One byte more than the longest message: a longer one is cut and
         // so noticed (MSG_TRUNC).
         let mut buf = [0u8; LONGEST + 1];
@@ -310,17 +360,21 @@ impl<'a> Wire<'a> {
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut reset = false;
         let msg = loop {
-            set_socket_timeout(self.sock, Timeout::Recv, self.left()?)?;
             let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg(self.sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            match recvmsg(
+                self.sock,
+                &mut iov,
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC | flags,
+            ) {
                 Ok(msg) => break msg,
                 Err(Errno::INTR) => continue,
-                Err(Errno::AGAIN) => return Err(self.timed_out()),
+                Err(Errno::AGAIN) => return Ok(None),
                 // A peer that closed with our message unread makes the
                 // kernel report ECONNRESET once, before what the peer sent
                 // (a refusal, say), which is still there to read.
                 Err(Errno::CONNRESET) if !reset => reset = true,
-                Err(Errno::CONNRESET) => return Ok(Got::Closed),
+                Err(Errno::CONNRESET) => return Ok(Some(Got::Closed)),
                 Err(e) => return Err(e.into()),
             }
         };
@@ -332,28 +386,32 @@ impl<'a> Wire<'a> {
             }
         }
         if msg.flags.contains(ReturnFlags::CTRUNC) {
-            return Ok(Got::Garbage(format!(
+            return Ok(Some(Got::Garbage(format!(
                 "more descriptors than the {WELCOME_FDS} a handshake passes"
-            )));
+            ))));
         }
         if msg.flags.contains(ReturnFlags::TRUNC) {
-            return Ok(Got::Garbage(format!(
+            return Ok(Some(Got::Garbage(format!(
                 "a message longer than the {LONGEST} bytes of a handshake"
-            )));
+            ))));
         }
         let bytes = &buf[..msg.bytes.min(buf.len())];
         if bytes.is_empty() && fds.is_empty() {
-            return Ok(Got::Closed);
+            return Ok(Some(Got::Closed));
         }
-        match Message::decode(bytes) {
-            Ok(m) => Ok(Got::Message(m, fds)),
+        Ok(Some(match Message::decode(bytes) {
+            Ok(m) => Got::Message(m, fds),
             Err(why) => {
                 if answer_version && Message::other_version(bytes) {
-                    self.refuse(Reason::Version);
+                    if flags.contains(RecvFlags::DONTWAIT) {
+                        self.refuse_now(Reason::Version);
+                    } else {
+                        self.refuse(Reason::Version);
+                    }
                 }
-                Ok(Got::Garbage(why))
+                Got::Garbage(why)
             }
-        }
+        }))
     }
 }
 

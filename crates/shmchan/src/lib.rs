@@ -389,6 +389,8 @@ mod sync;
 mod wait;
 
 #[cfg(all(target_os = "linux", not(loom)))]
+mod accepting;
+#[cfg(all(target_os = "linux", not(loom)))]
 mod connection;
 #[cfg(all(target_os = "linux", not(loom)))]
 mod fdpass;

@@ -7,7 +7,8 @@
 //! left by a dead listener is reclaimed by the next bind.
 //!
 //! The handshake itself is in `handshake.rs` (the messages) and
-//! `connection.rs` (both sides' steps).
+//! `connection.rs` (both sides' steps); the listener runs many at once
+//! (`accepting.rs`).
 
 use std::ffi::OsString;
 use std::io;
@@ -18,7 +19,8 @@ use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::connection::{Connection, serve};
+use crate::accepting::Acceptor;
+use crate::connection::Connection;
 use crate::error::Error;
 use crate::handshake::Terms;
 use crate::options::Options;
@@ -68,19 +70,30 @@ const ANYONE_CONNECTS: u32 = 0o666;
 ///
 /// # Accepting
 ///
-/// [`accept`](Self::accept) takes the next client and runs the handshake
-/// with it inline, bounded by the handshake timeout
+/// [`accept`](Self::accept) runs the handshakes of every client that has
+/// connected at once, each bounded by its own handshake timeout
 /// ([`Options::handshake_timeout`];
-/// [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT) by default): a client
-/// that connects and says nothing, or says garbage, costs that `accept`
-/// at most the timeout and makes it return [`Error::Handshake`]; the next
-/// `accept` serves the next client. Inline
-/// keeps the listener one plain blocking call; a server that must not wait
-/// on a slow client can call `accept` from several threads at once (it
-/// takes `&self`): each client then holds up one thread only. The
-/// listener is [`AsFd`]: a readable listener has a client waiting, so a
-/// poll loop can call `accept` then (see
-/// [`set_nonblocking`](Self::set_nonblocking)).
+/// [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT) by default), and
+/// returns the first that ends: a client that connects and says nothing,
+/// or says hello and then stalls, holds up no one else; the honest
+/// clients behind it are served as they speak, and the silent one makes
+/// one `accept` return [`Error::Handshake`] when its own time is up (a
+/// client that says garbage, at once). Up to 64 handshakes are in
+/// progress at a time; further clients wait in the kernel's queue until
+/// one ends. No thread is started: one call steps every handshake that
+/// can move, never waiting on any one client, and waits (when there is
+/// nothing to do) on one descriptor that covers them all. `accept` may
+/// also be called from several threads at once (it takes `&self`).
+///
+/// The listener is [`AsFd`]: that descriptor (an epoll instance holding
+/// the listening socket, the sockets of the handshakes in progress and a
+/// timer for their deadlines; not the listening socket itself) is
+/// readable whenever `accept` has something to do: a new client, a
+/// message of a handshake in progress, or a deadline passed. A poll loop
+/// waits for it to be readable and then calls a
+/// [non-blocking](Self::set_nonblocking) `accept`, which returns a
+/// connection, a failed client's error, or [`io::ErrorKind::WouldBlock`]
+/// (a step was taken, nothing ended yet).
 ///
 /// ```
 /// # fn main() -> Result<(), shmchan::Error> {
@@ -109,7 +122,9 @@ const ANYONE_CONNECTS: u32 = 0o666;
 ///
 /// [`allow_uid`]: Self::allow_uid
 pub struct Listener {
+    /// Non-blocking (see `accepting.rs`).
     sock: OwnedFd,
+    acceptor: Acceptor,
     /// A path listener's files; `None` for an abstract name.
     file: Option<SocketFile>,
     terms: Terms,
@@ -182,6 +197,7 @@ impl Listener {
         rustix::fs::chmod(path, Mode::from_raw_mode(socket_mode(&terms)))?;
         rustix::net::listen(&sock, BACKLOG)?;
         Ok(Listener {
+            acceptor: Acceptor::new(&sock)?,
             sock,
             file: Some(file),
             terms,
@@ -195,16 +211,19 @@ impl Listener {
         rustix::net::bind(&sock, &addr).map_err(|e| bind_error(e, format!("@{shown}")))?;
         rustix::net::listen(&sock, BACKLOG)?;
         Ok(Listener {
+            acceptor: Acceptor::new(&sock)?,
             sock,
             file: None,
             terms,
         })
     }
 
-    /// Takes the next client and makes a [`Connection`] with it: waits for
-    /// a client (unless the listener is non-blocking: then
-    /// [`io::ErrorKind::WouldBlock`] when none waits), checks its
-    /// credentials, and runs the handshake, within the handshake timeout.
+    /// The next [`Connection`] made: takes every client waiting, checks
+    /// its credentials, and runs its handshake beside those of the others
+    /// in progress, each within its handshake timeout (see
+    /// [Accepting](Self#accepting)); returns the first that ends. Waits
+    /// until one does, unless the listener is non-blocking: then
+    /// [`io::ErrorKind::WouldBlock`] when none has ended yet.
     ///
     /// Fails with [`Error::Untrusted`] for a client of a uid not admitted
     /// (the client is told), [`Error::Handshake`] for one that breaks or
@@ -212,14 +231,7 @@ impl Listener {
     /// only that client is dropped: call `accept` again for the next.
     /// Safe to call from several threads at once.
     pub fn accept(&self) -> Result<Connection, Error> {
-        let sock = loop {
-            match rustix::net::accept_with(&self.sock, SocketFlags::CLOEXEC) {
-                Ok(sock) => break sock,
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        serve(sock, &self.terms)
+        self.acceptor.accept(&self.sock, &self.terms)
     }
 
     /// [`accept`](Self::accept) for ever: an iterator of its results,
@@ -242,15 +254,18 @@ impl Listener {
         Ok(())
     }
 
-    /// `ioctl(FIONBIO)`: a non-blocking listener's [`accept`](Self::accept)
-    /// fails with [`io::ErrorKind::WouldBlock`] at once when no client
-    /// waits, for use from a poll loop (the handshake with a client that
-    /// came still blocks, within the handshake timeout). Wait for the
-    /// listener's descriptor ([`AsFd`]) to be readable before each
-    /// `accept`: [`incoming`](Self::incoming) on a non-blocking listener
-    /// yields `WouldBlock` items without end.
+    /// A non-blocking listener's [`accept`](Self::accept) never waits: it
+    /// takes the steps that can be taken now and fails with
+    /// [`io::ErrorKind::WouldBlock`] when no handshake has ended, for use
+    /// from a poll loop. Wait for the listener's descriptor ([`AsFd`]) to
+    /// be readable before each `accept`: it covers new clients, the
+    /// messages of handshakes in progress and their deadlines (see
+    /// [Accepting](Self#accepting)). [`incoming`](Self::incoming) on a
+    /// non-blocking listener yields `WouldBlock` items without end. (The
+    /// listening socket itself is always non-blocking inside; this sets
+    /// how `accept` behaves.)
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
-        rustix::io::ioctl_fionbio(&self.sock, nonblocking)?;
+        self.acceptor.set_nonblocking(nonblocking);
         Ok(())
     }
 
@@ -260,10 +275,13 @@ impl Listener {
     }
 }
 
-/// The listening socket: readable when a client waits to be accepted.
+/// Readable when [`accept`](Listener::accept) has something to do: a
+/// client waiting, a message of a handshake in progress, or a handshake's
+/// deadline passed (an epoll descriptor; see
+/// [Accepting](Listener#accepting)).
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
+        self.acceptor.as_fd()
     }
 }
 
@@ -333,8 +351,8 @@ fn take_lock(path: &Path, lock_path: &Path) -> Result<OwnedFd, Error> {
         let fd = match rustix::fs::open(lock_path, flags, Mode::RUSR | Mode::WUSR) {
             Ok(fd) => fd,
             Err(Errno::LOOP) => {
-                return Err(Error::Untrusted(format!(
-                    "{} is a symbolic link",
+                return Err(planted(format!(
+                    "{} is a symbolic link, not a listener's lock file",
                     lock_path.display()
                 )));
             }
@@ -342,8 +360,8 @@ fn take_lock(path: &Path, lock_path: &Path) -> Result<OwnedFd, Error> {
         };
         let st = rustix::fs::fstat(&fd)?;
         if st.st_uid != uid {
-            return Err(Error::Untrusted(format!(
-                "{} is owned by uid {}, not {uid}",
+            return Err(planted(format!(
+                "the lock file {} belongs to uid {}, not to us (uid {uid})",
                 lock_path.display(),
                 st.st_uid
             )));
@@ -378,8 +396,16 @@ fn take_lock(path: &Path, lock_path: &Path) -> Result<OwnedFd, Error> {
     ))))
 }
 
-/// `socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`: message boundaries
-/// for the handshake.
+/// Something not ours where the lock file goes: the bind fails with
+/// [`io::ErrorKind::PermissionDenied`], saying what is there, which is
+/// left as it is.
+fn planted(what: String) -> Error {
+    Error::Io(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{what} (left as it is; remove it or bind elsewhere)"),
+    ))
+}
+
 /// Whether something listens on `addr`: a connection that does not wait
 /// is taken or queued (or refused for its socket type). Only "connection
 /// refused" says that nobody listens.
@@ -397,6 +423,8 @@ fn answers(addr: &SocketAddrUnix) -> Result<bool, Error> {
     }
 }
 
+/// `socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC)`: message boundaries
+/// for the handshake.
 pub(crate) fn new_socket() -> Result<OwnedFd, Error> {
     Ok(rustix::net::socket_with(
         AddressFamily::UNIX,

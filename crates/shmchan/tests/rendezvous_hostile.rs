@@ -23,6 +23,9 @@ use shmchan::{Error, Options};
 
 /// The handshake timeout of the tests with silent peers.
 const SHORT_HANDSHAKE: Duration = Duration::from_millis(300);
+/// A listener's handshake timeout longer than an honest client's own
+/// (the default, 5 s), and shorter than the watchdog.
+const LONG_HANDSHAKE: Duration = Duration::from_secs(12);
 /// The user and group the cross-user tests become (`nobody`).
 const NOBODY: u32 = 65534;
 
@@ -33,9 +36,8 @@ fn play(role: &str) {
         return;
     }
     match role {
-        "junk-client" | "silent-client" | "version-client" | "closing-client" | "liar-client" => {
-            raw_client(role, &addr)
-        }
+        "junk-client" | "silent-client" | "version-client" | "closing-client" | "liar-client"
+        | "stalling-client" => raw_client(role, &addr),
         "hostile-listener" => hostile_listener(&addr),
         "nobody-refused" | "nobody-refuses" | "nobody-admitted" => nobody(role, &addr),
         other => panic!("unknown role {other}"),
@@ -64,8 +66,16 @@ fn raw_client(role: &str, addr: &str) {
     let send = |b: &[u8]| {
         rustix::net::send(&sock, b, rustix::net::SendFlags::NOSIGNAL).unwrap();
     };
+    let hello = || {
+        let mut hello = b"shmchRDV".to_vec();
+        hello.extend(1u32.to_le_bytes());
+        hello.extend(1u32.to_le_bytes());
+        hello
+    };
     match role {
         "junk-client" => send(b"GET / HTTP/1.0\r\n\r\n"),
+        // A hello, then nothing: never reads the welcome, never ready.
+        "stalling-client" => send(&hello()),
         "liar-client" => {
             // A hello, then "ready" without attaching anything.
             let mut hello = b"shmchRDV".to_vec();
@@ -108,7 +118,8 @@ fn raw_client(role: &str, addr: &str) {
 /// once, or say "ready" without attaching: each makes one `accept` fail
 /// with `Handshake` (the silent one after the handshake timeout; the other
 /// version is told why), and the good client queued behind it is served
-/// by the next `accept`.
+/// by another (before the silent one's failure, or after it: the two
+/// handshakes run side by side).
 #[test]
 fn hostile_clients_fail_one_accept_each() {
     const TEST: &str = "hostile_clients_fail_one_accept_each";
@@ -135,12 +146,19 @@ fn hostile_clients_fail_one_accept_each() {
             "client",
             &[("SHMCHAN_ADDR", &addr), ("SHMCHAN_PARENT", &parent)],
         );
-        let err = accept(&listener).unwrap_err();
+        let (mut served, mut failed) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            match accept(&listener) {
+                Ok(conn) => served.push(conn),
+                Err(e) => failed.push(e),
+            }
+        }
+        assert_eq!((served.len(), failed.len()), (1, 1), "{role}: {failed:?}");
+        let (mut conn, err) = (served.pop().unwrap(), failed.pop().unwrap());
         assert!(
             matches!(&err, Error::Handshake(m) if m.contains(says)),
             "{role}: {err}"
         );
-        let mut conn = accept(&listener).unwrap();
         assert_eq!(conn.peer().pid, good.pid());
         listener_exchange(&mut conn);
         assert!(reap(&mut good.child).success(), "{role}: the good client");
@@ -150,6 +168,141 @@ fn hostile_clients_fail_one_accept_each() {
             assert!(reap(&mut bad.child).success(), "{role}: its own checks");
         }
     }
+}
+
+/// A client that connects and says nothing, and one that says hello and
+/// then stalls (never reads the welcome, never says ready), hold up no
+/// one: an honest client that comes after them, with the default
+/// handshake timeout, is served and exchanges while both are still in
+/// their handshakes (whose timeout here is longer than its own: served
+/// one at a time, it would have given up first). Each of the two makes
+/// one `accept` fail once it is gone.
+#[test]
+fn a_silent_and_a_stalled_client_hold_up_no_honest_one() {
+    const TEST: &str = "a_silent_and_a_stalled_client_hold_up_no_honest_one";
+    if let Some(role) = child_role() {
+        return play(&role);
+    }
+    let addr = abstract_name("slow");
+    let listener = Options::new()
+        .handshake_timeout(LONG_HANDSHAKE)
+        .bind_abstract(&addr[1..])
+        .unwrap();
+    let mut silent = Peer::spawn(TEST, "silent-client", &[("SHMCHAN_ADDR", &addr)]);
+    silent.ready(); // connected: first in the queue
+    let mut stalled = Peer::spawn(TEST, "stalling-client", &[("SHMCHAN_ADDR", &addr)]);
+    stalled.ready(); // connected and said hello: second
+    let parent = parent_pid();
+    let mut good = Peer::spawn(
+        TEST,
+        "client",
+        &[("SHMCHAN_ADDR", &addr), ("SHMCHAN_PARENT", &parent)],
+    );
+    let mut conn = accept(&listener).unwrap();
+    assert_eq!(conn.peer().pid, good.pid());
+    listener_exchange(&mut conn);
+    assert!(reap(&mut good.child).success(), "the honest client");
+    silent.kill();
+    stalled.kill();
+    let mut why: Vec<String> = (0..2)
+        .map(|_| match accept(&listener) {
+            Err(Error::Handshake(m)) => m,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    why.sort();
+    assert!(
+        why[0].contains("closed the connection before a hello"),
+        "{why:?}"
+    );
+    assert!(
+        why[1].contains("closed the connection before ready"),
+        "{why:?}"
+    );
+}
+
+/// The same through a poll loop: a non-blocking listener's descriptor is
+/// readable for every step of a handshake in progress (not only for a
+/// new client), so a loop that waits on it serves the honest client while
+/// the silent one waits, and hears of the silent one's deadline.
+#[test]
+fn a_poll_loop_serves_clients_as_they_speak() {
+    const TEST: &str = "a_poll_loop_serves_clients_as_they_speak";
+    if let Some(role) = child_role() {
+        return play(&role);
+    }
+    use rustix::event::{PollFd, PollFlags, poll};
+    let addr = abstract_name("poll");
+    let listener = Options::new()
+        .handshake_timeout(LONG_HANDSHAKE)
+        .bind_abstract(&addr[1..])
+        .unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let _dog = watchdog("a poll loop");
+    // Nothing to do yet: not readable, and accept does not wait.
+    let mut fds = [PollFd::new(&listener, PollFlags::IN)];
+    assert_eq!(
+        poll(
+            &mut fds,
+            Some(&rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0
+            })
+        )
+        .unwrap(),
+        0
+    );
+    assert!(
+        matches!(listener.accept(), Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock)
+    );
+    let mut silent = Peer::spawn(TEST, "silent-client", &[("SHMCHAN_ADDR", &addr)]);
+    silent.ready();
+    let parent = parent_pid();
+    let mut good = Peer::spawn(
+        TEST,
+        "client",
+        &[("SHMCHAN_ADDR", &addr), ("SHMCHAN_PARENT", &parent)],
+    );
+    let next = || loop {
+        let mut fds = [PollFd::new(&listener, PollFlags::IN)];
+        poll(&mut fds, None).unwrap();
+        match listener.accept() {
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    };
+    let mut conn = next().unwrap();
+    assert_eq!(conn.peer().pid, good.pid());
+    listener_exchange(&mut conn);
+    assert!(reap(&mut good.child).success(), "the honest client");
+    silent.kill();
+    let err = next().unwrap_err();
+    assert!(
+        matches!(&err, Error::Handshake(m) if m.contains("before a hello")),
+        "{err}"
+    );
+    // A deadline passing wakes the loop too.
+    let short = Options::new()
+        .handshake_timeout(SHORT_HANDSHAKE)
+        .bind_abstract(format!("{}-short", &addr[1..]))
+        .unwrap();
+    short.set_nonblocking(true).unwrap();
+    let short_addr = format!("{addr}-short");
+    let mut silent = Peer::spawn(TEST, "silent-client", &[("SHMCHAN_ADDR", &short_addr)]);
+    silent.ready();
+    let err = loop {
+        let mut fds = [PollFd::new(&short, PollFlags::IN)];
+        poll(&mut fds, None).unwrap();
+        match short.accept() {
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => break other.unwrap_err(),
+        }
+    };
+    assert!(
+        matches!(&err, Error::Handshake(m) if m.contains("within")),
+        "{err}"
+    );
+    silent.kill();
 }
 
 /// In a child: a listener that breaks the protocol, one way per

@@ -11,6 +11,7 @@ mod kernel_limits;
 pub mod pace;
 pub mod remote;
 pub mod scribbler;
+mod side_panics;
 pub mod sides;
 pub mod sigbus;
 mod sigbus_cause;

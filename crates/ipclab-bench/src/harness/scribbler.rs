@@ -6,7 +6,11 @@
 //! The supervisor asks the channel for its shared memory before the fork
 //! ([`Pair::shared_memory`](crate::transport::Pair::shared_memory): mapped
 //! exactly as a side maps it), forks the sides, then forks the scribbler,
-//! which inherits only those mappings. The scribbler waits a random time
+//! which inherits only those mappings. A channel whose sides make their
+//! shared memory after the fork (`shmchan-async`'s rendezvous) gives a
+//! socket instead ([`Pair::shared_memory_later`](crate::transport::Pair::shared_memory_later)),
+//! on which a side passes each segment once made; the scribbler maps them
+//! as they come. The scribbler waits a random time
 //! (somewhere in the cell's run, or past it), then overwrites random bytes
 //! in one of four ways chosen per cell (anywhere; headers, indices and sync
 //! words only; those words nudged by small amounts, which looks plausible;
@@ -27,7 +31,8 @@ use nix::unistd::{ForkResult, fork};
 use rustix::process::{Pid, Signal};
 
 use super::spec::CellSpec;
-use crate::transport::SharedMemory;
+use crate::mechanisms::shm::region::Mapping;
+use crate::transport::{LaterMemory, SharedMemory};
 
 /// The variable that turns the scribbler on; its value seeds it.
 pub const SCRIBBLE: &str = "IPCLAB_FAULT_SCRIBBLE";
@@ -37,8 +42,14 @@ pub fn scribble_seed() -> Option<u64> {
     std::env::var(SCRIBBLE).ok()?.parse().ok()
 }
 
-/// Forks the scribbler over `targets`; it runs until killed.
-pub fn start_scribbler(seed: u64, spec: &CellSpec, targets: &[SharedMemory]) -> Result<Pid> {
+/// Forks the scribbler over `targets`, and what comes on `later`; it runs
+/// until killed.
+pub fn start_scribbler(
+    seed: u64,
+    spec: &CellSpec,
+    targets: &[SharedMemory],
+    later: Option<&LaterMemory>,
+) -> Result<Pid> {
     let supervisor = rustix::process::getpid();
     // SAFETY: the supervisor is single-threaded (see `supervisor::once`),
     // so the child may do anything the parent could.
@@ -52,7 +63,10 @@ pub fn start_scribbler(seed: u64, spec: &CellSpec, targets: &[SharedMemory]) -> 
                 // The supervisor died before the signal was set: nobody
                 // would kill us.
                 if rustix::process::getppid() == Some(supervisor) {
-                    scribble(seed, spec, targets)
+                    let mut all: Vec<&SharedMemory> = targets.iter().collect();
+                    let passed = later.map(receive).unwrap_or_default();
+                    all.extend(&passed);
+                    scribble(seed, spec, &all)
                 }
             }));
             // SAFETY: `_exit` ends the process at once, without running the
@@ -148,8 +162,28 @@ fn hit(t: &SharedMemory, mode: Mode, n: &mut Noise) {
     }
 }
 
+/// The segments a side passes on `later`, each mapped whole: as many as
+/// come before the side closes its end (a side that failed first passes
+/// fewer, or none).
+fn receive(later: &LaterMemory) -> Vec<SharedMemory> {
+    let mut got = Vec::new();
+    for _ in 0..later.count {
+        let Ok(fd) = shmchan::recv_fd(&later.line) else {
+            break;
+        };
+        let len = rustix::fs::fstat(&fd).map_or(0, |st| st.st_size.max(0) as usize);
+        if let (true, Ok(map)) = (len > 0, Mapping::shared_fd(&fd, len)) {
+            got.push(SharedMemory {
+                map,
+                control: later.control.min(len),
+            });
+        }
+    }
+    got
+}
+
 /// The scribbler's life; never returns (the supervisor kills it).
-fn scribble(seed: u64, spec: &CellSpec, targets: &[SharedMemory]) -> ! {
+fn scribble(seed: u64, spec: &CellSpec, targets: &[&SharedMemory]) -> ! {
     let mut n = Noise(seed | 1);
     if !targets.is_empty() {
         // The first write somewhere in the cell's run, or after it (then
@@ -165,7 +199,7 @@ fn scribble(seed: u64, spec: &CellSpec, targets: &[SharedMemory]) -> ! {
         ][n.below(4) as usize];
         let pause_ns = [2_000, 50_000, 500_000, 5_000_000][n.below(4) as usize];
         loop {
-            let t = &targets[n.below(targets.len() as u64) as usize];
+            let t = targets[n.below(targets.len() as u64) as usize];
             for _ in 0..1 + n.below(4) {
                 hit(t, mode, &mut n);
             }

@@ -8,7 +8,7 @@ use super::kernel_limits;
 use super::spec::CellSpec;
 use super::supervisor::{Child, Role, fork_side, side_cpu, side_main};
 use super::window::Window;
-use crate::transport::{SharedMemory, Transport};
+use crate::transport::{LaterMemory, SharedMemory, Transport};
 
 /// What the supervisor holds of the pairs it has started.
 #[derive(Default)]
@@ -20,6 +20,8 @@ pub(super) struct Started {
     pub children: Vec<Child>,
     /// The first pair's shared memory, for a scribbler (tests only).
     pub targets: Vec<SharedMemory>,
+    /// Or what its sides pass on once they made it.
+    pub later: Option<LaterMemory>,
 }
 
 impl Started {
@@ -64,6 +66,11 @@ impl Started {
             self.targets = pair
                 .shared_memory()
                 .context("mapping the shared memory to scribble on")?;
+            if self.targets.is_empty() {
+                self.later = pair
+                    .shared_memory_later()
+                    .context("asking for the shared memory to scribble on")?;
+            }
         }
         let supervisor = rustix::process::getpid();
         for role in [Role::Server, Role::Client] {
@@ -71,6 +78,7 @@ impl Started {
             let guards = &mut self.guards;
             let others = &mut self.children;
             let targets = &mut self.targets;
+            let later = &mut self.later;
             let child = fork_side(role, index, |report| {
                 // The guards belong to the supervisor: the child must not
                 // remove the channels' objects when it exits.
@@ -80,6 +88,7 @@ impl Started {
                 // of every earlier side would add up.
                 drop(std::mem::take(others));
                 drop(std::mem::take(targets));
+                drop(later.take());
                 let pair = pair.take().expect("each child takes the pair once");
                 let window = window.pair(index);
                 side_main(spec, role, cpu, pair, &window, report, supervisor);

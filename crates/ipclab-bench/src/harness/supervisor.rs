@@ -9,7 +9,7 @@
 //! removes every named or System V object.
 
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -254,12 +254,14 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
         guards,
         mut children,
         targets,
+        later,
     } = started;
     // Forked after the pairs: the scribbler holds the first pair's
-    // mappings, nothing else of the channels.
+    // mappings (or the line on which they will come), nothing else of the
+    // channels.
     let scribbler = match scribble {
-        Some(seed) if !targets.is_empty() => {
-            match scribbler::start_scribbler(seed, spec, &targets) {
+        Some(seed) if !targets.is_empty() || later.is_some() => {
+            match scribbler::start_scribbler(seed, spec, &targets, later.as_ref()) {
                 Ok(pid) => Some(pid),
                 Err(e) => {
                     kill(&mut children);
@@ -267,9 +269,18 @@ fn once(spec: &CellSpec, transport: &dyn Transport, stop: &AtomicBool) -> Result
                 }
             }
         }
+        Some(_) if transport.shares_memory() => {
+            // A row that says it shares memory but handed nothing over
+            // would pass `torture hostile` untouched.
+            kill(&mut children);
+            bail!(
+                "fault injection: {} shares memory but handed the scribbler none to write on",
+                spec.mechanism
+            );
+        }
         _ => None,
     };
-    drop(targets);
+    drop((targets, later));
     let fault = fault.map(|f| (f, mono_ns().saturating_add(f.delay_ns)));
     let waited = wait_all(spec, &mut children, stop, fault);
     if let Some(pid) = scribbler {
@@ -613,6 +624,21 @@ pub(crate) fn side_main(
         // SAFETY: `_exit` ends the process at once; nothing of ours runs.
         unsafe { libc::_exit(1) }
     }
+    // A thread's panic (a peer library's) goes to the report, not to the
+    // terminal, and ends the side.
+    let (mechanism, pattern, role_name) = (spec.mechanism.clone(), spec.pattern, role.name());
+    super::side_panics::install(
+        report.as_raw_fd(),
+        Box::new(move |line| {
+            let report = SideReport {
+                error: Some(format!("{mechanism} {pattern} ({role_name}): {line}")),
+                error_kind: Some("panic".into()),
+                received: sides::received(),
+                ..Default::default()
+            };
+            serde_json::to_vec(&report).expect("a SideReport always serialises")
+        }),
+    );
     // The supervisor's Ctrl-C handler was inherited; a side just dies.
     for signal in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: restoring the default disposition is always sound; no
@@ -637,10 +663,27 @@ pub(crate) fn side_main(
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         side(spec, role, cpu, pair, window)
     }));
+    let panicked = super::side_panics::first();
     let report_value = match result {
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) if panicked.is_none() => r,
+        // A thread of the side (a peer library's) panicked, though the
+        // side itself went on: the cell fails on that panic.
+        Ok(Ok(r)) => SideReport {
+            error: Some(format!(
+                "{} {} ({}): {}",
+                spec.mechanism,
+                spec.pattern,
+                role.name(),
+                panicked.unwrap_or_default()
+            )),
+            error_kind: Some("panic".into()),
+            ..r
+        },
         Ok(Err(e)) => SideReport {
-            error: Some(sides::describe(spec, role.name(), &e)),
+            error: Some(match panicked {
+                Some(p) => format!("{}; {p}", sides::describe(spec, role.name(), &e)),
+                None => sides::describe(spec, role.name(), &e),
+            }),
             error_kind: Some(scribbler::classify(&e)),
             received: sides::received(),
             ..Default::default()
@@ -666,8 +709,8 @@ pub(crate) fn side_main(
     };
     let failed = report_value.error.is_some();
     let json = serde_json::to_vec(&report_value).expect("a SideReport always serialises");
-    let mut file = std::fs::File::from(report);
-    let _ = file.write_all(&json);
+    super::side_panics::write_report(&json);
+    drop(report);
     // SAFETY: `_exit` ends the process at once, without running the
     // supervisor's exit handlers or flushing its buffers a second time.
     unsafe { libc::_exit(if failed { 1 } else { 0 }) }

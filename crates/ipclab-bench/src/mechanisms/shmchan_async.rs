@@ -13,9 +13,16 @@
 //! where `shmchan-block` sleeps on the futex.
 //! Sending writes in place (an async loan, or `send_with` in rounds for a
 //! message longer than a loan); receiving copies each message out once.
+//!
+//! Under `torture hostile` the rings exist only once the server has
+//! accepted, after the fork: the server then passes both to the scribbler
+//! over a socket pair made for it ([`Pair::shared_memory_later`]), each
+//! as a fresh open file description (no lock of the server's goes with
+//! it, so the server's death still shows).
 
 use std::future::Future;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
@@ -24,8 +31,8 @@ use ::shmchan::{Error, Listener, Options, Wait};
 use tokio::runtime::Runtime;
 
 use crate::transport::{
-    ChannelConfig, Check, Copies, Endpoint, Family, Fill, HostileSender, Info, Limit, Pair,
-    Prepared, Received, Transport, protocol_error,
+    ChannelConfig, Check, Copies, Endpoint, Family, Fill, HostileSender, Info, LaterMemory, Limit,
+    Pair, Prepared, Received, Transport, protocol_error,
 };
 
 pub struct ShmChanAsync;
@@ -72,7 +79,11 @@ impl Transport for ShmChanAsync {
             .segment_size
             .unwrap_or_else(|| super::shmchan::ring_for(config.size));
         let listener = options().capacity(capacity).bind_abstract(&name)?;
-        Ok(Prepared::new(Rendezvous { listener, name }))
+        Ok(Prepared::new(Rendezvous {
+            listener,
+            name,
+            scribbler: None,
+        }))
     }
 }
 
@@ -85,6 +96,9 @@ fn options() -> Options {
 struct Rendezvous {
     listener: Listener,
     name: String,
+    /// Fault injection only: the server's end of the line to the
+    /// scribbler.
+    scribbler: Option<OwnedFd>,
 }
 
 impl Pair for Rendezvous {
@@ -92,13 +106,42 @@ impl Pair for Rendezvous {
         let conn = self.listener.accept()?;
         // One connection: nobody else may come in.
         drop(self.listener);
-        AsyncSide::endpoint(conn.into_split())
+        let (tx, rx) = conn.into_split();
+        if let Some(line) = self.scribbler {
+            for ring in [tx.as_fd(), rx.as_fd()] {
+                // A description of its own: the scribbler holds none of
+                // our locks.
+                let path = format!("/proc/self/fd/{}", ring.as_raw_fd());
+                let fresh = rustix::fs::open(
+                    path.as_str(),
+                    rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )?;
+                ::shmchan::send_fd(&line, &fresh)?;
+            }
+        }
+        AsyncSide::endpoint((tx, rx))
     }
 
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
-        let Rendezvous { listener, name } = *self;
+        let Rendezvous { listener, name, .. } = *self;
         drop(listener);
         AsyncSide::endpoint(options().connect_abstract(&name)?.into_split())
+    }
+
+    fn shared_memory_later(&mut self) -> io::Result<Option<LaterMemory>> {
+        let (ours, theirs) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )?;
+        self.scribbler = Some(ours);
+        Ok(Some(LaterMemory {
+            line: theirs,
+            count: 2,
+            control: ::shmchan::HEADER_SIZE,
+        }))
     }
 }
 

@@ -8,6 +8,7 @@ use super::marks;
 use super::owned;
 use super::registry;
 use super::sysv;
+use super::zenoh_shm;
 
 /// What `clean` did (or, dry, would do).
 #[derive(Debug, Default)]
@@ -104,6 +105,21 @@ fn remove(f: &Found) -> io::Result<()> {
                 Err(e) => return Err(e),
             }
             owned::remove_files_starting_with(Path::new("/dev/shm"), prefix)?;
+        }
+        Removal::Zenoh(segments) => {
+            // Every one that nobody holds; the record stays while any is
+            // left (held again since it was listed: a live process's).
+            let mut held = 0;
+            for (name, id) in segments {
+                if !zenoh_shm::remove_if_dangling(name, *id)? {
+                    held += 1;
+                }
+            }
+            if held > 0 {
+                return Err(io::Error::other(format!(
+                    "{held} segment(s) held by a live process, left"
+                )));
+            }
         }
     }
     match &f.record {

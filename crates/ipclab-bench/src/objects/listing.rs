@@ -12,6 +12,7 @@ use super::marks::{self, Maker};
 use super::owned::Identity;
 use super::registry::{self, Entry, Kind, Record};
 use super::sysv;
+use super::zenoh_shm::{self, Segment};
 
 /// How an object is removed.
 #[derive(Debug, Clone)]
@@ -33,13 +34,16 @@ pub(crate) enum Removal {
         root: PathBuf,
         prefix: String,
     },
+    /// zenoh segments in `/dev/shm`, each removed only while it is the one
+    /// listed and nobody holds it ([`zenoh_shm::remove_if_dangling`]).
+    Zenoh(Vec<(String, Identity)>),
 }
 
 /// One object of ipclab's (or shmchan's).
 #[derive(Debug, Clone)]
 pub struct Found {
     /// `posix-shm`, `posix-sem`, `shmchan`, `dir`, `posix-mq`,
-    /// `sysv-shm`, `sysv-sem`, `sysv-msg` or `iceoryx2`.
+    /// `sysv-shm`, `sysv-sem`, `sysv-msg`, `iceoryx2` or `zenoh`.
     pub kind: &'static str,
     /// Path, name or key.
     pub name: String,
@@ -206,6 +210,9 @@ pub fn list() -> io::Result<Listing> {
     }
     // The registry.
     let (entries, partial) = registry::read_all()?;
+    let (zenoh, entries): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| e.kind == Kind::Zenoh);
+    zenoh_records(zenoh, &mut out);
     let tables: Vec<(Kind, Vec<sysv::Row>)> = [Kind::SysvShm, Kind::SysvSem, Kind::SysvMsg]
         .into_iter()
         .map(|k| (k, sysv::rows(k)))
@@ -233,6 +240,7 @@ pub fn list() -> io::Result<Listing> {
                 // Neither listed nor pruned.
                 Iox2::Unsure => continue,
             },
+            Kind::Zenoh => unreachable!("listed by zenoh_records"),
         };
         match found {
             Some(f) => out.objects.push(f),
@@ -355,6 +363,69 @@ pub(crate) fn open_our_queue(name: &str) -> io::Result<Option<nix::mqueue::MqdT>
             let _ = mq_close(q);
             Ok(None)
         }
+    }
+}
+
+/// The zenoh segments each zenoh record covers (see [`zenoh_shm`]), as
+/// one object per record; a record that covers none is stale.
+///
+/// A segment goes to the latest record written before it last changed:
+/// a dangling one to the latest of all (a live cell's guard, or `clean`
+/// once that cell is dead, removes it), a held one to the latest live
+/// record (supervisor or a side alive), and if no live record covers it,
+/// to nobody: it is a live process's that is no cell of ours.
+/// A record not of the shape ipclab writes is left alone, as are all of
+/// them when `/dev/shm` cannot be read.
+fn zenoh_records(entries: Vec<Entry>, out: &mut Listing) {
+    let records: Vec<(Entry, u64, bool)> = entries
+        .into_iter()
+        .filter_map(|e| {
+            let since = e.get("since_ns")?.parse::<u64>().ok()?;
+            let sides_alive = e.all("side").any(|p| p.parse().is_ok_and(alive));
+            let live = alive(e.pid) || sides_alive;
+            Some((e, since, live))
+        })
+        .collect();
+    if records.is_empty() {
+        return;
+    }
+    let Ok(segments) = zenoh_shm::segments() else {
+        return;
+    };
+    let mut covered: Vec<Vec<Segment>> = vec![Vec::new(); records.len()];
+    for s in segments {
+        let owner = records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.1 <= s.changed_ns && (r.2 || !s.held))
+            .max_by_key(|(_, r)| r.1)
+            .map(|(i, _)| i);
+        if let Some(i) = owner {
+            covered[i].push(s);
+        }
+    }
+    for ((e, _, live), segs) in records.into_iter().zip(covered) {
+        if segs.is_empty() {
+            out.stale.push(Stale {
+                alive: live,
+                pid: e.pid,
+                record: e.record,
+            });
+            continue;
+        }
+        let ids: Vec<&str> = segs
+            .iter()
+            .map(|s| s.name.strip_suffix(".zenoh").unwrap_or(&s.name))
+            .collect();
+        let name = match ids.as_slice() {
+            [one] => format!("{}/{one}.zenoh", zenoh_shm::SHM_DIR),
+            many => format!("{}/{{{}}}.zenoh", zenoh_shm::SHM_DIR, many.join(",")),
+        };
+        let size = segs.iter().map(|s| s.size).sum::<u64>().to_string();
+        let removal = Removal::Zenoh(segs.iter().map(|s| (s.name.clone(), s.id)).collect());
+        let mut f = recorded(&e, "zenoh", name, size, removal);
+        f.alive = live;
+        out.objects.push(f);
     }
 }
 

@@ -8,8 +8,10 @@
 //!   fifo); shmchan names its segments `shmchan-<pid>-<32 hex>`;
 //! - a *record* in a private registry ([`registry`]) for the rest: System V
 //!   segments, semaphore sets and queues (keys in `0x1cab0000..=0x1cabffff`),
-//!   POSIX message queues, iceoryx2's files. Written before the object is
-//!   made, removed after it is gone.
+//!   POSIX message queues, iceoryx2's files, and for zenoh's segments
+//!   (named by zenoh when it makes them) the time a cell began and its
+//!   sides' pids. Written before the object is made, removed after it is
+//!   gone.
 //!
 //! | file | concern |
 //! |---|---|
@@ -20,6 +22,7 @@
 //! | `listing.rs` | `ls`: find everything of ours |
 //! | `cleaning.rs` | `clean`: remove what a dead creator left |
 //! | `show.rs` | `ls` output |
+//! | `zenoh_shm.rs` | zenoh's segments: find, tell held from dangling, remove |
 
 pub mod cleaning;
 pub mod listing;
@@ -28,3 +31,4 @@ pub mod owned;
 pub mod registry;
 pub mod show;
 pub mod sysv;
+pub mod zenoh_shm;

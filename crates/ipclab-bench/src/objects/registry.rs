@@ -1,7 +1,8 @@
 //! The registry: a record for each object that has no marked name to find
 //! it by (System V objects, which have keys; POSIX message queues, which
 //! cannot be listed where `/dev/mqueue` is not mounted; iceoryx2's files,
-//! whose names iceoryx2 shapes).
+//! whose names iceoryx2 shapes; zenoh's segments, whose names zenoh picks
+//! when it makes them: see [`super::zenoh_shm`]).
 //!
 //! The records live in `$XDG_RUNTIME_DIR/ipclab-registry` when
 //! `XDG_RUNTIME_DIR` is a private directory of ours (absolute, owned by us,
@@ -50,15 +51,18 @@ pub enum Kind {
     SysvMsg,
     PosixMq,
     Iceoryx2,
+    /// A cell's zenoh segments: when it began, and its sides' pids.
+    Zenoh,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::SysvShm,
         Kind::SysvSem,
         Kind::SysvMsg,
         Kind::PosixMq,
         Kind::Iceoryx2,
+        Kind::Zenoh,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +72,7 @@ impl Kind {
             Kind::SysvMsg => "sysv-msg",
             Kind::PosixMq => "posix-mq",
             Kind::Iceoryx2 => "iceoryx2",
+            Kind::Zenoh => "zenoh",
         }
     }
 }
@@ -412,6 +417,14 @@ impl Entry {
         self.fields
             .iter()
             .find(|(k, _)| k == field)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `field` (a field added more than once).
+    pub fn all<'a>(&'a self, field: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(k, _)| k == field)
             .map(|(_, v)| v.as_str())
     }
 

@@ -16,9 +16,22 @@
 //! A row that could not sustain its offered rate is never placed, let
 //! alone named best: it is listed apart with the rate it achieved.
 //!
+//! Under load a pingpong row's p50 is not its verdict ([`Basis`]): with
+//! several pairs (contention, closed loop) the rows are placed by their
+//! round trips per second of all pairs, and at an offered rate (where
+//! every row that sustained it did the same work) by their p99; each row
+//! names its throughput, p50 and p99, and says so where its p50 would
+//! have placed it above the group ahead of it. A spinner preempted by its
+//! neighbours makes most round trips in nanoseconds and stalls for whole
+//! time slices on a few: its p50 stays the lowest while it does the least
+//! work, with the worst tail. Those figures have no interval of their own
+//! (the repetitions record the p50): each borrows its row's relative
+//! interval (at least [`MIN_RELATIVE`]), as the spinning section does.
+//!
 //! Then, when the run varied the load, `spinning` says where the spinning
 //! mechanisms fall behind the sleeping ones.
 
+use crate::interval::MIN_RELATIVE;
 use crate::results::{Row, Run};
 use crate::units::{count_rate, duration, rate, size};
 
@@ -63,15 +76,60 @@ pub fn render(run: &Run) -> String {
 /// (low, centre, high), lower is better: see [`span`].
 type Span = (f64, f64, f64);
 
-/// A row's figure turned so that lower is better (time, or seconds per
-/// message), with its interval in the same sense: (low, centre, high).
-fn span(r: &Row) -> Option<Span> {
+/// What the rows of one condition, pattern and size are placed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Basis {
+    /// The headline figure (`Row::figure`): the p50 round trip (pingpong
+    /// of one pair, closed loop), messages per second (stream), the p50
+    /// run (oneshot).
+    Headline,
+    /// Round trips per second of all pairs: pingpong with several pairs,
+    /// closed loop.
+    RoundTrips,
+    /// The p99 round trip: pingpong at an offered rate.
+    P99,
+}
+
+/// What `rows` (one condition, pattern and size) are placed by.
+pub fn basis(rows: &[&Row]) -> Basis {
+    let Some(r) = rows.first() else {
+        return Basis::Headline;
+    };
+    if r.rtt_ns.is_none() {
+        Basis::Headline
+    } else if r.offered_rate.is_some() {
+        Basis::P99
+    } else if r.pairs > 1 {
+        Basis::RoundTrips
+    } else {
+        Basis::Headline
+    }
+}
+
+/// A row's figure by `basis`, turned so that lower is better (time, or
+/// seconds per message or round trip), with its interval in the same
+/// sense: (low, centre, high). The loaded figures borrow the relative
+/// interval of the headline one.
+fn span(r: &Row, basis: Basis) -> Option<Span> {
     let centre = r.figure().filter(|f| *f > 0.0)?;
     let (low, high) = r.ci95.map_or((centre, centre), |i| (i.low, i.high));
-    Some(if r.higher_is_better() {
-        (1.0 / high, 1.0 / centre, 1.0 / low)
-    } else {
-        (low, centre, high)
+    let borrowed = |v: f64| {
+        let rel = r.ci95.map_or(0.0, |i| i.relative(centre).max(MIN_RELATIVE));
+        (v / (1.0 + rel), v, v * (1.0 + rel))
+    };
+    Some(match basis {
+        Basis::Headline if r.higher_is_better() => (1.0 / high, 1.0 / centre, 1.0 / low),
+        Basis::Headline => (low, centre, high),
+        Basis::RoundTrips => {
+            let rt = r.round_trips?.messages_per_s;
+            (rt > 0.0).then_some(())?;
+            borrowed(1.0 / rt)
+        }
+        Basis::P99 => {
+            let p99 = r.rtt_ns?.p99 as f64;
+            (p99 > 0.0).then_some(())?;
+            borrowed(p99)
+        }
     })
 }
 
@@ -103,11 +161,13 @@ fn placeable(r: &Row, rows: &[&Row]) -> bool {
 /// The rows in groups the intervals cannot tell apart, best group first;
 /// inside a group, best figure first. Rows without a figure, and rows
 /// that cannot be placed ([`placeable`]), are left out.
+/// By [`basis`] of `rows`.
 pub fn verdict_groups<'a>(rows: &[&'a Row]) -> Vec<Vec<&'a Row>> {
+    let basis = basis(rows);
     let mut spans: Vec<(&Row, Span)> = rows
         .iter()
         .filter(|r| placeable(r, rows))
-        .filter_map(|r| Some((*r, span(r)?)))
+        .filter_map(|r| Some((*r, span(r, basis)?)))
         .collect();
     // Connected components of overlapping intervals are runs of the rows
     // sorted by their interval's low end.
@@ -130,13 +190,33 @@ pub fn verdict_groups<'a>(rows: &[&'a Row]) -> Vec<Vec<&'a Row>> {
         .collect()
 }
 
-fn figure_text(r: &Row) -> String {
+fn figure_text(r: &Row, basis: Basis) -> String {
+    if basis != Basis::Headline {
+        return loaded_text(r);
+    }
     let what = match (r.rtt_ns.or(r.oneshot_ns), r.throughput) {
         (Some(s), _) => duration(s.p50 as f64),
         (None, Some(t)) => rate(t.bytes_per_s),
         _ => String::new(),
     };
     super::table::with_interval(what, r)
+}
+
+/// `16.0 k/s round trips, p50 341 ns, p99 174 ms`: what a pingpong row
+/// under load did.
+fn loaded_text(r: &Row) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = r.round_trips {
+        parts.push(format!("{} round trips", count_rate(t.messages_per_s)));
+    }
+    if let Some(s) = r.rtt_ns {
+        parts.push(format!(
+            "p50 {}, p99 {}",
+            duration(s.p50 as f64),
+            duration(s.p99 as f64)
+        ));
+    }
+    parts.join(", ")
 }
 
 fn name(r: &Row) -> String {
@@ -147,17 +227,74 @@ fn name(r: &Row) -> String {
 }
 
 /// (lowest low, highest high) of a group, lower is better.
-fn extent(g: &[&Row]) -> (f64, f64) {
+fn extent(g: &[&Row], basis: Basis) -> (f64, f64) {
     g.iter()
-        .filter_map(|r| span(r))
+        .filter_map(|r| span(r, basis))
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (l, _, h)| {
             (lo.min(l), hi.max(h))
         })
 }
 
+/// The heading's words on what the rows are placed by, under load.
+fn basis_words(basis: Basis) -> &'static str {
+    match basis {
+        Basis::Headline => "",
+        Basis::RoundTrips => {
+            " (placed by round trips per second of all pairs, not by p50: under contention a \
+             p50 hides the stalls)"
+        }
+        Basis::P99 => {
+            " (placed by p99, not by p50: at an offered rate every row that sustained it did \
+             the same work)"
+        }
+    }
+}
+
+/// `; 4.69× fewer round trips than the group above`, by `basis`.
+fn below_words(basis: Basis, times: String) -> String {
+    match basis {
+        Basis::Headline => format!("; {times} slower than the group above"),
+        Basis::RoundTrips => format!("; {times} fewer round trips than the group above"),
+        Basis::P99 => format!("; {times} the p99 of the group above"),
+    }
+}
+
+/// `, though its p50 is lower (341 ns against 10.4 µs)` for a row that the
+/// p50 alone would have put ahead of the group above, under load.
+fn p50_disagrees(basis: Basis, r: &Row, above: &[&Row]) -> String {
+    let best_above = above.iter().filter_map(|a| a.rtt_ns.map(|s| s.p50)).min();
+    match (basis, r.rtt_ns.map(|s| s.p50), best_above) {
+        (Basis::RoundTrips | Basis::P99, Some(mine), Some(theirs)) if mine < theirs => format!(
+            ", though its p50 is lower ({} against {})",
+            duration(mine as f64),
+            duration(theirs as f64)
+        ),
+        _ => String::new(),
+    }
+}
+
+/// A group's range of figures by `basis`, from its lower-is-better
+/// extent.
+fn range_text(g: &[&Row], basis: Basis) -> String {
+    let (lo, hi) = extent(g, basis);
+    match basis {
+        Basis::Headline if g[0].higher_is_better() => {
+            format!("{}–{}", rate_of(g[0], hi), rate_of(g[0], lo))
+        }
+        Basis::Headline => format!("{}–{}", duration(lo), duration(hi)),
+        Basis::RoundTrips => format!(
+            "{}–{} round trips",
+            count_rate(1.0 / hi),
+            count_rate(1.0 / lo)
+        ),
+        Basis::P99 => format!("p99 {}–{}", duration(lo), duration(hi)),
+    }
+}
+
 /// The lines of one condition, pattern and size.
 fn block(rows: &[&Row]) -> String {
     let groups = verdict_groups(rows);
+    let basis = basis(rows);
     if rows.len() < 2 {
         return String::new();
     }
@@ -165,34 +302,30 @@ fn block(rows: &[&Row]) -> String {
         return String::new();
     };
     let mut out = format!(
-        "  {} {}, {}:\n",
+        "  {} {}, {}{}:\n",
         first.pattern,
         size(first.size),
-        first.condition()
+        first.condition(),
+        basis_words(basis)
     );
     for (i, g) in groups.iter().enumerate() {
         let members = g.iter().map(|r| name(r)).collect::<Vec<_>>().join(", ");
         let mut line = if g.len() == 1 {
-            format!("    {members} ({})", figure_text(g[0]))
+            format!("    {members} ({})", figure_text(g[0], basis))
         } else {
-            let (lo, hi) = extent(g);
-            let range = if g[0].higher_is_better() {
-                format!("{}–{}", rate_of(g[0], hi), rate_of(g[0], lo))
-            } else {
-                format!("{}–{}", duration(lo), duration(hi))
-            };
+            let range = range_text(g, basis);
             format!("    {members}: not told apart (intervals overlap in a chain), {range}")
         };
         if i > 0 {
             let above = &groups[i - 1];
-            let ratio = span(g[0]).map(|s| s.1).unwrap_or(f64::NAN)
-                / span(above[0]).map(|s| s.1).unwrap_or(f64::NAN);
-            let (_, above_high) = extent(above);
-            let (below_low, _) = extent(g);
-            line.push_str(&format!(
-                "; {} slower than the group above",
-                times(ratio, below_low / above_high)
-            ));
+            let ratio = span(g[0], basis).map(|s| s.1).unwrap_or(f64::NAN)
+                / span(above[0], basis).map(|s| s.1).unwrap_or(f64::NAN);
+            let (_, above_high) = extent(above, basis);
+            let (below_low, _) = extent(g, basis);
+            line.push_str(&below_words(basis, times(ratio, below_low / above_high)));
+            if g.len() == 1 {
+                line.push_str(&p50_disagrees(basis, g[0], above));
+            }
         }
         out.push_str(&line);
         out.push('\n');
@@ -200,7 +333,7 @@ fn block(rows: &[&Row]) -> String {
     let listed = |keep: &dyn Fn(&Row) -> bool| -> String {
         rows.iter()
             .filter(|r| keep(r))
-            .map(|r| format!("{} ({})", name(r), figure_text(r)))
+            .map(|r| format!("{} ({})", name(r), figure_text(r, basis)))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -253,145 +386,5 @@ fn times(ratio: f64, least: f64) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::interval::Interval;
-    use crate::results::Run;
-    use crate::vs_limit::tests::row;
-
-    pub(crate) fn run_of(rows: Vec<Row>, repeat: usize) -> Run {
-        let mut run: Run = serde_json::from_str(
-            r#"{"schema":1,"ipclab_version":"0","started_at":"now","machine":{"kernel":"k","cpu_model":"c","cpu_count":2,"cpus_allowed":[0,1],"virtualised":false,"clock_source":"tsc"},"timer":{"overhead_ns":20.0,"resolution_ns":1},"settings":{"mechanisms":[],"sizes":[],"patterns":[],"placements":[],"warmup_ns":0,"duration_ns":0,"iterations":null,"verify":true,"segment_size":null,"segments":0},"rows":[],"failures":[],"skipped":[],"complete":true}"#
-        )
-        .unwrap();
-        run.rows = rows;
-        run.settings.repeat = repeat;
-        run
-    }
-
-    /// A row whose figure has a ±`pct` % interval.
-    fn noisy(name: &str, family: &str, pattern: &str, figure: f64, pct: f64) -> Row {
-        let mut r = row(name, family, pattern, 64, false, figure);
-        let centre = r.figure().unwrap();
-        r.ci95 = Some(Interval {
-            low: centre * (1.0 - pct / 100.0),
-            high: centre * (1.0 + pct / 100.0),
-        });
-        r
-    }
-
-    #[test]
-    fn overlapping_intervals_are_one_group_and_only_groups_are_ranked() {
-        let text = render(&run_of(
-            vec![
-                row("limit-futex", "limit", "pingpong", 64, false, 500.0),
-                noisy("pipe", "message-passing", "pingpong", 80_000.0, 10.0),
-                noisy("shm-futex", "shared-memory", "pingpong", 90_000.0, 10.0),
-                noisy("unix-stream", "message-passing", "pingpong", 101_000.0, 5.0),
-                noisy("shm-spin", "shared-memory", "pingpong", 700.0, 10.0),
-                noisy("iceoryx2", "peer", "pingpong", 800.0, 5.0),
-            ],
-            3,
-        ));
-        assert!(text.contains("from 3 repetitions"), "{text}");
-        assert!(
-            text.contains(
-                "    shm-spin, iceoryx2 (peer): not told apart (intervals overlap in a chain), 630 ns–840 ns\n"
-            ),
-            "{text}"
-        );
-        // pipe reaches 88 µs, shm-futex starts at 81 µs and reaches 99 µs,
-        // unix-stream starts at 95.9 µs: one chain, one group.
-        assert!(
-            text.contains("    pipe, shm-futex, unix-stream: not told apart"),
-            "{text}"
-        );
-        assert!(
-            text.contains("114.29× (at least 85.71×) slower than the group above"),
-            "{text}"
-        );
-        assert!(!text.contains("limit-futex"), "{text}");
-    }
-
-    #[test]
-    fn a_row_too_noisy_to_place_does_not_merge_the_groups() {
-        let text = render(&run_of(
-            vec![
-                noisy("shm-spin", "shared-memory", "pingpong", 700.0, 5.0),
-                noisy("pipe", "message-passing", "pingpong", 80_000.0, 5.0),
-                // 1 µs to 199 µs: overlaps both.
-                noisy("udp", "message-passing", "pingpong", 100_000.0, 99.0),
-            ],
-            3,
-        ));
-        assert!(text.contains("    shm-spin (700 ns ±5%)\n"), "{text}");
-        assert!(text.contains("    pipe (80.0 µs ±5%); "), "{text}");
-        assert!(
-            text.contains("too noisy to place (repetitions more than 2× apart): udp (100 µs ±99%)"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn a_row_without_an_interval_beside_rows_with_one_is_not_placed() {
-        let text = render(&run_of(
-            vec![
-                noisy("shm-spin", "shared-memory", "pingpong", 700.0, 5.0),
-                noisy("pipe", "message-passing", "pingpong", 80_000.0, 5.0),
-                row("tcp", "message-passing", "pingpong", 64, false, 90_000.0),
-            ],
-            3,
-        ));
-        assert!(
-            text.contains("    not placed (one repetition, no interval): tcp (90.0 µs)\n"),
-            "{text}"
-        );
-        assert!(!text.contains("tcp (90.0 µs);"), "{text}");
-    }
-
-    #[test]
-    fn throughput_groups_put_the_highest_first() {
-        let run = run_of(
-            vec![
-                noisy("pipe", "message-passing", "stream", 1e6, 5.0),
-                noisy("shm-spin", "shared-memory", "stream", 4e6, 5.0),
-                noisy("memfd", "shared-memory", "stream", 3.9e6, 5.0),
-            ],
-            3,
-        );
-        let rows: Vec<&Row> = run.rows.iter().collect();
-        let groups = verdict_groups(&rows);
-        let names: Vec<Vec<&str>> = groups
-            .iter()
-            .map(|g| g.iter().map(|r| r.mechanism.as_str()).collect())
-            .collect();
-        assert_eq!(names, vec![vec!["shm-spin", "memfd"], vec!["pipe"]]);
-        let text = render(&run);
-        assert!(text.contains("4.00×"), "{text}");
-    }
-
-    #[test]
-    fn without_intervals_every_row_stands_alone_and_says_so() {
-        let text = render(&run_of(
-            vec![
-                row("pipe", "message-passing", "pingpong", 64, false, 12_000.0),
-                row(
-                    "unix-stream",
-                    "message-passing",
-                    "pingpong",
-                    64,
-                    false,
-                    10_000.0,
-                ),
-            ],
-            1,
-        ));
-        assert!(text.contains("differences untested"), "{text}");
-        assert!(text.contains("    unix-stream (10.0 µs)\n"), "{text}");
-        assert!(
-            text.contains("    pipe (12.0 µs); 1.20× slower than the group above\n"),
-            "{text}"
-        );
-        assert_eq!(render(&run_of(Vec::new(), 1)), "");
-    }
-}
+#[path = "summary_tests.rs"]
+pub(crate) mod tests;

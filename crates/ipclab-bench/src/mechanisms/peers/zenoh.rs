@@ -17,16 +17,18 @@
 //! taking the port in between fails the cell, it cannot join the channel.
 //! zenoh's shared-memory segments (`/dev/shm/<u64>.zenoh`, 0600) are
 //! removed by zenoh at exit, which a side that ends with `_exit` (or a
-//! kill) never reaches; the cell's guard removes those that appeared
-//! during the cell and that no live process holds (zenoh's own test: an
-//! exclusive `flock` succeeds).
+//! kill) never reaches. zenoh names them when it makes them, so `prepare`
+//! records the cell's start in the registry instead, before either side
+//! exists, and each side adds its pid before it opens its session (see
+//! [`crate::objects::zenoh_shm`]): the cell's guard removes the segments
+//! changed since that no live process holds (zenoh's own test: an
+//! exclusive `flock` succeeds), and after a `kill -9` of the supervisor
+//! `ipclab ls` and `ipclab clean` find them by the record.
 
-use std::collections::BTreeSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
-use rustix::fs::{FlockOperation, Mode, OFlags, flock, fstat, lstat, open, unlink};
 use rustix::net::SocketType;
 
 use super::zenoh_end::{Link, ZenohEnd};
@@ -34,6 +36,8 @@ use crate::harness::remote::control::random_hex;
 use crate::mechanisms::framed::{read_exact, write_all};
 use crate::mechanisms::inet::{accept_from, bound, dial_tcp, listener, reach_addr};
 use crate::mechanisms::lifeline::{Lifeline, lifelines};
+use crate::objects::registry::{self, Kind, Record};
+use crate::objects::zenoh_shm;
 use crate::transport::{
     ChannelConfig, Copies, CrossHost, Endpoint, Family, Half, Info, Pair, Prepared, Transport,
     protocol_error,
@@ -89,7 +93,7 @@ impl Transport for Zenoh {
     }
 
     fn prepare(&self, _: &ChannelConfig) -> io::Result<Prepared> {
-        let leftovers = self.shm.then(ShmLeftovers::snapshot);
+        let leftovers = self.shm.then(ShmLeftovers::new).transpose()?;
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let (server_life, client_life) = lifelines()?;
         let pair = ZenohPair {
@@ -98,6 +102,7 @@ impl Transport for Zenoh {
             shm: self.shm,
             server_life,
             client_life,
+            record: leftovers.as_ref().map(|l| l.record.clone()),
         };
         Ok(Prepared::with_guard(pair, leftovers))
     }
@@ -113,10 +118,26 @@ struct ZenohPair {
     shm: bool,
     server_life: Lifeline,
     client_life: Lifeline,
+    /// The cell's record of its segments, which each side joins.
+    record: Option<Record>,
+}
+
+impl ZenohPair {
+    /// Adds this side's pid to the cell's record, before its session can
+    /// make a segment: while it lives, `ipclab clean` leaves them.
+    fn join_record(&self) -> io::Result<()> {
+        match &self.record {
+            Some(r) => r
+                .add("side", &std::process::id().to_string())
+                .map_err(|e| io::Error::new(e.kind(), format!("recording this side: {e}"))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Pair for ZenohPair {
     fn server(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
+        self.join_record()?;
         let link = Link::Listen(self.endpoint);
         Ok(Box::new(ZenohEnd::open(
             link,
@@ -127,6 +148,7 @@ impl Pair for ZenohPair {
     }
 
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
+        self.join_record()?;
         let link = Link::Connect(self.endpoint);
         Ok(Box::new(ZenohEnd::open(
             link,
@@ -224,60 +246,30 @@ impl Half for Dialing {
     }
 }
 
-/// zenoh's shared-memory segments that a cell's sides left: the names in
-/// `/dev/shm` ending in `.zenoh` that were not there before the cell. On
-/// drop (both sides reaped), each one that is ours and that no process
-/// holds (an exclusive `flock` succeeds, as zenoh's own clean-up tests
-/// it) is unlinked, if the name still leads to the file examined.
-pub struct ShmLeftovers(BTreeSet<String>);
-
-const SHM_DIR: &str = "/dev/shm";
-
-fn zenoh_segments() -> BTreeSet<String> {
-    std::fs::read_dir(SHM_DIR)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| {
-            n.strip_suffix(".zenoh")
-                .is_some_and(|id| id.parse::<u64>().is_ok())
-        })
-        .collect()
+/// The record of a cell's zenoh segments (see
+/// [`crate::objects::zenoh_shm`]), kept by the supervisor. On drop (both
+/// sides reaped), every segment of ours changed since the cell began that
+/// no process holds is unlinked, then the record.
+pub struct ShmLeftovers {
+    since_ns: u64,
+    record: Record,
 }
 
 impl ShmLeftovers {
-    fn snapshot() -> ShmLeftovers {
-        ShmLeftovers(zenoh_segments())
-    }
-
-    fn remove_if_orphan(name: &str) -> io::Result<()> {
-        let path = format!("{SHM_DIR}/{name}");
-        let fd = open(
-            &path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::empty(),
+    fn new() -> io::Result<ShmLeftovers> {
+        let since_ns = zenoh_shm::now_ns();
+        let record = registry::record(
+            Kind::Zenoh,
+            &crate::objects::marks::random_hex(8)?,
+            &[("since_ns", since_ns.to_string())],
         )?;
-        let st = fstat(&fd)?;
-        if st.st_uid != rustix::process::getuid().as_raw() {
-            return Ok(());
-        }
-        if flock(fd.as_fd(), FlockOperation::NonBlockingLockExclusive).is_err() {
-            // Held by a live process: not a leftover.
-            return Ok(());
-        }
-        let now = lstat(&path)?;
-        if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) {
-            unlink(&path)?;
-        }
-        Ok(())
+        Ok(ShmLeftovers { since_ns, record })
     }
 }
 
 impl Drop for ShmLeftovers {
     fn drop(&mut self) {
-        for name in zenoh_segments().difference(&self.0) {
-            let _ = Self::remove_if_orphan(name);
-        }
+        zenoh_shm::remove_dangling_since(self.since_ns);
+        let _ = self.record.remove();
     }
 }
