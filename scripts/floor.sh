@@ -42,7 +42,7 @@ quiet() { # quiet CMD...: runs CMD with other compilers stopped (with --pause)
 cargo build --release --quiet -p ipclab
 cargo build --release --quiet -p shmchan --example pingpong_bench
 gcc -O2 -o "$tmp/bare" scripts/floor/bare_pingpong.c
-gcc -O2 -o "$tmp/wake" scripts/floor/wake_pingpong.c
+gcc -O2 -o "$tmp/wake_pp" scripts/floor/wake_pingpong.c
 ipclab=./target/release/ipclab
 bench=./target/release/examples/pingpong_bench
 field() { awk -v k="$2" '{for (i = 1; i < NF; i++) if ($i == k) print $(i + 1)}' <<<"$1"; }
@@ -81,7 +81,7 @@ low = min(sleeping, key=lambda r: r["vs_limit"])
 print("%.2f %s" % (low["vs_limit"], low["mechanism"]))
 EOF
   for k in futex futex-timed futex-spin unix eventfd pipe; do
-    w=$(quiet taskset -c 0,1 "$tmp/wake" $k 20000 1000)
+    w=$(quiet taskset -c 0,1 "$tmp/wake_pp" $k 20000 1000)
     echo "$k $(field "$w" p50_ns)" >>"$tmp/wake"
   done
 done
