@@ -182,7 +182,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub fail_fast: bool,
 
-    /// Leave out the limits (limit-spin, limit-futex, limit-copy) that every
+    /// Leave out the limits (limit-spin, limit-futex, limit-bare, limit-copy) that every
     /// run otherwise measures, and so the `× limit` column.
     #[arg(long)]
     pub no_limits: bool,

@@ -90,7 +90,10 @@ fn the_hostile_run_leaves_out_mechanisms_that_trust_their_peer() {
     let group = names("shared-memory");
     assert!(group.contains(&"shm-futex") && group.contains(&"shmchan-block"));
     assert!(!group.contains(&"shm-pthread") && !group.contains(&"cma"));
-    assert_eq!(names("limits"), ["limit-spin", "limit-futex", "limit-copy"]);
+    assert_eq!(
+        names("limits"),
+        ["limit-spin", "limit-futex", "limit-bare", "limit-copy"]
+    );
     assert_eq!(
         names("shm-pthread,limit-copy"),
         ["shm-pthread", "limit-copy"]

@@ -108,6 +108,17 @@ fn every_run_measures_the_limits_and_matches_each_row_to_one() {
     assert!(has("limit-spin", "pingpong", 0), "{rows:?}");
     assert!(has("limit-futex", "pingpong", 0), "{rows:?}");
     assert!(has("limit-copy", "pingpong", 64), "{rows:?}");
+    assert!(has("limit-bare", "pingpong", 64), "{rows:?}");
+    assert!(!has("limit-bare", "stream", 64), "{rows:?}");
+    // Every pingpong row of a size limit-bare was measured at (64 B) is
+    // set against it; the size-0 limits and other patterns have none.
+    for r in v["rows"].as_array().unwrap() {
+        let bare = &r["vs_bare"];
+        match (r["pattern"].as_str().unwrap(), r["size"].as_u64().unwrap()) {
+            ("pingpong", 64) => assert!(bare.as_f64().is_some_and(|x| x > 0.0), "{r}"),
+            _ => assert!(bare.is_null(), "{r}"),
+        }
+    }
     assert!(has("limit-copy", "stream", 64), "{rows:?}");
     assert!(
         !rows
@@ -180,7 +191,37 @@ fn same_core_iterations_leave_the_limits_to_the_duration() {
     }
     assert_eq!(
         rows.len(),
-        6,
-        "pipe and limit-copy twice, limit-spin, limit-futex"
+        7,
+        "pipe and limit-copy twice, limit-spin, limit-futex, limit-bare"
     );
+}
+
+/// limit-bare carries every size both ways, each byte checked, in
+/// pingpong and stream, and a payload flipped on the way is an integrity
+/// error, not a row.
+#[test]
+fn limit_bare_verifies_every_byte_and_fails_on_a_corrupted_payload() {
+    let before = common::ipc_objects();
+    for pattern in [Pattern::Pingpong, Pattern::Stream] {
+        for size in [0, 1, 12, 64, 4096, 65_543] {
+            let o = run_cell(exe(), &spec("limit-bare", pattern, size)).unwrap();
+            assert_eq!(o.client.measured, 8, "{pattern} {size}");
+            assert_eq!(o.server.measured, 8, "{pattern} {size}");
+        }
+    }
+    let failed = ipclab()
+        .args(["run", "-m", "pipe", "-s", "4K", "-p", "pingpong"])
+        .args(["--iterations", "20", "--warmup", "0ms", "--repeat", "1"])
+        .args(["--placement", "unpinned"])
+        .env("IPCLAB_FAULT_CORRUPT_SEQ", "3")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&failed.stdout).to_string()
+        + &String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("integrity error: limit-bare size 4096 sequence 3"),
+        "{text}"
+    );
+    assert_eq!(common::new_objects(&before), Vec::<String>::new());
 }

@@ -88,6 +88,7 @@ fn hand_made_run() -> Run {
                         oneshot_ns: None,
                         vs_limit: None,
                         vs_limit_ci95: None,
+                        vs_bare: None,
                         repetitions: Vec::new(),
                         ci95: None,
                         cpu_ns_per_message: CpuPerMessage {

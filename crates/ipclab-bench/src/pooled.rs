@@ -61,6 +61,10 @@ pub fn rows(measured: &[Measured], order: &[Key]) -> Vec<Row> {
         .iter()
         .map(|m| vs_limit::vs_limit(&limits[m.repetition], &m.row))
         .collect();
+    let bare: Vec<Option<f64>> = measured
+        .iter()
+        .map(|m| vs_limit::vs_bare(&limits[m.repetition], &m.row))
+        .collect();
     let mut by_key: HashMap<Key, Vec<usize>> = HashMap::new();
     for (i, m) in measured.iter().enumerate() {
         by_key.entry(key(&m.row)).or_default().push(i);
@@ -71,7 +75,10 @@ pub fn rows(measured: &[Measured], order: &[Key]) -> Vec<Row> {
             let mine = by_key.get(k)?;
             let parts: Vec<&Measured> = mine.iter().map(|&i| &measured[i]).collect();
             let ratios: Vec<f64> = mine.iter().filter_map(|&i| ratios[i]).collect();
-            Some(pool(&parts, &ratios))
+            let mut row = pool(&parts, &ratios);
+            let bare: Vec<f64> = mine.iter().filter_map(|&i| bare[i]).collect();
+            row.vs_bare = median(&bare);
+            Some(row)
         })
         .collect()
 }

@@ -185,6 +185,12 @@ pub struct Row {
     /// The 95 % interval of `vs_limit` from the repetitions (schema 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_limit_ci95: Option<Interval>,
+    /// Pingpong: how many times `limit-bare`'s p50 (the bare hand-off, the
+    /// minimal C ping-pong's protocol under the same harness) at the same
+    /// size and condition this row's p50 is (see `crate::vs_limit`); paired
+    /// per repetition as `vs_limit` is. Added in schema 3, absent before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_bare: Option<f64>,
     /// Each repetition's headline figure ([`Row::figure`]), in the order
     /// they ran (schema 2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -136,6 +136,7 @@ pub fn row(t: &dyn Transport, spec: &CellSpec, o: CellOutcome) -> Row {
         },
         vs_limit: None,
         vs_limit_ci95: None,
+        vs_bare: None,
         repetitions: Vec::new(),
         ci95: None,
     };

@@ -16,7 +16,7 @@ use crate::harness::scribbler::Noise;
 use crate::harness::spec::{CellSpec, Pattern, Placement, SideReport};
 use crate::harness::topology::{self, MAX_PAIRS};
 use crate::machine::{Machine, allowed_cpus};
-use crate::mechanisms::limits::{LIMIT_COPY, LIMIT_FUTEX, LIMIT_SPIN};
+use crate::mechanisms::limits::{LIMIT_BARE, LIMIT_COPY, LIMIT_FUTEX, LIMIT_SPIN};
 use crate::pooled::{self, Key, Measured};
 use crate::results::{Failure, Row, Run, SCHEMA, Settings, Skipped};
 use crate::transport::{ChannelConfig, Family, Transport};
@@ -579,6 +579,9 @@ fn plan(mechanisms: &[&'static dyn Transport], options: &Options) -> Vec<Cell> {
                         add(&LIMIT_FUTEX, 0);
                     }
                     for &size in &options.sizes {
+                        if options.limits && pattern == Pattern::Pingpong {
+                            add(&LIMIT_BARE, size);
+                        }
                         if options.limits && pattern != Pattern::Oneshot {
                             add(&LIMIT_COPY, size);
                         }

@@ -20,12 +20,20 @@
 //! A row whose limit was not measured (`--no-limits`, a failed limit
 //! cell) gets `null`.
 //!
+//! `vs_bare`, beside it: a pingpong row's p50 over the p50 of `limit-bare`
+//! at the same size and condition, the bare hand-off (the minimal C
+//! ping-pong's protocol, measured by the same harness). `limit-copy`'s
+//! `vs_bare` is the cost of carrying a message through ipclab's own floor
+//! rather than the bare loop; a spinning row's, how far it is from the
+//! hand-off the hardware allows. `null` off pingpong, on `same-core`, and
+//! when `limit-bare` was not measured.
+//!
 //! On `same-core`, two spinners hand over once per scheduler time slice,
 //! so `limit-spin` and `limit-copy` are no floors there: a sleeping
 //! pingpong row is matched with `limit-futex` alone, and every other row
 //! gets `null`.
 
-use crate::mechanisms::limits::{COPY, FUTEX, SPIN};
+use crate::mechanisms::limits::{BARE, COPY, FUTEX, SPIN};
 use std::borrow::Borrow;
 
 use crate::results::Row;
@@ -99,11 +107,27 @@ pub fn vs_limit<R: Borrow<Row>>(rows: &[R], row: &Row) -> Option<f64> {
     ratio.is_finite().then_some(ratio)
 }
 
-/// Sets `vs_limit` on every row from the rows as they are now.
+/// `row`'s p50 over `limit-bare`'s at the same size and condition (see
+/// the module comment).
+pub fn vs_bare<R: Borrow<Row>>(rows: &[R], row: &Row) -> Option<f64> {
+    if row.pattern != "pingpong" || row.placement == "same-core" || row.sustained == Some(false) {
+        return None;
+    }
+    let bare = p50(limit(rows, BARE, "pingpong", row.size, &row.condition()))?;
+    let ratio = row.rtt_ns.map(|s| s.p50 as f64)? / bare;
+    ratio.is_finite().then_some(ratio)
+}
+
+/// Sets `vs_limit` and `vs_bare` on every row from the rows as they are
+/// now.
 pub fn attach(rows: &mut [Row]) {
-    let ratios: Vec<Option<f64>> = rows.iter().map(|r| vs_limit(rows, r)).collect();
-    for (row, ratio) in rows.iter_mut().zip(ratios) {
-        row.vs_limit = ratio;
+    let ratios: Vec<(Option<f64>, Option<f64>)> = rows
+        .iter()
+        .map(|r| (vs_limit(rows, r), vs_bare(rows, r)))
+        .collect();
+    for (row, (limit, bare)) in rows.iter_mut().zip(ratios) {
+        row.vs_limit = limit;
+        row.vs_bare = bare;
     }
 }
 
@@ -174,6 +198,7 @@ pub(crate) mod tests {
             },
             vs_limit: None,
             vs_limit_ci95: None,
+            vs_bare: None,
             repetitions: Vec::new(),
             ci95: None,
         }
@@ -320,5 +345,28 @@ pub(crate) mod tests {
         assert_eq!(ratio("shm-spin", "pingpong"), None);
         assert_eq!(ratio(SPIN, "pingpong"), None);
         assert_eq!(ratio("pipe", "stream"), None);
+    }
+
+    #[test]
+    fn vs_bare_sets_pingpong_rows_over_the_bare_hand_off_of_their_size() {
+        let mut rows = vec![
+            row(BARE, "limit", "pingpong", 64, true, 150.0),
+            row(COPY, "limit", "pingpong", 64, true, 165.0),
+            row("shm-spin", "shared-memory", "pingpong", 64, true, 300.0),
+            row("shm-spin", "shared-memory", "pingpong", 4096, true, 900.0),
+            row("shm-spin", "shared-memory", "stream", 64, true, 1e6),
+        ];
+        attach(&mut rows);
+        assert_eq!(rows[0].vs_bare, Some(1.0));
+        assert!((rows[1].vs_bare.unwrap() - 1.1).abs() < 1e-9);
+        assert_eq!(rows[2].vs_bare, Some(2.0));
+        // No limit-bare at 4 KiB; a stream has none.
+        assert_eq!(rows[3].vs_bare, None);
+        assert_eq!(rows[4].vs_bare, None);
+        for r in &mut rows {
+            r.placement = "same-core".into();
+        }
+        attach(&mut rows);
+        assert!(rows.iter().all(|r| r.vs_bare.is_none()));
     }
 }

@@ -143,6 +143,7 @@ impl Segment {
         liveness::lock_role(fd.as_fd(), role)?;
         let map = initialise(fd.as_fd(), capacity)?;
         protect(&map, role, capacity as u64)?;
+        populate(&map, role);
         let seg = Segment {
             map,
             fd,
@@ -224,6 +225,7 @@ impl Segment {
         let capacity = validate(map.header(), size)?;
         liveness::lock_role(fd.as_fd(), role)?;
         protect(&map, role, capacity)?;
+        populate(&map, role);
         // Relaxed: the lock above makes us the only holder now; the flag
         // says whether somebody held this side before (each side attaches
         // once: its indices start at zero).
@@ -449,7 +451,11 @@ fn initialise(fd: BorrowedFd<'_>, capacity: usize) -> Result<Mapping, Error> {
     rustix::fs::fchmod(fd, Mode::RUSR | Mode::WUSR)?;
     let size = segment_size(capacity);
     rustix::fs::ftruncate(fd, size as u64)?;
+    allocate(fd, size)?;
     let map = Mapping::new(fd, size)?;
+    // `fallocate` on tmpfs reserves the pages but leaves zeroing them to
+    // the first fault: touch them all now, through this mapping.
+    populate(&map, Role::Sender);
     let h = map.header();
     // Relaxed: published by the Release store of the version.
     h.magic.store(MAGIC, Relaxed);
@@ -457,6 +463,46 @@ fn initialise(fd: BorrowedFd<'_>, capacity: usize) -> Result<Mapping, Error> {
     h.capacity.store(capacity as u64, Relaxed);
     h.segment_size.store(size as u64, Relaxed);
     Ok(map)
+}
+
+/// Allocates every page of the new object now (`fallocate`), so that no
+/// message waits for the kernel to find and zero a page of the ring, and a
+/// ring the system has no memory for fails here, not with `SIGBUS` in the
+/// middle of a send. A file system without `fallocate` leaves it to the
+/// first touch, as before.
+fn allocate(fd: BorrowedFd<'_>, size: usize) -> Result<(), Error> {
+    use rustix::fs::{FallocateFlags, fallocate};
+    match fallocate(fd, FallocateFlags::empty(), 0, size as u64) {
+        Ok(()) | Err(Errno::OPNOTSUPP | Errno::NOSYS) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Maps every page of our mapping into this process now
+/// (`MADV_POPULATE_WRITE`, and `_READ` for the receiver's read-only data
+/// area), so that the first lap of a fresh ring takes no page faults and
+/// runs as fast as a warm one. Changes no byte. A hint: a kernel before
+/// 5.14 refuses it, and the pages are then mapped on first touch.
+fn populate(map: &Mapping, role: Role) {
+    use rustix::mm::{Advice, madvise};
+    let base = map.ptr.as_ptr();
+    let (writable, readable) = match role {
+        Role::Sender => (map.len, 0),
+        // `protect` made the data area read-only on this side.
+        Role::Receiver => (HEADER_SIZE.min(map.len), map.len - HEADER_SIZE.min(map.len)),
+    };
+    // SAFETY: both ranges lie within our mapping; populating changes which
+    // pages are mapped, never their contents.
+    unsafe {
+        let _ = madvise(base.cast(), writable, Advice::LinuxPopulateWrite);
+        if readable > 0 {
+            let _ = madvise(
+                base.add(writable).cast(),
+                readable,
+                Advice::LinuxPopulateRead,
+            );
+        }
+    }
 }
 
 fn publish_version(h: &Header) {

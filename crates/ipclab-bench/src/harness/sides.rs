@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::clock::{cpu_ns, mono_ns, switches};
+use super::clock::{Stopwatch, cpu_ns, mono_ns, switches};
 use super::pace::Schedule;
 use super::spec::{CellSpec, Pattern, SideReport};
 use super::window::MeasuredWindow;
-use crate::payload::{Payload, Verifier};
+use crate::payload::{Payload, Series, Verifier};
 use crate::stats::new_histogram;
 use crate::transport::{Endpoint, Received};
 
@@ -150,14 +150,14 @@ pub fn pingpong_client(
     window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
-    let size = spec.channel.size;
+    let series = Series::new(spec.channel.size);
     let mut hist = new_histogram();
     let mut uncorrected = new_histogram();
     let mut cpus = CpuTrace::default();
     cpus.sample();
     let mut round_trip = |seq: u64| -> Result<()> {
-        io.send(ep, Payload::request(seq, size), seq)?;
-        if !io.recv(ep, Payload::reply(seq, size), seq)? {
+        io.send(ep, series.request(seq), seq)?;
+        if !io.recv(ep, series.reply(seq), seq)? {
             return Err(closed_early("server", seq));
         }
         Ok(())
@@ -182,20 +182,30 @@ pub fn pingpong_client(
     let mut t0 = begin;
     let mut last_sent = begin;
     let mut measured = 0;
+    // Closed loop: each round trip timed in ticks of the cheapest clock
+    // (one read per round trip, see `Stopwatch`), the histogram scaled to
+    // nanoseconds at the end; whether time is up is asked of the monotonic
+    // clock every `CLOCK_EVERY` round trips.
+    let watch = Stopwatch::new();
+    let rate = watch.rate();
+    let mut tick = watch.now();
     loop {
         if let Some(n) = spec.iterations {
             if measured >= n {
                 break;
             }
-        } else if spec.enough(measured, t0 - begin) {
-            break;
+        } else if schedule.is_some() || measured % CLOCK_EVERY == 0 {
+            let now = if schedule.is_some() { t0 } else { mono_ns() };
+            if spec.enough(measured, now - begin) {
+                break;
+            }
         }
         match schedule.as_mut() {
             None => {
                 round_trip(seq)?;
-                let t1 = mono_ns();
-                hist.saturating_record(t1 - t0);
-                t0 = t1;
+                let t1 = watch.now();
+                hist.saturating_record(t1.wrapping_sub(tick));
+                tick = t1;
             }
             Some(s) => {
                 let due = s.wait_next();
@@ -216,6 +226,11 @@ pub fn pingpong_client(
     let (cpu1, end, (voluntary, involuntary)) = (cpu_ns(), mono_ns(), switches.since());
     cpus.sample();
     ep.finish().context("finish failed")?;
+    let scale = if schedule.is_none() {
+        rate.ns_per_tick()
+    } else {
+        1.0
+    };
     Ok(SideReport {
         measured,
         total: seq,
@@ -223,7 +238,10 @@ pub fn pingpong_client(
         wall_ns: end - begin,
         cpu_ns: cpu1 - cpu0,
         rounds: ep.rounds(),
-        histogram: recorded(&hist),
+        histogram: recorded(&hist)
+            .into_iter()
+            .map(|(ticks, n)| ((ticks as f64 * scale).round() as u64, n))
+            .collect(),
         uncorrected: if schedule.is_some() {
             recorded(&uncorrected)
         } else {
@@ -267,7 +285,7 @@ pub fn server(
     reply: bool,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
-    let size = spec.channel.size;
+    let series = Series::new(spec.channel.size);
     let stall = stall_from_env();
     let mut cpus = CpuTrace::default();
     cpus.sample();
@@ -283,7 +301,7 @@ pub fn server(
     let mut previous_arrival = 0;
     let mut arrivals = [0u64; LATE_MAX as usize];
     loop {
-        if !io.recv(ep, Payload::request(seq, size), seq)? {
+        if !io.recv(ep, series.request(seq), seq)? {
             break;
         }
         if opened.is_none() {
@@ -325,7 +343,7 @@ pub fn server(
             std::thread::sleep(pause);
         }
         if reply {
-            io.send(ep, Payload::reply(seq, size), seq)?;
+            io.send(ep, series.reply(seq), seq)?;
         }
         if last == Some(seq) {
             let switches = opened.as_ref().map_or((0, 0), |o| o.3.since());
@@ -363,13 +381,13 @@ pub fn stream_client(
     window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
-    let size = spec.channel.size;
+    let series = Series::new(spec.channel.size);
     let mut cpus = CpuTrace::default();
     cpus.sample();
     let mut seq = 0;
     let attached = mono_ns();
     while seq % CLOCK_EVERY != 0 || window.warming(attached, spec.warmup_ns, mono_ns()) {
-        io.send(ep, Payload::request(seq, size), seq)?;
+        io.send(ep, series.request(seq), seq)?;
         seq += 1;
     }
     let (cpu0, begin, switches) = (cpu_ns(), mono_ns(), Switches::start());
@@ -385,7 +403,7 @@ pub fn stream_client(
         } else if measured % CLOCK_EVERY == 0 && spec.enough(measured, mono_ns() - begin) {
             break;
         }
-        io.send(ep, Payload::request(seq, size), seq)?;
+        io.send(ep, series.request(seq), seq)?;
         seq += 1;
         measured += 1;
         if measured % 1024 == 0 {
@@ -415,14 +433,14 @@ pub fn oneshot_client(
     window: &dyn MeasuredWindow,
 ) -> Result<SideReport> {
     let io = Integrity::new(spec);
-    let size = spec.channel.size;
+    let series = Series::new(spec.channel.size);
     let mut cpus = CpuTrace::default();
     cpus.sample();
     window
         .open(0, mono_ns())
         .context("publishing the measured window")?;
-    io.send(ep, Payload::request(0, size), 0)?;
-    if !io.recv(ep, Payload::reply(0, size), 0)? {
+    io.send(ep, series.request(0), 0)?;
+    if !io.recv(ep, series.reply(0), 0)? {
         return Err(closed_early("server", 0));
     }
     ep.finish().context("finish failed")?;

@@ -31,6 +31,12 @@ pub fn lifelines() -> io::Result<(Lifeline, Lifeline)> {
 /// This side's end of the lifeline; the peer holds the other end.
 pub struct Lifeline(OwnedFd);
 
+impl AsFd for Lifeline {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 impl Lifeline {
     /// A lifeline over another stream socket that neither end writes to
     /// (a TCP connection, across hosts).

@@ -78,6 +78,7 @@ pub static REGISTRY: &[&dyn Transport] = &[
     &self::shmchan::BLOCK,
     &self::shmchan::ADAPTIVE,
     &self::shmchan::LOAN_SPIN,
+    &self::shmchan::LOAN_BLOCK,
     &self::shmchan::LOAN_ADAPTIVE,
     // The same rings through the rendezvous, waited on by tokio.
     &shmchan_async::ASYNC,
@@ -119,7 +120,7 @@ pub fn known_names() -> String {
         .join(", ")
 }
 
-const LIMITS_ALWAYS: &str = "the limits (limit-spin, limit-futex, limit-copy) are measured in every run; --no-limits leaves them out";
+const LIMITS_ALWAYS: &str = "the limits (limit-spin, limit-futex, limit-bare, limit-copy) are measured in every run; --no-limits leaves them out";
 
 /// Resolves a comma-separated list of names and groups (`message-passing`,
 /// `shared-memory`, `peer`, `all`), keeping registry order and dropping

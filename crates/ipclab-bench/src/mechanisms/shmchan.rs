@@ -1,7 +1,8 @@
 //! `shmchan-spin`, `shmchan-block`, `shmchan-adaptive`: the shmchan
 //! library, one channel each way, with each of its wait policies, the
 //! receiver copying every message out (safe with a hostile sender);
-//! `shmchan-loan-spin`, `shmchan-loan-adaptive`: the same with the
+//! `shmchan-loan-spin`, `shmchan-loan-block`, `shmchan-loan-adaptive`: the
+//! same with the
 //! in-place receive (`Receiver::recv_in_place`), which checks each message
 //! where it lies in the ring and trusts the sender not to write it after
 //! publishing: the price of hostile-safety is the difference.
@@ -19,7 +20,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use ::shmchan::{DEFAULT_CAPACITY, Error, Options, Receiver, Sender, Wait};
+use ::shmchan::{Error, Options, Receiver, Sender, Wait};
 
 use crate::mechanisms::shm::region::Mapping;
 use crate::transport::{
@@ -27,14 +28,24 @@ use crate::transport::{
     Prepared, Received, SharedMemory, Transport, protocol_error,
 };
 
-/// The default ring for messages of `size` bytes: room for four of them
-/// (a record is at most a quarter of the ring, so a message goes in one
-/// round), at least shmchan's default and at most 16 MiB. The ring engine's
-/// mechanisms get segments sized to the message in the same way; a fixed
-/// 256 KiB ring would carry a 4 MiB message in 64 rounds and measure the
-/// ring size rather than the library.
-pub(super) fn ring_for(size: usize) -> usize {
-    size.saturating_mul(4).clamp(DEFAULT_CAPACITY, 16 << 20)
+/// The ring for messages of `size` bytes, sized as iceoryx2's data
+/// segment is (`peers::iceoryx2`): as many messages in flight as the other
+/// shared-memory mechanisms keep (`ChannelConfig::segments_for`: about
+/// 4 MiB worth, 4 to 64), each a record of its payload and a 16-byte
+/// header, rounded up to a power of two, at least shmchan's smallest ring
+/// and at most 1 GiB. So each shmchan policy is compared with the peer on
+/// the same memory: at 64 B an 8 KiB ring that stays in the cache rather
+/// than 256 KiB that does not, at 4 MiB 16 MiB (a message is one record,
+/// lent or copied whole).
+pub(super) fn ring_for(config: &ChannelConfig) -> usize {
+    let record = config.size.saturating_add(16).next_multiple_of(16);
+    // At least four: a record is at most a quarter of the ring, and a
+    // message of one record is lent (and received in place) whole.
+    let in_flight = config.segments_for(config.size.max(1)).max(4);
+    record
+        .saturating_mul(in_flight)
+        .clamp(::shmchan::MIN_CAPACITY, ::shmchan::MAX_CAPACITY)
+        .next_power_of_two()
 }
 
 /// How a side receives.
@@ -91,6 +102,15 @@ pub static LOAN_SPIN: ShmChan = ShmChan {
     receive: Receive::InPlace,
 };
 
+pub static LOAN_BLOCK: ShmChan = ShmChan {
+    name: "shmchan-loan-block",
+    wait: Wait::Block,
+    sync: "futex (woken only when asleep)",
+    summary: "the shmchan library, sleeping on a futex at once, receiving in place (recv_in_place): no copy, trusts the sender",
+    polls: false,
+    receive: Receive::InPlace,
+};
+
 pub static LOAN_ADAPTIVE: ShmChan = ShmChan {
     name: "shmchan-loan-adaptive",
     wait: Wait::Adaptive { spin: 2_000 },
@@ -139,16 +159,12 @@ impl Transport for ShmChan {
     fn limits(&self) -> Vec<Limit> {
         vec![Limit::new(
             "ring each way (--segment-size sets it)",
-            format!(
-                "4 messages' worth, {} KiB to 16 MiB",
-                DEFAULT_CAPACITY >> 10
-            ),
+            "as iceoryx2's segment: the messages in flight (about 4 MiB worth, 4 to 64) as records, rounded up to a power of two",
         )]
     }
 
     fn prepare(&self, config: &ChannelConfig) -> io::Result<Prepared> {
-        let opts =
-            Options::new().capacity(config.segment_size.unwrap_or_else(|| ring_for(config.size)));
+        let opts = Options::new().capacity(config.segment_size.unwrap_or_else(|| ring_for(config)));
         // Memfds: they die with the last process that holds them.
         Ok(Prepared::new(Segments {
             to_server: opts.create_anonymous()?,

@@ -77,7 +77,7 @@ impl Transport for ShmChanAsync {
         let name = format!("ipclab-shmchan-async-{:032x}", u128::from_le_bytes(b));
         let capacity = config
             .segment_size
-            .unwrap_or_else(|| super::shmchan::ring_for(config.size));
+            .unwrap_or_else(|| super::shmchan::ring_for(config));
         let listener = options().capacity(capacity).bind_abstract(&name)?;
         Ok(Prepared::new(Rendezvous {
             listener,

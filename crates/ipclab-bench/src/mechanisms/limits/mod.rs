@@ -7,6 +7,7 @@
 //! | `limit-spin` | two processes ping-pong one shared cache line by spinning | pingpong, size 0 |
 //! | `limit-futex` | the same word with bare `FUTEX_WAIT`/`FUTEX_WAKE`, no spinning | pingpong, size 0 |
 //! | `limit-copy` | the writer fills SIZE bytes in shared memory, the reader checks all of them; the simplest spinning ring | pingpong and stream, every size |
+//! | `limit-bare` | the minimal C ping-pong in Rust: a sequence word per direction, the payload copied into one slot and out of it | pingpong, every size |
 //!
 //! They are [`Transport`]s run by the same supervisor, in the same forked
 //! and pinned processes, as every mechanism, but they are not in the
@@ -14,11 +15,13 @@
 //! them out), and `vs_limit` matches each row to them (see
 //! `crate::vs_limit`). `limit-spin` and `limit-futex` carry no payload, so
 //! they refuse any size but 0; `limit-copy` carries and verifies the
-//! payload like any mechanism and passes the conformance suite.
+//! payload like any mechanism and passes the conformance suite, as does
+//! `limit-bare`, against which `vs_bare` sets every pingpong row.
 //!
 //! All three live in an anonymous `MAP_SHARED` mapping made before the
 //! fork: no name, nothing that can outlive the processes.
 
+mod bare;
 mod copy;
 mod shared;
 mod turn;
@@ -28,6 +31,7 @@ use crate::transport::{Copies, Family, Info, Transport};
 pub const SPIN: &str = "limit-spin";
 pub const FUTEX: &str = "limit-futex";
 pub const COPY: &str = "limit-copy";
+pub const BARE: &str = "limit-bare";
 
 pub static LIMIT_SPIN: turn::Turn = turn::Turn {
     info: Info {
@@ -61,11 +65,13 @@ pub static LIMIT_FUTEX: turn::Turn = turn::Turn {
 
 pub static LIMIT_COPY: copy::Copy = copy::Copy;
 
+pub static LIMIT_BARE: bare::Bare = bare::Bare;
+
 /// Every limit, in the order the suite runs them.
-pub static LIMITS: &[&dyn Transport] = &[&LIMIT_SPIN, &LIMIT_FUTEX, &LIMIT_COPY];
+pub static LIMITS: &[&dyn Transport] = &[&LIMIT_SPIN, &LIMIT_FUTEX, &LIMIT_BARE, &LIMIT_COPY];
 
 /// The limits that carry a payload of any size, for the conformance suite.
-pub static CONFORMING: &[&dyn Transport] = &[&LIMIT_COPY];
+pub static CONFORMING: &[&dyn Transport] = &[&LIMIT_BARE, &LIMIT_COPY];
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@
 //! loop.
 
 use std::io;
+use std::os::fd::AsFd;
 
 use crate::mechanisms::lifeline::{Lifeline, lifelines};
 use crate::mechanisms::shm::region::{Mapping, Side};
@@ -80,6 +81,11 @@ impl Shared {
     /// After a bounded sleep: an error if the peer process died.
     pub fn check_peer(&self, what: &str) -> io::Result<()> {
         self.lifeline.check(what)
+    }
+
+    /// This side's end of the lifeline, for a watchdog that waits on it.
+    pub fn lifeline_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.lifeline.as_fd()
     }
 }
 

@@ -7,16 +7,26 @@
 //! waiter flag to save the wake). No payload moves, so only size 0 is
 //! accepted: this is the hand-over alone, the floor under every
 //! mechanism's round trip.
+//!
+//! `limit-futex` sleeps without a timeout: a `FUTEX_WAIT` with one arms a
+//! high-resolution timer on every sleep and cancels it on every wake, two
+//! timer reprogrammings (in a VM, exits to the host) per hand-over that
+//! made the futex slower than a Unix socket here (README, "A sleeping
+//! floor"). A dead peer is noticed by a [`Watchdog`] thread instead,
+//! asleep in `poll` on the lifeline: when the kernel hangs it up, the
+//! watchdog marks the peer dead and wakes the waiter.
 
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread::JoinHandle;
 
 use rustix::io::Errno;
 use rustix::thread::futex;
 
 use super::shared::{Shared, SharedPair, no_payload, peer_gone};
 use crate::mechanisms::shm::region::Side;
-use crate::mechanisms::shm::semaphores::WAIT_SLICE;
 use crate::transport::{
     ChannelConfig, Check, Endpoint, Fill, Info, Pair, Prepared, Received, SharedMemory, Transport,
 };
@@ -67,26 +77,112 @@ struct TurnPair {
 }
 
 impl TurnPair {
-    fn take(self, side: Side) -> Box<dyn Endpoint> {
-        Box::new(TurnEnd {
-            shared: self.shared.take(side),
+    fn take(self, side: Side) -> io::Result<Box<dyn Endpoint>> {
+        let shared = self.shared.take(side);
+        let watchdog = if self.futex {
+            // SAFETY: the mapping holds a `Line` and outlives the watchdog
+            // (`TurnEnd` drops its watchdog, joining it, before `shared`).
+            let line = unsafe { &*shared.map.as_ptr().cast::<Line>() };
+            let word = &line.posted[side.rx_dir()] as *const AtomicU32 as usize;
+            Some(Watchdog::start(&shared, word)?)
+        } else {
+            None
+        };
+        Ok(Box::new(TurnEnd {
+            watchdog,
+            shared,
             name: self.name,
             futex: self.futex,
             sent: 0,
             taken: 0,
             received: 0,
             finished: false,
+        }))
+    }
+}
+
+/// `limit-futex`'s watch on the peer: a thread asleep in `poll` on this
+/// side's lifeline (and on an eventfd that stops it). When the peer dies,
+/// it sets `dead` and wakes the futex word this side sleeps on, again
+/// every [`Watchdog::REWAKE`] (a side about to sleep may have looked at
+/// `dead` just before it was set), until stopped.
+struct Watchdog {
+    dead: Arc<AtomicBool>,
+    stop: OwnedFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    const REWAKE: rustix::time::Timespec = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 10_000_000,
+    };
+
+    /// Watches `shared`'s lifeline; `word` is the address of the futex
+    /// word this side sleeps on, valid until the watchdog is dropped.
+    fn start(shared: &Shared, word: usize) -> io::Result<Watchdog> {
+        use rustix::event::{EventfdFlags, PollFd, PollFlags, eventfd, poll};
+        let lifeline = rustix::io::fcntl_dupfd_cloexec(shared.lifeline_fd(), 0)?;
+        let stop = eventfd(0, EventfdFlags::CLOEXEC)?;
+        let stop_here = rustix::io::fcntl_dupfd_cloexec(&stop, 0)?;
+        let dead = Arc::new(AtomicBool::new(false));
+        let flag = dead.clone();
+        let thread = std::thread::Builder::new()
+            .name("limit-futex-watchdog".into())
+            .spawn(move || {
+                // SAFETY: `start`'s contract: the word outlives this thread,
+                // which `Drop` joins first.
+                let word = unsafe { &*(word as *const AtomicU32) };
+                let mut timeout = None;
+                loop {
+                    let mut fds = [
+                        PollFd::new(&lifeline, PollFlags::IN),
+                        PollFd::new(&stop_here, PollFlags::IN),
+                    ];
+                    match poll(&mut fds, timeout.as_ref()) {
+                        Ok(_) | Err(Errno::INTR) => {}
+                        Err(_) => return,
+                    }
+                    if !fds[1].revents().is_empty() {
+                        return;
+                    }
+                    if timeout.is_some() || !fds[0].revents().is_empty() {
+                        // Release: pairs with the Acquire load in `sleep`.
+                        flag.store(true, Ordering::Release);
+                        let _ = futex::wake(word, futex::Flags::empty(), u32::MAX);
+                        timeout = Some(Self::REWAKE);
+                    }
+                }
+            })?;
+        Ok(Watchdog {
+            dead,
+            stop,
+            thread: Some(thread),
         })
+    }
+
+    fn peer_dead(&self) -> bool {
+        // Acquire: pairs with the Release store in the thread.
+        self.dead.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = rustix::io::write(&self.stop, &1u64.to_ne_bytes());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
 impl Pair for TurnPair {
     fn server(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
-        Ok(self.take(Side::Server))
+        self.take(Side::Server)
     }
 
     fn client(self: Box<Self>) -> io::Result<Box<dyn Endpoint>> {
-        Ok(self.take(Side::Client))
+        self.take(Side::Client)
     }
 
     fn shared_memory(&mut self) -> io::Result<Vec<SharedMemory>> {
@@ -95,6 +191,8 @@ impl Pair for TurnPair {
 }
 
 struct TurnEnd {
+    /// `limit-futex` only; dropped (and joined) before the mapping.
+    watchdog: Option<Watchdog>,
     shared: Shared,
     name: &'static str,
     futex: bool,
@@ -147,23 +245,15 @@ impl TurnEnd {
         if let Some(found) = self.look() {
             return Ok(Some(found));
         }
-        let slice = futex::Timespec {
-            tv_sec: WAIT_SLICE.as_secs() as _,
-            tv_nsec: WAIT_SLICE.subsec_nanos() as _,
-        };
+        if self.watchdog.as_ref().is_some_and(Watchdog::peer_dead) {
+            self.shared.check_peer("a message")?;
+        }
         // Sleeps only while the counter still equals what we have taken;
         // shared (not private) futex: the kernel finds the waiter by page.
-        match futex::wait(
-            self.incoming(),
-            futex::Flags::empty(),
-            self.taken,
-            Some(&slice),
-        ) {
+        // No timeout (see the module's notes): the watchdog wakes us if
+        // the peer dies.
+        match futex::wait(self.incoming(), futex::Flags::empty(), self.taken, None) {
             Ok(()) | Err(Errno::AGAIN | Errno::INTR) => Ok(None),
-            Err(Errno::TIMEDOUT) => {
-                self.shared.check_peer("a message")?;
-                Ok(None)
-            }
             Err(e) => Err(e.into()),
         }
     }
