@@ -164,6 +164,22 @@ pub fn wait_any(
     if receivers.len() > FUTEX_WAITV_MAX {
         return wait_any_on_bells(receivers, timeout);
     }
+    // A ready receiver (the lowest index) costs no system call.
+    if let Some(i) = receivers
+        .iter_mut()
+        .position(|rx| Member::ready(&mut **rx, 0))
+    {
+        return Ok(i);
+    }
+    // Each bell is read before the sleep, as `wait_any` always did (its
+    // `arm`): a sender that died hung its bell up, and its receiver is
+    // ready now. The engine's own look at the peers comes only a
+    // `PEER_CHECK` after its first wait, and this engine lives for one
+    // call: without this, calls with timeouts shorter than that never
+    // saw a dead sender.
+    for rx in receivers.iter_mut() {
+        Member::rung(&mut **rx);
+    }
     // Sleeps at once, as `wait_any` always did (poll(2) on the bells).
     let mut engine = Engine::new(Backend::Futex, Wait::Block);
     let mut ready = Vec::new();

@@ -779,3 +779,42 @@ fn hostile_clients_neither_break_nor_hang_the_set() {
         assert!(reap(child).success());
     }
 }
+
+/// `wait_any` as it was before it became a wait set: a receiver whose
+/// sender process died is returned at once, whatever the timeout (its
+/// bell hung up), even `Some(ZERO)`. A caller that polls `wait_any` with
+/// timeouts shorter than `PEER_CHECK` must see the death too, not time
+/// out for ever.
+#[test]
+fn wait_any_returns_a_dead_sender_at_once() {
+    if child_role().is_some() {
+        let _conn = Options::new()
+            .capacity(4096)
+            .connect_abstract(child_env("SHMCHAN_NAME"))
+            .unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(1)); // until killed
+        }
+    }
+    let name = fresh_name("anydead");
+    let listener = Options::new().capacity(4096).bind_abstract(&name).unwrap();
+    let mut child = spawn(
+        "wait_any_returns_a_dead_sender_at_once",
+        "sender",
+        &[("SHMCHAN_NAME", &name)],
+        None,
+    );
+    let (_tx, mut rx) = listener.accept().unwrap().into_split();
+    assert!(matches!(
+        shmchan::wait_any(&mut [&mut rx], Some(Duration::ZERO)),
+        Err(Error::Timeout)
+    ));
+    signal(&child, Signal::KILL);
+    assert!(!reap(&mut child).success());
+    assert_eq!(
+        shmchan::wait_any(&mut [&mut rx], Some(Duration::ZERO)).unwrap(),
+        0,
+        "the dead sender's receiver is ready at once"
+    );
+    assert!(matches!(rx.try_recv(), Err(Error::PeerGone)));
+}

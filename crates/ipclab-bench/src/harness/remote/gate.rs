@@ -117,6 +117,11 @@ impl Gate {
             next: now,
             last: now,
         });
+        // Quiet for `FORGET`: a new count, whether or not `forget` ran
+        // (it prunes only when the map is full).
+        if now.saturating_duration_since(strikes.last) >= FORGET {
+            strikes.wrong = 0;
+        }
         strikes.wrong = strikes.wrong.saturating_add(1);
         strikes.last = now;
         let wait = delay(strikes.wrong);
@@ -224,6 +229,25 @@ mod tests {
             gate.check(a, &serde_json::json!({"type": "hello"}), now),
             Verdict::Garbage(_)
         ));
+    }
+
+    /// The module's promise: an address's count is forgotten after
+    /// `FORGET` without a wrong token, even while fewer than
+    /// `MAX_ADDRESSES` are remembered (a typo a day later starts at 1,
+    /// with the shortest wait, not where yesterday's left off).
+    #[test]
+    fn a_count_is_forgotten_after_forget() {
+        let mut gate = Gate::new("0123456789abcdef");
+        let a: IpAddr = "198.18.0.1".parse().unwrap();
+        let now = Instant::now();
+        for _ in 0..6 {
+            gate.check(a, &hello("nope"), now);
+        }
+        let later = now + FORGET + Duration::from_secs(1);
+        match gate.check(a, &hello("nope"), later) {
+            Verdict::Wrong { count, delay: d } => assert_eq!((count, d), (1, FIRST_DELAY)),
+            _ => panic!("a wrong token let in"),
+        }
     }
 
     #[test]
