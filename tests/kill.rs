@@ -36,9 +36,10 @@ fn names() -> Vec<&'static str> {
         .collect()
 }
 
-/// limit-spin and limit-futex run only in pingpong (at size 0).
+/// limit-spin and limit-futex run only in pingpong (at size 0), and
+/// limit-bare only in pingpong (at every size).
 fn pingpong_only(name: &str) -> bool {
-    matches!(name, "limit-spin" | "limit-futex")
+    matches!(name, "limit-spin" | "limit-futex" | "limit-bare")
 }
 
 fn is_limit(name: &str) -> bool {
