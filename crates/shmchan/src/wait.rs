@@ -99,13 +99,15 @@ impl Watch for Forever {
     }
 }
 
-/// Waits until `ready` returns true. `me` is this side's [`Waiter`].
-pub(crate) fn wait_until(
+/// The phases of a wait before it sleeps: polls `ready` as `policy` says
+/// (for ever under `Spin`), then yields a few times (`Adaptive`); true as
+/// soon as `ready` is. Shared by the channel's and the broadcast's waits,
+/// which differ only in how they sleep.
+pub(crate) fn spin_then_yield(
     policy: Wait,
-    me: &Waiter,
     ready: &mut dyn FnMut() -> Result<bool, Error>,
     watch: &mut dyn Watch,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let (spins, yields) = match policy {
         Wait::Spin => (u32::MAX, 0),
         Wait::Block => (0, 0),
@@ -114,7 +116,7 @@ pub(crate) fn wait_until(
     let mut i = 0u32;
     while policy == Wait::Spin || i < spins {
         if ready()? {
-            return Ok(());
+            return Ok(true);
         }
         sync::spin_hint();
         i = i.wrapping_add(1);
@@ -124,10 +126,23 @@ pub(crate) fn wait_until(
     }
     for _ in 0..yields {
         if ready()? {
-            return Ok(());
+            return Ok(true);
         }
         sync::yield_now();
         watch.check()?;
+    }
+    Ok(false)
+}
+
+/// Waits until `ready` returns true. `me` is this side's [`Waiter`].
+pub(crate) fn wait_until(
+    policy: Wait,
+    me: &Waiter,
+    ready: &mut dyn FnMut() -> Result<bool, Error>,
+    watch: &mut dyn Watch,
+) -> Result<(), Error> {
+    if spin_then_yield(policy, ready, watch)? {
+        return Ok(());
     }
     // Relaxed: we are the only writer of our epoch and of our bell word.
     let mut epoch = me.epoch.load(Ordering::Relaxed);

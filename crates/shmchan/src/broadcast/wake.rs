@@ -30,7 +30,7 @@
 
 use crate::error::Error;
 use crate::sync::{self, AtomicU32, Ordering, fence};
-use crate::wait::{CHECK_EVERY, Wait, Watch, YIELDS};
+use crate::wait::{Wait, Watch, spin_then_yield};
 
 /// Bit 0 of the bell: somebody sleeps or is about to.
 const ASLEEP: u32 = 1;
@@ -43,28 +43,8 @@ pub(crate) fn wait_until(
     ready: &mut dyn FnMut() -> Result<bool, Error>,
     watch: &mut dyn Watch,
 ) -> Result<(), Error> {
-    let (spins, yields) = match policy {
-        Wait::Spin => (u32::MAX, 0),
-        Wait::Block => (0, 0),
-        Wait::Adaptive { spin } => (spin, YIELDS),
-    };
-    let mut i = 0u32;
-    while policy == Wait::Spin || i < spins {
-        if ready()? {
-            return Ok(());
-        }
-        sync::spin_hint();
-        i = i.wrapping_add(1);
-        if i % CHECK_EVERY == 0 {
-            watch.check()?;
-        }
-    }
-    for _ in 0..yields {
-        if ready()? {
-            return Ok(());
-        }
-        sync::yield_now();
-        watch.check()?;
+    if spin_then_yield(policy, ready, watch)? {
+        return Ok(());
     }
     loop {
         let Some(word) = arm(bell, ready)? else {
